@@ -1,0 +1,5 @@
+import sys
+
+from leadingterms.cli import main
+
+sys.exit(main())
