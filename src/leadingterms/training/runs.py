@@ -1,0 +1,96 @@
+"""Reading a finished (or running) training run: :func:`load_run`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from leadingterms.errors import LeadingTermsError
+from leadingterms.persist import read_json
+from leadingterms.training.checkpoints import checkpoint_paths, list_checkpoints, load_checkpoint_raw
+from leadingterms.training.config import TrainConfig
+from leadingterms.training.runner import BASIS_DIR, CONFIG_FILE, SUMMARY_FILE
+from leadingterms.training.tracking import read_metrics
+
+
+@dataclass
+class Run:
+    """A run directory written by :func:`leadingterms.training.train`.
+
+    - ``config``: the TrainConfig; ``info``: the whole RUN/config.json (corpus hash, V, T, N,
+      steps_per_epoch, total_steps, model config, theory caveats).
+    - ``metrics``: the metrics.jsonl rows (see leadingterms.training.tracking), ascending step.
+    - ``summary``: summary.json, or None while the run is unfinished.
+    - ``checkpoints``: {step: path of step_{s:06d}.safetensors}, ascending.
+    """
+
+    path: Path
+    config: TrainConfig
+    info: dict[str, Any]
+    metrics: list[dict[str, Any]]
+    summary: dict[str, Any] | None
+    checkpoints: dict[int, Path]
+
+    def _step(self, step: int | None) -> int:
+        if not self.checkpoints:
+            raise LeadingTermsError(f"run {self.path} has no checkpoints")
+        if step is None:
+            return max(self.checkpoints)
+        if step not in self.checkpoints:
+            raise LeadingTermsError(
+                f"run {self.path} has no checkpoint at step {step}; available: {sorted(self.checkpoints)}"
+            )
+        return step
+
+    def load_checkpoint(self, step: int | None = None, *, device: torch.device | str | None = None) -> Any:
+        """The model (AttentionOnlyTransformer, eval mode) at checkpoint ``step`` (None: the latest)."""
+        from leadingterms.model import AttentionOnlyTransformer
+
+        s = self._step(step)
+        groups, meta = load_checkpoint_raw(self.path, s)
+        init = str((meta.get("model") or {}).get("init", self.config.init))
+        model = AttentionOnlyTransformer.from_state_dict(groups["model"], init=init, device=device)
+        return model.eval()
+
+    def checkpoint_state(self, step: int | None = None) -> tuple[dict[str, dict[str, torch.Tensor]],
+                                                                 dict[str, Any]]:
+        """Raw checkpoint: ({"model", "shadow", "optim"} tensors, metadata)."""
+        return load_checkpoint_raw(self.path, self._step(step))
+
+    def shadow_weights(self, step: int | None = None) -> dict[str, torch.Tensor]:
+        """The SPEC §5 shadow weights stored with checkpoint ``step`` (model parameter names)."""
+        groups, _ = self.checkpoint_state(step)
+        sh = groups["shadow"]
+        if not sh:
+            raise LeadingTermsError(f"run {self.path} did not track the shadow")
+        from leadingterms.predict import layered
+
+        return layered(W_O=sh["W_O"], W=sh["W"], V=sh["V"], P=sh["P"], layers=self.config.layers)
+
+    def basis(self) -> Any:
+        """The full-corpus basis the run compared with (--stats DIR or RUN/basis/)."""
+        from leadingterms.basis import load_basis
+
+        return load_basis(Path(self.config.stats) if self.config.stats else self.path / BASIS_DIR)
+
+
+def load_run(run_dir: str | Path) -> Run:
+    """Read RUN/config.json, metrics.jsonl, summary.json and the checkpoint list."""
+    p = Path(run_dir)
+    if not p.is_dir():
+        raise LeadingTermsError(f"run directory not found: {p} (make one with `leadingterms train --out {p}`)")
+    info = read_json(p / CONFIG_FILE, what="run config")
+    if not isinstance(info, dict) or "config" not in info:
+        raise LeadingTermsError(f"{p / CONFIG_FILE} is not a leadingterms train config")
+    summary = read_json(p / SUMMARY_FILE, what="run summary") if (p / SUMMARY_FILE).is_file() else None
+    return Run(
+        path=p,
+        config=TrainConfig.from_json(info["config"]),
+        info=info,
+        metrics=read_metrics(p),
+        summary=summary,
+        checkpoints={s: checkpoint_paths(p, s)[0] for s in list_checkpoints(p)},
+    )
