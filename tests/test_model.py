@@ -43,6 +43,7 @@ def naive_loss_and_logits(params: dict[str, torch.Tensor], tokens: torch.Tensor,
 
 
 def rel(a: torch.Tensor, b: torch.Tensor) -> float:
+    a, b = a.detach(), b.detach()
     return float((a - b).norm() / b.norm())
 
 

@@ -190,7 +190,7 @@ class AttentionOnlyTransformer(nn.Module):
         def h1_times(M: Tensor) -> Tensor:
             """h1 @ M for M (V, k) -> (B, T, k), h1 = onehot(x) + A1 @ V[x]."""
             k = M.shape[1]
-            return M.index_select(0, flat).view(B, T, k) + A1 @ (Vu @ M).index_select(0, inv).view(B, T, k)
+            return torch.baddbmm(M.index_select(0, flat).view(B, T, k), A1, (Vu @ M).index_select(0, inv).view(B, T, k))
 
         if self.cfg.layers == 1:
             return h1_times(self.W_O)
@@ -204,7 +204,7 @@ class AttentionOnlyTransformer(nn.Module):
                 hW, hV = h @ layer.W, h @ layer.V
             bias = (layer.P[rel] + mask_add).expand(B, T, T)
             A = torch.softmax(torch.baddbmm(bias, hW, h.transpose(1, 2)), dim=-1)
-            h = h + A @ hV
+            h = torch.baddbmm(h, A, hV)  # h + A h V
         return h @ self.W_O
 
     def loss(self, tokens: Tensor) -> Tensor:
