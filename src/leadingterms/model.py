@@ -190,7 +190,8 @@ class AttentionOnlyTransformer(nn.Module):
         def h1_times(M: Tensor) -> Tensor:
             """h1 @ M for M (V, k) -> (B, T, k), h1 = onehot(x) + A1 @ V[x]."""
             k = M.shape[1]
-            return torch.baddbmm(M.index_select(0, flat).view(B, T, k), A1, (Vu @ M).index_select(0, inv).view(B, T, k))
+            Mx = M.index_select(0, flat).view(B, T, k)
+            return torch.baddbmm(Mx, A1, (Vu @ M).index_select(0, inv).view(B, T, k))
 
         if self.cfg.layers == 1:
             return h1_times(self.W_O)
