@@ -1,0 +1,253 @@
+"""``compare-pretrained``: SPEC §6 similarities between a pretrained LM and the corpus statistics.
+
+For every model/revision (:mod:`~leadingterms.pretrained.loading`), the K most frequent corpus
+tokens under the model's own tokenizer (:mod:`~leadingterms.pretrained.stats`) are fed alone
+through the model (:mod:`~leadingterms.pretrained.features`) and compared per layer
+(:mod:`~leadingterms.pretrained.similarity`):
+
+- ``resid_pre``/``resid_mid``/``resid_post``: Gram similarity of the row-centred single-token
+  residual states (K, d) with the L2-normalised rows of Φ̄ᵀB̄ᵀ (the value prediction);
+- ``qk_mean``/``qk_heads``: Gram similarity of the (K, K) query-key scores (head-averaged / per
+  head) with the L2-normalised rows of Q̄ (the attention prediction).
+
+Model-level comparisons with B̄ (no layer; ``model_level`` in similarity.json):
+
+- ``direct_gram``/``direct_cos``: the direct path W_U·final_norm(embedding) restricted to the
+  K tokens ("virtual weights", the analogue of W_O ≈ sηB̄): Gram similarity with the
+  L2-normalised rows of B̄, and the Frobenius cosine of the row-centred matrix with row-centred
+  B̄ (logits are defined up to a constant per row; B̄'s rows weight token a by its frequency π_a);
+- ``logits_gram``/``logits_cos``: the same for the full model's one-token logits.
+
+Outputs: ``OUT/basis.safetensors`` + ``basis.json`` (the statistics of the first tokenizer; any
+other tokenizer gets ``basis-<fingerprint>.*``), ``OUT/<label>/similarity.json`` per
+model/revision, ``OUT/index.json`` and the figures (:mod:`~leadingterms.pretrained.plots`).
+"""
+
+from __future__ import annotations
+
+import gc
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from leadingterms.errors import LeadingTermsError
+from leadingterms.persist import check_memory, write_json
+from leadingterms.pretrained.features import SingleTokenFeatures, extract_features
+from leadingterms.pretrained.loading import LoadedModel, load_model, resolve_refs, step_of
+from leadingterms.pretrained.similarity import (
+    centred_gram,
+    frobenius_cosine,
+    gram_similarity,
+    row_centre,
+    target_gram,
+)
+from leadingterms.pretrained.stats import CorpusSpec, TopKStats, corpus_stats, save_stats, tokenizer_fingerprint
+from leadingterms.progress import bar, resolve_device
+
+RESID_KEYS = ("resid_pre", "resid_mid", "resid_post")
+
+
+def default_cache_dir() -> Path:
+    """``$LEADINGTERMS_CACHE`` or ``~/.cache/leadingterms``, sub-folder ``pretrained``."""
+    root = os.environ.get("LEADINGTERMS_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "leadingterms")
+    return Path(root) / "pretrained"
+
+
+@dataclass
+class CompareConfig:
+    """Everything ``compare-pretrained`` needs. Exactly one of ``text``/``dataset``."""
+
+    models: list[str]
+    out: str
+    top_k: int
+    revisions: list[str] = field(default_factory=list)
+    revisions_spec: str | None = None  # "pythia", "pythia:A-B" or "local"
+    text: str | None = None
+    dataset: str | None = None
+    dataset_config: str | None = None
+    split: str = "train"
+    text_column: str = "text"
+    max_docs: int | None = None
+    seq_len: int = 128
+    device: str = "cpu"
+    batch_size: int = 256
+    trust_remote_code: bool = False
+    cache_dir: str | None = None
+    plots: bool = True
+
+    def corpus(self) -> CorpusSpec:
+        if (self.text is None) == (self.dataset is None):
+            raise LeadingTermsError("give exactly one of --text PATH or --dataset NAME")
+        if self.seq_len < 1:
+            raise LeadingTermsError(f"--seq-len must be >= 1, got {self.seq_len}")
+        if self.max_docs is not None and self.max_docs < 1:
+            raise LeadingTermsError(f"--max-docs must be >= 1, got {self.max_docs}")
+        return CorpusSpec(text=self.text, dataset=self.dataset, dataset_config=self.dataset_config,
+                          split=self.split, text_column=self.text_column, max_docs=self.max_docs,
+                          seq_len=self.seq_len)
+
+
+@dataclass(frozen=True)
+class Targets:
+    """Gram matrices (K, K) of the L2-normalised rows of the predictions, and row-centred B̄."""
+
+    value: Tensor  # Φ̄ᵀB̄ᵀ
+    attention: Tensor  # Q̄
+    bigram: Tensor  # B̄
+    B_centred: Tensor  # B̄ with rows centred over the K next tokens
+
+    @classmethod
+    def from_stats(cls, stats: TopKStats) -> Targets:
+        return cls(target_gram(stats.value), target_gram(stats.Q_bar), target_gram(stats.B_bar),
+                   row_centre(stats.B_bar))
+
+
+def null_permutation(K: int, seed: int = 0) -> Tensor:
+    """The fixed token permutation of the null baseline."""
+    return torch.randperm(K, generator=torch.Generator().manual_seed(seed))
+
+
+def _sim(G: Tensor, target: Tensor, null: dict[str, float], key: str, perm: Tensor) -> float:
+    """gram_similarity(G, target); records the same for G with its tokens permuted in ``null[key]``."""
+    null[key] = gram_similarity(G[perm][:, perm], target)
+    return gram_similarity(G, target)
+
+
+def layer_similarities(feats: SingleTokenFeatures, targets: Targets) -> list[dict[str, Any]]:
+    """One record per layer: resid_pre/mid/post, qk_mean and qk_heads (SPEC §6).
+
+    ``null``: the same similarities after permuting the model's tokens (rows and columns of its
+    Gram, one fixed permutation): what a Gram with the same spectrum and diagonal but no token
+    correspondence scores — Gram similarities of unrelated matrices are far from 0.
+    """
+    rows = []
+    perm = null_permutation(int(targets.value.shape[0]))
+    for l in range(feats.L):
+        row: dict[str, Any] = {"layer": l}
+        null: dict[str, float] = {}
+        for key in RESID_KEYS:
+            row[key] = _sim(centred_gram(getattr(feats, key)[l]), targets.value, null, key, perm)
+        q, k = feats.queries[l], feats.keys[l]  # (H, K, d_head)
+        # head average: mean_h q_h k_hᵀ = [q_1 … q_H][k_1 … k_H]ᵀ / H (the 1/(H·sqrt(d_head)) scale cancels)
+        q_cat = q.permute(1, 0, 2).reshape(q.shape[1], -1)
+        k_cat = k.permute(1, 0, 2).reshape(k.shape[1], -1)
+        row["qk_mean"] = _sim(centred_gram(q_cat, k_cat), targets.attention, null, "qk_mean", perm)
+        row["qk_heads"] = [gram_similarity(centred_gram(q[h], k[h]), targets.attention) for h in range(feats.H)]
+        row["null"] = null
+        rows.append(row)
+    return rows
+
+
+def model_level_similarities(feats: SingleTokenFeatures, targets: Targets) -> dict[str, float]:
+    """Direct path (virtual weights) and one-token logits against B̄ (``*_null``: tokens permuted)."""
+    out: dict[str, float] = {}
+    perm = null_permutation(int(targets.bigram.shape[0]))
+    for name, M in (("direct", feats.direct), ("logits", feats.logits)):
+        null: dict[str, float] = {}
+        out[f"{name}_gram"] = _sim(centred_gram(M), targets.bigram, null, "gram", perm)
+        out[f"{name}_cos"] = frobenius_cosine(row_centre(M), targets.B_centred)
+        out[f"{name}_gram_null"] = null["gram"]
+        out[f"{name}_cos_null"] = frobenius_cosine(row_centre(M[perm][:, perm]), targets.B_centred)
+    return out
+
+
+def features_memory_bytes(config: Any, K: int, batch_size: int) -> int:
+    """Single-token features (5 × L × K × d float32), per-batch logits, and ~8 (K, K) float64 Grams."""
+    L = int(config.num_hidden_layers)
+    d = int(config.hidden_size)
+    V = int(config.vocab_size)
+    return 5 * L * K * d * 4 + 2 * min(batch_size, K) * V * 4 + 8 * K * K * 8
+
+
+def model_memory_bytes(folder: Path, config: Any) -> int:
+    """float32 size of the weights in ``folder`` (files stored in 16 bits count twice)."""
+    size = sum(p.stat().st_size for p in folder.iterdir() if p.suffix in (".safetensors", ".bin") and p.is_file())
+    dtype = str(getattr(config, "dtype", None) if hasattr(config, "dtype") else getattr(config, "torch_dtype", None))
+    return size * (2 if ("16" in dtype) else 1)
+
+
+def compare_one(loaded: LoadedModel, stats: TopKStats, targets: Targets, *, device: torch.device,
+                batch_size: int) -> dict[str, Any]:
+    """The similarity.json record of one loaded model against ``stats``."""
+    n_model = int(loaded.model.get_input_embeddings().weight.shape[0])
+    if max(stats.token_ids) >= n_model:
+        raise LeadingTermsError(
+            f"token id {max(stats.token_ids)} of the tokenizer is outside the model's embedding ({n_model} rows)"
+        )
+    feats = extract_features(loaded.model, loaded.spec, stats.token_ids, batch_size=batch_size, device=device)
+    info = dict(loaded.info)
+    return {
+        "model": info.pop("model"),
+        "revision": info.pop("revision"),
+        "commit": info.pop("commit"),
+        "label": loaded.ref.label,
+        "step": step_of(loaded.ref.revision or "") if loaded.ref.revision else step_of(loaded.ref.label),
+        "K": stats.K,
+        "n_layers": feats.L,
+        "n_heads": feats.H,
+        "layers": layer_similarities(feats, targets),
+        "model_level": model_level_similarities(feats, targets),
+        "load": info,
+    }
+
+
+def run_compare(cfg: CompareConfig) -> dict[str, Any]:
+    """Run every model/revision; write OUT as described in the module docstring; return the index."""
+    corpus = cfg.corpus()
+    if cfg.batch_size < 1:
+        raise LeadingTermsError(f"--batch-size must be >= 1, got {cfg.batch_size}")
+    device = resolve_device(cfg.device)
+    refs = resolve_refs(cfg.models, cfg.revisions, cfg.revisions_spec)
+    out = Path(cfg.out)
+    cache = Path(cfg.cache_dir) if cfg.cache_dir else default_cache_dir()
+    by_fp: dict[str, tuple[TopKStats, Targets, str]] = {}
+    entries: list[dict[str, Any]] = []
+
+    def before_weights(folder: Path, config: Any) -> None:
+        need = model_memory_bytes(folder, config) + features_memory_bytes(config, cfg.top_k, cfg.batch_size)
+        check_memory(need, f"comparing {folder.name} at K={cfg.top_k}",
+                     "lower --top-k (Grams grow as K², states as K·d·layers) or use a smaller model")
+
+    for ref in bar(refs, total=len(refs), desc="models", unit="model"):
+        loaded = load_model(ref, device=device, trust_remote_code=cfg.trust_remote_code,
+                            before_weights=before_weights)
+        fp = tokenizer_fingerprint(loaded.tokenizer)
+        if fp not in by_fp:
+            stats = corpus_stats(loaded.folder, loaded.tokenizer, corpus, cfg.top_k, cache)
+            stem = "basis" if not by_fp else f"basis-{fp}"
+            save_stats(out, stats, stem)
+            by_fp[fp] = (stats, Targets.from_stats(stats), stem)
+        stats, targets, stem = by_fp[fp]
+        record = compare_one(loaded, stats, targets, device=device, batch_size=cfg.batch_size)
+        record["basis"] = f"{stem}.safetensors"
+        write_json(out / ref.label / "similarity.json", record)
+        entries.append({k: record[k] for k in ("label", "model", "revision", "commit", "step", "basis")})
+        del loaded
+        gc.collect()
+
+    index = {"config": asdict(cfg), "entries": entries}
+    write_json(out / "index.json", index)
+    if cfg.plots:
+        from leadingterms.pretrained.plots import plot_all
+
+        index["figures"] = [str(p) for p in plot_all(out)]
+    return index
+
+
+def summary_lines(index: dict[str, Any], out: str | Path) -> list[str]:
+    """One line per model/revision: mean over layers of each similarity."""
+    from leadingterms.persist import read_json
+
+    lines = []
+    for e in index["entries"]:
+        rec = read_json(Path(out) / e["label"] / "similarity.json")
+        means = {k: sum(r[k] for r in rec["layers"]) / len(rec["layers"]) for k in (*RESID_KEYS, "qk_mean")}
+        ml = rec["model_level"]
+        lines.append(f"{e['label']}: " + " ".join(f"{k}={v:.3f}" for k, v in means.items())
+                     + f" direct_cos={ml['direct_cos']:.3f}")
+    return lines
+

@@ -1,0 +1,73 @@
+"""Gram similarity (SPEC §6): compare two sets of n row vectors by their n×n Gram matrices.
+
+For an (n, m) matrix S whose row a describes token a (a residual state, a row of attention
+scores, a row of Φ̄ᵀB̄ᵀ or Q̄):
+
+    S_c  = S − rowmean(S)             every row centred over its m entries (the feature dim)
+    G(S) = S_c S_cᵀ / (m − 1)         (n, n); row/col = token
+
+and two Gram matrices are compared by the Frobenius cosine of the matrices each divided by its
+Frobenius norm, ``⟨G1, G2⟩_F / (‖G1‖_F ‖G2‖_F)``. The corpus side is L2-normalised row by row
+before its Gram (:func:`target_gram`); the model side is not (SPEC §6).
+
+Attention scores ``S = Q Kᵀ`` (n queries × n keys, rank ≤ d_head) are never formed: with
+``K_c = K − mean over keys``, ``S_c = Q K_cᵀ`` and ``G = Q (K_cᵀ K_c) Qᵀ / (n − 1)``, which costs
+n²·d_head instead of n³.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+
+def row_normalize(X: Tensor) -> Tensor:
+    """(n, m) -> each row divided by its L2 norm (all-zero rows stay zero)."""
+    norms = torch.linalg.vector_norm(X, dim=1, keepdim=True)
+    return X / torch.where(norms > 0, norms, torch.ones_like(norms))
+
+
+def centred_gram(X: Tensor, R: Tensor | None = None) -> Tensor:
+    """Gram of the row-centred rows of S, (n, n), float64.
+
+    ``R is None``: S = X, (n, m). Otherwise S = X Rᵀ with X (n, r) and R (m, r) — e.g. per-head
+    queries and keys; S is (n, m) and is never formed. G = S_c S_cᵀ / (m − 1).
+    """
+    X = X.to(torch.float64)
+    if R is None:
+        m = X.shape[1]
+        Xc = X - X.mean(dim=1, keepdim=True)
+        return Xc @ Xc.T / max(m - 1, 1)
+    R = R.to(torch.float64)
+    m = R.shape[0]
+    Rc = R - R.mean(dim=0, keepdim=True)  # centring S's rows = centring R over its m rows
+    return X @ (Rc.T @ Rc) @ X.T / max(m - 1, 1)
+
+
+def target_gram(S: Tensor) -> Tensor:
+    """Gram of the L2-normalised rows of a corpus matrix (Φ̄ᵀB̄ᵀ, Q̄, B̄), (n, n)."""
+    return centred_gram(row_normalize(S.to(torch.float64)))
+
+
+def frobenius_cosine(A: Tensor, B: Tensor) -> float:
+    """⟨A/‖A‖_F, B/‖B‖_F⟩_F for two same-shape matrices (0.0 if either is zero)."""
+    a = A.to(torch.float64)
+    b = B.to(torch.float64)
+    na = torch.linalg.matrix_norm(a) if a.ndim == 2 else torch.linalg.vector_norm(a)
+    nb = torch.linalg.matrix_norm(b) if b.ndim == 2 else torch.linalg.vector_norm(b)
+    if float(na) == 0.0 or float(nb) == 0.0:
+        return 0.0
+    return float((a / na * (b / nb)).sum())
+
+
+def gram_similarity(G_model: Tensor, G_target: Tensor) -> float:
+    """SPEC §6 similarity of two (n, n) Gram matrices: Frobenius cosine after dividing each by its norm."""
+    if G_model.shape != G_target.shape:
+        raise ValueError(f"Gram shapes differ: {tuple(G_model.shape)} vs {tuple(G_target.shape)}")
+    return frobenius_cosine(G_model, G_target)
+
+
+def row_centre(X: Tensor) -> Tensor:
+    """(n, m) -> rows centred over their m entries (logits are defined up to a per-row constant)."""
+    X = X.to(torch.float64)
+    return X - X.mean(dim=1, keepdim=True)
