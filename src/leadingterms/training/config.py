@@ -64,6 +64,9 @@ class TrainConfig:
     overwrite: bool = False
     progress: bool = True
 
+    def __post_init__(self) -> None:
+        self.track = tuple(self.track)  # a list when read back from JSON
+
     @property
     def ckpt_every(self) -> int:
         return self.checkpoint_every or self.log_every
@@ -76,10 +79,7 @@ class TrainConfig:
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> TrainConfig:
         names = {f.name for f in dataclasses.fields(cls)}
-        kw = {k: v for k, v in d.items() if k in names}
-        if "track" in kw:
-            kw["track"] = tuple(kw["track"])
-        return cls(**kw)
+        return cls(**{k: v for k, v in d.items() if k in names})
 
 
 def parse_init(init: str) -> tuple[str, float]:
