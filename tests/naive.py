@@ -11,7 +11,8 @@ that tests of ``leadingterms`` can compare against it. Other test modules import
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 import torch
@@ -133,12 +134,25 @@ def naive_loss(params: dict[str, torch.Tensor], tokens: torch.Tensor) -> torch.T
     return torch.nn.functional.cross_entropy(logits.reshape(-1, V), tokens[:, 1:].reshape(-1).long())
 
 
+@contextlib.contextmanager
+def single_thread() -> Iterator[None]:
+    """Run tiny torch ops on one thread (multi-thread spin-waits make them ~100x slower on a busy
+    machine); restores the previous setting."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(n)
+
+
 def naive_grads(params: dict[str, torch.Tensor], tokens: np.ndarray) -> dict[str, torch.Tensor]:
     """Autograd gradients of the mean cross-entropy w.r.t. every parameter."""
     ps = {k: v.detach().clone().requires_grad_(True) for k, v in params.items()}
-    loss = naive_loss(ps, torch.as_tensor(np.asarray(tokens, dtype=np.int64)))
     names = list(ps)
-    grads = torch.autograd.grad(loss, [ps[k] for k in names])
+    with single_thread():
+        loss = naive_loss(ps, torch.as_tensor(np.asarray(tokens, dtype=np.int64)))
+        grads = torch.autograd.grad(loss, [ps[k] for k in names])
     return dict(zip(names, grads, strict=True))
 
 
