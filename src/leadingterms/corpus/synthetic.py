@@ -8,7 +8,7 @@ Planted associations (token strings as the word tokenizer produces them):
   ``a`` is followed by ``b`` in most of its occurrences.
 - ``context`` (a, b): the object ``b`` appears only in stories that mention ``a`` earlier
   (a place and its object: "beach" ... "shell"; an animal and its favourite thing:
-  "bird" ... "nest"), and such stories mention ``b`` one or more times after ``a``.
+  "bird" ... "nest"), and every story that mentions ``a`` mentions ``b`` after it.
 
 Deterministic: document ``i`` depends only on ``(seed, i)`` (its own ``random.Random``), so
 ``generate_documents(n, seed)[:k] == generate_documents(k, seed)``. Every document has at least
@@ -18,6 +18,7 @@ Deterministic: document ``i`` depends only on ``(seed, i)`` (its own ``random.Ra
 from __future__ import annotations
 
 import random
+import re
 from collections.abc import Callable
 
 GENERATOR_VERSION = 1
@@ -134,6 +135,12 @@ def _story(rng: random.Random) -> str:
         s = c(middle)()
         sentences.append(s)
         n_tokens += _count([s])
+    # every story mentions the place's object and the animal's thing at least once (after a)
+    story = " ".join(sentences)
+    if not re.search(rf"\b{obj}\b", story):
+        sentences.append(f"At the {place}, {name} found a {A()} {obj}.")
+    if not re.search(rf"\b{thing}\b", story):
+        sentences.append(f"Then the {animal} {verb} to the {thing}.")
     sentences.append(c([
         f"In the end, {name} and the {animal} went home {c(EMOTIONS)}.",
         f"{name} loved the {place}, and the {animal} loved the {thing}.",

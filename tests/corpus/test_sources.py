@@ -1,0 +1,128 @@
+"""Sources: compressed text files, document splitting, JSON Lines and Hugging Face datasets."""
+
+from __future__ import annotations
+
+import bz2
+import gzip
+import json
+import lzma
+
+import pytest
+
+from leadingterms.corpus import sources
+from leadingterms.errors import LeadingTermsError
+
+EOT_TEXT = "First story.\nSecond line.\n<|endoftext|>\nSecond story.\n<|endoftext|>\nTruncated sto"
+
+
+@pytest.mark.parametrize("suffix,compress", [
+    (".txt", lambda b: b), (".xz", lzma.compress), (".gz", gzip.compress), (".bz2", bz2.compress),
+])
+def test_read_text_compressed(tmp_path, suffix, compress):
+    p = tmp_path / f"corpus{suffix}"
+    p.write_bytes(compress(EOT_TEXT.encode()))
+    assert sources.read_text(p) == EOT_TEXT
+    docs = sources.text_file_documents(p)
+    assert docs.texts == ["First story.\nSecond line.", "Second story."]
+    assert docs.n_unterminated == 1 and docs.source["split_by"] == "eot"
+
+
+def test_read_text_errors(tmp_path):
+    with pytest.raises(LeadingTermsError, match="not found"):
+        sources.read_text(tmp_path / "nope.txt")
+    (tmp_path / "empty.txt").write_text(" \n\n")
+    with pytest.raises(LeadingTermsError, match="empty"):
+        sources.read_text(tmp_path / "empty.txt")
+    (tmp_path / "bin.txt").write_bytes(b"abc\x00\x01\x02")
+    with pytest.raises(LeadingTermsError, match="binary"):
+        sources.read_text(tmp_path / "bin.txt")
+    (tmp_path / "latin1.txt").write_bytes("caf\xe9".encode("latin-1"))
+    with pytest.raises(LeadingTermsError, match="not UTF-8"):
+        sources.read_text(tmp_path / "latin1.txt")
+    (tmp_path / "fake.xz").write_bytes(b"plain text")
+    with pytest.raises(LeadingTermsError, match="not xz-compressed"):
+        sources.read_text(tmp_path / "fake.xz")
+    (tmp_path / "cut.xz").write_bytes(lzma.compress(b"hello world" * 100)[:30])
+    with pytest.raises(LeadingTermsError, match="corrupt xz"):
+        sources.read_text(tmp_path / "cut.xz")
+    with pytest.raises(LeadingTermsError, match="not a file"):
+        sources.read_text(tmp_path)
+
+
+def test_split_modes():
+    text = "para one\nstill one\n\n  \npara two\n\npara three"
+    assert sources.detect_split(text) == "blank"
+    assert sources.split_documents(text)[0] == ["para one\nstill one", "para two", "para three"]
+    assert sources.split_documents(text, "line")[0] == ["para one", "still one", "para two", "para three"]
+    assert sources.split_documents("a\nb\nc")[1] == "line"
+    docs, mode, unterminated = sources.split_documents("x\n<|endoftext|>\ny\n <|endoftext|>\r\n")
+    assert (docs, mode, unterminated) == (["x", "y"], "eot", 0)
+    # an inline <|endoftext|> is not a separator line
+    assert sources.detect_split("a <|endoftext|> b\nc") == "line"
+    # forcing eot on text without separators keeps the whole text as one document
+    assert sources.split_documents("a\n\nb", "eot")[0] == ["a\n\nb"]
+    with pytest.raises(LeadingTermsError, match="split-by"):
+        sources.split_documents("a", "paragraph")
+
+
+def test_max_documents(tmp_path):
+    p = tmp_path / "c.txt"
+    p.write_text("a\nb\nc\nd\n")
+    assert sources.text_file_documents(p, "line", max_documents=2).texts == ["a", "b"]
+
+
+def test_jsonl(tmp_path):
+    p = tmp_path / "c.jsonl.gz"
+    rows = [{"text": "one doc"}, {"text": "two\ndoc", "id": 2}, {"text": None}]
+    p.write_bytes(gzip.compress(("\n".join(json.dumps(r) for r in rows) + "\n\n").encode()))
+    d = sources.jsonl_documents(p)
+    assert d.texts == ["one doc", "two\ndoc"] and d.source["kind"] == "jsonl"
+    q = tmp_path / "story.jsonl"
+    q.write_text('{"story": "x"}\n{"story": "y"}\n')
+    assert sources.jsonl_documents(q, "story").texts == ["x", "y"]
+    with pytest.raises(LeadingTermsError, match=r"story.jsonl:1 has no field 'text'"):
+        sources.jsonl_documents(q)
+    q.write_text('{"text": "x"}\n{bad json\n')
+    with pytest.raises(LeadingTermsError, match=r":2 is not valid JSON"):
+        sources.jsonl_documents(q)
+    q.write_text('{"text": 5}\n')
+    with pytest.raises(LeadingTermsError, match="not text"):
+        sources.jsonl_documents(q)
+
+
+def test_load_from_disk_dataset_and_dict(tmp_path):
+    datasets = pytest.importorskip("datasets")
+    ds = datasets.Dataset.from_dict({"text": ["a b", "c d", "e f"], "story": ["x", "y", "z"]})
+    ds.save_to_disk(str(tmp_path / "ds"))
+    assert sources.disk_documents(tmp_path / "ds").texts == ["a b", "c d", "e f"]
+    assert sources.disk_documents(tmp_path / "ds", text_column="story", max_documents=2).texts == ["x", "y"]
+    with pytest.raises(LeadingTermsError, match="no column 'body'"):
+        sources.disk_documents(tmp_path / "ds", text_column="body")
+    datasets.DatasetDict({"train": ds, "validation": ds.select([0])}).save_to_disk(str(tmp_path / "dd"))
+    assert sources.disk_documents(tmp_path / "dd", split="validation").texts == ["a b"]
+    with pytest.raises(LeadingTermsError, match="no split 'test'"):
+        sources.disk_documents(tmp_path / "dd", split="test")
+    with pytest.raises(LeadingTermsError, match="not found"):
+        sources.disk_documents(tmp_path / "missing")
+    (tmp_path / "junk").mkdir()
+    with pytest.raises(LeadingTermsError, match="cannot read dataset folder"):
+        sources.disk_documents(tmp_path / "junk")
+
+
+@pytest.mark.parametrize("streaming", [False, True])
+def test_load_dataset_json_builder(tmp_path, streaming):
+    pytest.importorskip("datasets")
+    f = tmp_path / "data.jsonl"
+    f.write_text("".join(json.dumps({"text": f"doc {i}"}) + "\n" for i in range(5)))
+    d = sources.hf_documents("json", data_files=[str(f)], streaming=streaming, max_documents=3)
+    assert d.texts == ["doc 0", "doc 1", "doc 2"]
+    assert d.source == {"kind": "hf_dataset", "name": "json", "config": None, "split": "train",
+                        "text_column": "text", "streaming": streaming, "data_files": [str(f)]}
+
+
+def test_load_dataset_unreachable(tmp_path):
+    pytest.importorskip("datasets")
+    with pytest.raises(LeadingTermsError, match="cannot load dataset"):
+        sources.hf_documents("no-such-user/no-such-dataset-xyz")
+    with pytest.raises(LeadingTermsError, match="data file not found"):
+        sources.hf_documents("json", data_files=[str(tmp_path / "none.jsonl")])
