@@ -166,7 +166,8 @@ def features_memory_bytes(config: Any, K: int, batch_size: int) -> int:
 def model_memory_bytes(folder: Path, config: Any) -> int:
     """float32 size of the weights in ``folder`` (files stored in 16 bits count twice)."""
     size = sum(p.stat().st_size for p in folder.iterdir() if p.suffix in (".safetensors", ".bin") and p.is_file())
-    dtype = str(getattr(config, "dtype", None) if hasattr(config, "dtype") else getattr(config, "torch_dtype", None))
+    attr = "dtype" if hasattr(config, "dtype") else "torch_dtype"
+    dtype = str(getattr(config, attr, None))
     return size * (2 if ("16" in dtype) else 1)
 
 

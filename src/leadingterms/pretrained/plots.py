@@ -1,0 +1,171 @@
+"""Figures of ``compare-pretrained`` and the report's HTML section.
+
+Reads ``OUT/index.json`` and ``OUT/<label>/similarity.json`` and writes (PNG + SVG):
+
+- ``similarity_heatmap``: layer × checkpoint heatmaps of resid_pre, resid_mid, resid_post, qk_mean;
+- ``similarity_lines``: the same across checkpoints, one line per layer (dashed: the
+  token-permuted null baseline averaged over layers), plus the model-level comparisons with B̄;
+- ``similarity_heads``: per-head qk similarity, rows = (layer, head), columns = checkpoints.
+
+The x axis is the training step (symlog) when every label carries one (``step<N>``), else the
+labels in order.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from leadingterms.persist import read_json
+
+METRICS = ("resid_pre", "resid_mid", "resid_post", "qk_mean")
+MODEL_LEVEL = ("direct_cos", "direct_gram", "logits_cos", "logits_gram")
+FIGURES = ("similarity_heatmap", "similarity_lines", "similarity_heads")
+
+
+def load_results(out_dir: str | Path) -> list[dict[str, Any]]:
+    """The similarity.json records of OUT, in index order."""
+    out = Path(out_dir)
+    index = read_json(out / "index.json", what="compare-pretrained index")
+    return [read_json(out / e["label"] / "similarity.json", what="similarity file") for e in index["entries"]]
+
+
+def table(records: list[dict[str, Any]], metric: str) -> np.ndarray:
+    """(layers, checkpoints) of one per-layer metric; NaN where a model has fewer layers."""
+    L = max(r["n_layers"] for r in records)
+    out = np.full((L, len(records)), np.nan)
+    for j, r in enumerate(records):
+        for row in r["layers"]:
+            out[row["layer"], j] = row[metric]
+    return out
+
+
+def _x(records: list[dict[str, Any]]) -> tuple[np.ndarray, bool]:
+    steps = [r.get("step") for r in records]
+    if all(s is not None for s in steps):
+        return np.array(steps, dtype=float), True
+    return np.arange(len(records), dtype=float), False
+
+
+def _plt() -> Any:
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    plt.rcParams["svg.hashsalt"] = "leadingterms"
+    return plt
+
+
+def _xticks(ax: Any, records: list[dict[str, Any]], axis_is_step: bool, heat: bool = False) -> None:
+    n = len(records)
+    idx = np.unique(np.linspace(0, n - 1, min(n, 12)).round().astype(int))
+    labels = [records[i]["label"] for i in idx]
+    if heat:
+        ax.set_xticks(idx)
+        ax.set_xticklabels(labels, rotation=60, ha="right", fontsize=7)
+    elif not axis_is_step:
+        ax.set_xticks(idx)
+        ax.set_xticklabels(labels, rotation=60, ha="right", fontsize=7)
+
+
+def plot_all(out_dir: str | Path) -> list[Path]:
+    """Write every figure into ``out_dir``; return the paths."""
+    from leadingterms.plots import save_figure
+
+    plt = _plt()
+    records = load_results(out_dir)
+    x, is_step = _x(records)
+    paths: list[Path] = []
+
+    fig, axes = plt.subplots(1, len(METRICS), figsize=(3.6 * len(METRICS), 3.4), squeeze=False)
+    for ax, m in zip(axes[0], METRICS, strict=True):
+        im = ax.imshow(table(records, m), aspect="auto", origin="lower", vmin=-1 if m == "qk_mean" else 0, vmax=1,
+                       cmap="viridis", interpolation="nearest")
+        ax.set_title(m)
+        ax.set_ylabel("layer")
+        _xticks(ax, records, is_step, heat=True)
+        fig.colorbar(im, ax=ax, fraction=0.046)
+    fig.suptitle("Gram similarity with the predicted features (rows: layer, columns: checkpoint)")
+    paths += save_figure(fig, out_dir, "similarity_heatmap")
+
+    fig, axes = plt.subplots(1, len(METRICS) + 1, figsize=(3.6 * (len(METRICS) + 1), 3.4), squeeze=False)
+    cmap = plt.get_cmap("plasma")
+    for ax, m in zip(axes[0][:-1], METRICS, strict=True):
+        tab = table(records, m)
+        for l in range(tab.shape[0]):
+            ax.plot(x, tab[l], marker=".", color=cmap(l / max(tab.shape[0], 1)), label=f"layer {l}")
+        null = np.array([np.mean([row["null"][m] for row in r["layers"]]) for r in records])
+        ax.plot(x, null, "--", color="grey", label="null (permuted)")
+        ax.set_title(m)
+        if is_step:
+            ax.set_xscale("symlog", linthresh=1)
+            ax.set_xlabel("step")
+        _xticks(ax, records, is_step)
+    axes[0][0].legend(fontsize=6, ncol=2)
+    ax = axes[0][-1]
+    for key in MODEL_LEVEL:
+        ax.plot(x, [r["model_level"][key] for r in records], marker=".", label=key)
+    ax.set_title("model level vs B̄")
+    if is_step:
+        ax.set_xscale("symlog", linthresh=1)
+        ax.set_xlabel("step")
+    _xticks(ax, records, is_step)
+    ax.legend(fontsize=6)
+    fig.suptitle("Similarity across checkpoints")
+    paths += save_figure(fig, out_dir, "similarity_lines")
+
+    H = max(r["n_heads"] for r in records)
+    L = max(r["n_layers"] for r in records)
+    heads = np.full((L * H, len(records)), np.nan)
+    for j, r in enumerate(records):
+        for row in r["layers"]:
+            for h, c in enumerate(row["qk_heads"]):
+                heads[row["layer"] * H + h, j] = c
+    fig, ax = plt.subplots(figsize=(max(4.0, 0.25 * len(records) + 3), max(3.0, 0.12 * L * H + 1.5)))
+    im = ax.imshow(heads, aspect="auto", origin="lower", vmin=-1, vmax=1, cmap="RdBu_r", interpolation="nearest")
+    ax.set_yticks([l * H + (H - 1) / 2 for l in range(L)])
+    ax.set_yticklabels([f"L{l}" for l in range(L)], fontsize=7)
+    ax.set_ylabel(f"layer (each {H} heads)")
+    _xticks(ax, records, is_step, heat=True)
+    fig.colorbar(im, ax=ax, fraction=0.046)
+    ax.set_title("per-head qk similarity with Q̄")
+    paths += save_figure(fig, out_dir, "similarity_heads")
+    return paths
+
+
+def render_section(out_dir: str | Path) -> str:
+    """An HTML ``<section>`` for the report: a table of layer-averaged similarities and the
+    figures as inline base64 PNGs (drawn first if missing)."""
+    out = Path(out_dir)
+    records = load_results(out)
+    if not all((out / f"{f}.png").is_file() for f in FIGURES):
+        plot_all(out)
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in ("checkpoint", "commit", *METRICS, "null qk_mean",
+                                                              "direct_cos", "logits_cos"))
+    rows = []
+    for r in records:
+        means = [np.mean([row[m] for row in r["layers"]]) for m in METRICS]
+        null_qk = np.mean([row["null"]["qk_mean"] for row in r["layers"]])
+        cells = [html.escape(str(r["label"])), html.escape(str(r.get("commit") or "local")[:12])]
+        cells += [f"{v:.3f}" for v in (*means, null_qk, r["model_level"]["direct_cos"],
+                                       r["model_level"]["logits_cos"])]
+        rows.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
+    imgs = []
+    for f in FIGURES:
+        data = base64.b64encode((out / f"{f}.png").read_bytes()).decode("ascii")
+        imgs.append(f'<figure><img alt="{f}" src="data:image/png;base64,{data}"/>'
+                    f"<figcaption>{f}</figcaption></figure>")
+    K = records[0]["K"] if records else 0
+    return (
+        '<section id="pretrained"><h2>Pretrained models (SPEC §6)</h2>'
+        f"<p>Gram similarity (Frobenius cosine of K×K Gram matrices, K = {K}) between single-token "
+        "residual streams and the rows of Φ̄ᵀB̄ᵀ, and between query-key scores and Q̄; averaged over layers. "
+        "The null column permutes the model's tokens: values near it carry no token-level agreement.</p>"
+        f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
+        + "".join(imgs) + "</section>"
+    )
