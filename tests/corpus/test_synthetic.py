@@ -43,7 +43,7 @@ def test_planted_format():
 def test_planted_bigrams_present_and_dominant(docs):
     followers: dict[str, Counter[str]] = {}
     for d in docs:
-        for a, b in zip(d, d[1:]):
+        for a, b in zip(d, d[1:], strict=False):
             followers.setdefault(a, Counter())[b] += 1
     bigrams = [p for p in planted_associations() if p["kind"] == "bigram"]
     verbs = {p["b"] for p in bigrams}
