@@ -341,3 +341,15 @@ def test_shadow_bad_batches(corpus: np.ndarray) -> None:
     with pytest.raises(LeadingTermsError):
         Shadow(V_, T_, 0, 0.1)
     assert sh.step == 0
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+def test_shadow_on_cuda_matches_cpu(corpus: np.ndarray) -> None:
+    batches = _batches(corpus, STEPS, 5, seed=6)
+    cpu, gpu = Shadow(V_, T_, 1, 0.05), Shadow(V_, T_, 1, 0.05, device="cuda")
+    for b in batches:
+        cpu.update(b)
+        gpu.update(b)
+    for name, t in cpu.weights().items():
+        assert gpu.weights()[name].device.type == "cuda"
+        assert rel(gpu.weights()[name].cpu(), t) < 1e-12, name
