@@ -49,7 +49,7 @@ class BasisLike(Protocol):
 
 
 def c_s(s: int) -> int:
-    """c(s) = 3C(s,4) + 2C(s,3) = s(s-1)(s-2)(3s-1)/24 = sum_{r<s} r C(r,2) (SPEC §3)."""
+    """c(s) = 3C(s,4) + 2C(s,3) = s(s-1)(s-2)(3s-1)/24 = sum_{r<s} r C(r,2) (SPEC.md §3, line 87)."""
     return 3 * math.comb(s, 4) + 2 * math.comb(s, 3)
 
 
@@ -82,7 +82,7 @@ def layered(W_O: Tensor, W: Tensor, V: Tensor, P: Tensor, layers: int) -> dict[s
 
 
 def closed_form(basis: BasisLike, steps: int, lr: float, layers: int) -> dict[str, Tensor]:
-    """Leading terms after ``steps`` steps of full-batch GD from zero (SPEC §3), every layer:
+    """Leading terms after ``steps`` steps of full-batch GD from zero (SPEC.md §3, lines 82-90), every layer:
 
         W_O = s η B̄                       (V, V)
         V   = C(s,2) η² Φ̄ᵀB̄ᵀ              (V, V) row = context token, col = residual direction
@@ -108,7 +108,7 @@ def _row_centred_square(Z: Tensor) -> Tensor:
 
 
 def second_order_corrections(basis: BasisLike, steps: int, lr: float, layers: int) -> tuple[Tensor, Tensor]:
-    """The next Taylor terms beyond §3 (SPEC §4), returned as (dW_O, dV), both (V, V):
+    """The next Taylor terms beyond §3 (SPEC.md §4, lines 115-123), returned as (dW_O, dV), both (V, V):
 
         dW_O = − C(s,2) η² ΠB̄/V + η³ [ C(s,3) Π²B̄/V² − S₂(s)/(2V) · Π H(B̄) + L·C(s,3) B̄Φ̄Φ̄ᵀ ]
         dV   = − η³ [ C(s,3) Φ̄ᵀB̄ᵀΠ/V + S₂(s)/V · ĀB̄B̄ᵀ ]
@@ -146,7 +146,7 @@ def predict(basis: BasisLike, steps: int, lr: float, layers: int, order: int = 1
 
 
 def paper_bounds(steps: int, lr: float, T: int) -> dict[str, float]:
-    """The paper's Frobenius bounds on ‖learned − leading term‖_F (SPEC §3), per weight kind:
+    """The paper's Frobenius bounds on ‖learned − leading term‖_F (SPEC.md §3, line 97), per kind:
     W_O: 3s²η², V: 12s³η³, W: 13s⁵η⁵T, P: 13s⁵η⁵T. Loose: see ``LOOSE_BOUNDS_NOTE``."""
     s, eta = float(steps), float(lr)
     return {
@@ -159,7 +159,7 @@ def paper_bounds(steps: int, lr: float, T: int) -> dict[str, float]:
 
 def compare(learned: Mapping[str, Tensor], predicted: Mapping[str, Tensor]) -> dict[str, dict[str, float]]:
     """Per parameter name present in both: Frobenius cosine ⟨A,B⟩_F/(‖A‖‖B‖) and the relative
-    error ‖learned − predicted‖_F / ‖learned‖_F (SPEC §3 validation metric), in float64.
+    error ‖learned − predicted‖_F / ‖learned‖_F (SPEC.md §3 "Validation metric", line 104), in float64.
 
     Names whose learned weight is exactly zero are omitted. Where the prediction is exactly
     zero the cosine is reported as 0.0 (and rel is then 1.0).
@@ -203,7 +203,7 @@ def _as_batch(tokens: Any, V: int, T: int, device: torch.device) -> Tensor:
 
 
 class Shadow:
-    """Path-dependent leading terms of minibatch SGD (SPEC §5), driven by the actual batches.
+    """Path-dependent leading terms of minibatch SGD (SPEC.md §5, lines 125-138), driven by the batches.
 
     Per optimizer step r with batch ℬ_r (its tokens (B, T+1); under gradient accumulation the
     union of the micro-batches), using the state *before* the update:
