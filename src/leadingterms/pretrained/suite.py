@@ -1,0 +1,185 @@
+"""``pretrain-small``: a local Pythia-like checkpoint suite, trained on CPU in minutes.
+
+A standard ``GPTNeoXForCausalLM`` (parallel residual, rotary on 25% of each head, untied
+embeddings — Pythia's architecture at toy size: 2–4 layers, d_model 128) is trained from a
+seeded random init with AdamW (linear warm-up, cosine decay to 10%) on the packed token stream
+of a corpus, tokenized by a BPE tokenizer trained on that corpus (the corpus stage's ``bpe``
+tokenizer, SPEC §6: Whitespace pre-tokenizer, ``<unk> <pad> <s> </s>``, template
+``<s> $A </s>``) and saved with every checkpoint as a ``PreTrainedTokenizerFast``.
+
+Checkpoints follow Pythia's log spacing: ``OUT/step0`` (the init), ``step1``, ``step2``,
+``step4``, … up to ``--steps`` (and ``--steps`` itself), each a ``save_pretrained`` folder with
+model and tokenizer. ``OUT/suite.json`` records the settings, the checkpoints and the loss curve.
+``compare-pretrained --model OUT --revisions local`` then sweeps them.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import shutil
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from leadingterms.errors import LeadingTermsError
+from leadingterms.persist import write_json
+from leadingterms.progress import bar
+
+
+@dataclass
+class SuiteConfig:
+    """Settings of ``pretrain-small``. ``corpus_text=None`` uses the embedded synthetic stories."""
+
+    out: str
+    corpus_text: str | None = None
+    max_docs: int | None = None
+    steps: int = 128
+    layers: int = 2
+    d_model: int = 128
+    heads: int = 4
+    vocab_size: int = 2048
+    seq_len: int = 128
+    batch_size: int = 16
+    lr: float = 3e-3
+    warmup: int = 16
+    seed: int = 0
+    threads: int | None = None
+
+    def validate(self) -> None:
+        for name in ("steps", "layers", "d_model", "heads", "vocab_size", "seq_len", "batch_size"):
+            if getattr(self, name) < 1:
+                raise LeadingTermsError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
+        if self.d_model % self.heads:
+            raise LeadingTermsError(f"--d-model {self.d_model} is not divisible by --heads {self.heads}")
+        if self.lr <= 0:
+            raise LeadingTermsError(f"--lr must be > 0, got {self.lr}")
+
+
+def checkpoint_steps(steps: int) -> list[int]:
+    """0, 1, 2, 4, …, 2^k <= steps, and ``steps`` itself."""
+    out = [0]
+    s = 1
+    while s <= steps:
+        out.append(s)
+        s *= 2
+    if out[-1] != steps:
+        out.append(steps)
+    return out
+
+
+def lr_at(step: int, cfg: SuiteConfig) -> float:
+    """Linear warm-up over ``warmup`` steps, then cosine decay to 10% at ``steps``."""
+    if step < cfg.warmup:
+        return cfg.lr * (step + 1) / cfg.warmup
+    frac = (step - cfg.warmup) / max(cfg.steps - cfg.warmup, 1)
+    return cfg.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(frac, 1.0))))
+
+
+def _documents(cfg: SuiteConfig) -> tuple[list[str], dict[str, Any]]:
+    from leadingterms.corpus import sources, synthetic
+
+    if cfg.corpus_text is None:
+        n = synthetic.DEFAULT_DOCS if cfg.max_docs is None else cfg.max_docs
+        return synthetic.generate_documents(n, cfg.seed), {"kind": "synthetic", "n_docs": n}
+    docs = sources.text_file_documents(cfg.corpus_text, "auto", cfg.max_docs)
+    return docs.texts, docs.source
+
+
+def train_tokenizer(docs: list[str], vocab_size: int) -> tuple[Any, list[np.ndarray]]:
+    """The corpus stage's BPE (SPEC §6) trained on ``docs``, as a PreTrainedTokenizerFast, and the encoded docs."""
+    from transformers import PreTrainedTokenizerFast
+
+    from leadingterms.corpus.tokenizers import make_tokenizer
+
+    bpe = make_tokenizer("bpe", vocab_size)
+    ids = bpe.fit_encode(docs)
+    tok = PreTrainedTokenizerFast(tokenizer_object=bpe.tok, unk_token="<unk>", pad_token="<pad>",  # type: ignore[attr-defined]
+                                  bos_token="<s>", eos_token="</s>")
+    return tok, ids
+
+
+def make_model(cfg: SuiteConfig, vocab: int, bos: int, eos: int) -> Any:
+    from transformers import GPTNeoXConfig, GPTNeoXForCausalLM
+
+    torch.manual_seed(cfg.seed)
+    config = GPTNeoXConfig(
+        vocab_size=vocab, hidden_size=cfg.d_model, num_hidden_layers=cfg.layers, num_attention_heads=cfg.heads,
+        intermediate_size=4 * cfg.d_model, max_position_embeddings=max(2 * (cfg.seq_len + 1), 256),
+        use_parallel_residual=True,  # rotary on 25% of each head: the config's default
+        tie_word_embeddings=False, bos_token_id=bos,
+        eos_token_id=eos, hidden_dropout=0.0, attention_dropout=0.0,
+    )
+    return GPTNeoXForCausalLM(config)
+
+
+def _save(model: Any, tokenizer: Any, folder: Path) -> None:
+    """save_pretrained into a temporary sibling, then rename (atomic for readers)."""
+    tmp = folder.with_name(f".{folder.name}.tmp")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    model.save_pretrained(tmp)
+    tokenizer.save_pretrained(tmp)
+    if folder.exists():
+        shutil.rmtree(folder)
+    os.replace(tmp, folder)
+
+
+def run_suite(cfg: SuiteConfig) -> dict[str, Any]:
+    """Train and save the checkpoints; return the suite.json record."""
+    from leadingterms.corpus.sequences import pack
+
+    cfg.validate()
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    out = Path(cfg.out)
+    t0 = time.perf_counter()
+    docs, source = _documents(cfg)
+    tokenizer, ids = train_tokenizer(docs, cfg.vocab_size)
+    data = torch.from_numpy(pack(ids, cfg.seq_len))  # (N, T+1) windows of the packed stream
+    if len(data) < cfg.batch_size:
+        raise LeadingTermsError(
+            f"the corpus gives {len(data)} sequences of {cfg.seq_len + 1} tokens, fewer than --batch-size "
+            f"{cfg.batch_size}; give more text or lower --seq-len"
+        )
+    model = make_model(cfg, len(tokenizer), tokenizer.bos_token_id, tokenizer.eos_token_id)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=(0.9, 0.95), weight_decay=0.01)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    order = torch.randperm(len(data), generator=gen)
+    pos = 0
+    saves = set(checkpoint_steps(cfg.steps))
+    losses: list[float] = []
+    model.train()
+    _save(model, tokenizer, out / "step0")
+    for step in bar(range(cfg.steps), total=cfg.steps, desc="pretrain-small", unit="step"):
+        if pos + cfg.batch_size > len(order):
+            order, pos = torch.randperm(len(data), generator=gen), 0
+        batch = data[order[pos:pos + cfg.batch_size]].long()
+        pos += cfg.batch_size
+        for group in opt.param_groups:
+            group["lr"] = lr_at(step, cfg)
+        loss = model(input_ids=batch, labels=batch).loss
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        losses.append(round(float(loss), 5))
+        if step + 1 in saves:
+            _save(model, tokenizer, out / f"step{step + 1}")
+    record = {
+        "config": asdict(cfg),
+        "source": source,
+        "n_documents": len(docs),
+        "n_sequences": int(len(data)),
+        "vocab_size": len(tokenizer),
+        "n_params": int(sum(p.numel() for p in model.parameters())),
+        "checkpoints": [f"step{s}" for s in sorted(saves)],
+        "loss": losses,
+        "seconds": round(time.perf_counter() - t0, 1),
+    }
+    write_json(out / "suite.json", record)
+    return record
