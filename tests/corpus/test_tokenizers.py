@@ -62,6 +62,8 @@ HAND = [
     ("İstanbul", ["i", "\u0307", "stanbul"]),  # lowercasing first: 'İ' -> 'i' + combining dot
     ("<|endoftext|>", ["<", "|", "endoftext", "|", ">"]),
     ("\u00a0\u2003x", ["\u00a0", "\u2003", "x"]),  # other spaces are kept
+    ("\U0001d400b\U0001f600c", ["\U0001d400b", "\U0001f600", "c"]),  # astral letter (no lowercase), symbol
+    ("\U00010428\U00010400x", ["\U00010428\U00010428x"]),  # Deseret: astral letters with case
 ]
 
 
@@ -74,6 +76,15 @@ def test_word_tokens_hand_written(text, expected):
 @settings(max_examples=300, deadline=None)
 @given(st.text(max_size=60))
 def test_word_tokens_match_per_character_rule_on_unicode(text):
+    assert word_tokens(text) == naive_word_tokens(text)
+
+
+@pytest.mark.parametrize("max_cp", [0x7F, 0xFFFF, sys.maxunicode])
+@settings(max_examples=150, deadline=None)
+@given(data=st.data())
+def test_word_tokens_each_code_point_domain(max_cp, data):
+    """word_tokens picks an ASCII, BMP or full-unicode letter class by the text's largest code point."""
+    text = data.draw(st.text(alphabet=st.characters(max_codepoint=max_cp), max_size=50))
     assert word_tokens(text) == naive_word_tokens(text)
 
 

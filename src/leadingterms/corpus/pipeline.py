@@ -153,14 +153,6 @@ def _try_reuse(cfg: CorpusConfig, out: Path, fp: str) -> TokenStore | None:
     return store if store.meta.get("fingerprint") == fp else None
 
 
-def token_counts(ids: list[np.ndarray], V: int) -> np.ndarray:
-    """(V,) occurrences of each id over the documents (OOV markers -1 excluded)."""
-    counts = np.zeros(V, dtype=np.int64)
-    for d in ids:
-        counts += np.bincount(d[d >= 0], minlength=V)
-    return counts
-
-
 def build(cfg: CorpusConfig, out_dir: str | os.PathLike[str]) -> BuildResult:
     """Build the store (or reuse a matching one). See the module docstring for the rules."""
     validate(cfg)
@@ -178,9 +170,11 @@ def build(cfg: CorpusConfig, out_dir: str | os.PathLike[str]) -> BuildResult:
     ids = tok.fit_encode(docs.texts)
     V = len(tok.vocab)
     lengths = np.array([len(d) for d in ids], dtype=np.int64)
-    has_oov = np.array([bool((d < 0).any()) for d in ids], dtype=bool)
-    n_oov_occ = int(sum(int((d < 0).sum()) for d in ids))
-    counts = token_counts(ids, V)
+    flat = np.concatenate(ids) if ids else np.zeros(0, np.int64)
+    oov = flat < 0
+    has_oov = np.bincount(np.repeat(np.arange(len(ids)), lengths)[oov], minlength=len(ids)) > 0
+    n_oov_occ = int(oov.sum())
+    counts = np.bincount(flat[~oov], minlength=V)
     n_tokens = int(lengths.sum())
     n_unk_occ = int(counts[tok.unk_id]) if tok.unk_id is not None and tok.unk_id < V else 0
     in_vocab = [d for d, bad in zip(ids, has_oov, strict=True) if not bad]

@@ -15,6 +15,7 @@ tokens are the same as without it.
 from __future__ import annotations
 
 import functools
+import itertools
 import os
 import re
 import sys
@@ -39,14 +40,20 @@ TOKENIZER_DIR = "tokenizer"  # save_pretrained folder, for HF tokenizers without
 # ----------------------------------------------------------------------------- word tokenizer
 
 
-@functools.lru_cache(maxsize=1)
-def _word_pattern() -> re.Pattern[str]:
-    """``[<every isalpha code point>]+ | [^ \\n]``: built from ``str.isalpha`` itself, so exact.
+_ASCII_MAX, _BMP_MAX = 0x7F, 0xFFFF
 
-    (``[^\\W\\d_]`` is *not* isalpha: it also matches e.g. '²' and '½'.)
+
+@functools.lru_cache(maxsize=3)
+def _word_pattern(max_code_point: int) -> re.Pattern[str]:
+    """``[<every isalpha code point <= max_code_point>]+ | [^ \\n]``, built from ``str.isalpha``
+    itself, so exact for text whose code points are all <= max_code_point.
+
+    Three domains (ASCII, BMP, all of unicode): ``re`` tests a BMP-only class with a bitmap but
+    scans a class with astral ranges linearly, so the narrowest class that covers the text is
+    used. (``[^\\W\\d_]`` is *not* isalpha: it also matches e.g. '²' and '½'.)
     """
     ranges: list[tuple[int, int]] = []
-    for cp in range(sys.maxunicode + 1):
+    for cp in range(max_code_point + 1):
         if chr(cp).isalpha():
             if ranges and ranges[-1][1] == cp - 1:
                 ranges[-1] = (ranges[-1][0], cp)
@@ -58,7 +65,14 @@ def _word_pattern() -> re.Pattern[str]:
 
 def word_tokens(text: str) -> list[str]:
     """SPEC §6 word tokens of ``text`` (lowercased), in order."""
-    return _word_pattern().findall(text.lower())
+    low = text.lower()
+    if low.isascii():
+        limit = _ASCII_MAX
+    elif max(low) <= "\uffff":
+        limit = _BMP_MAX
+    else:
+        limit = sys.maxunicode
+    return _word_pattern(limit).findall(low)
 
 
 def build_word_vocab(token_docs: Iterable[Sequence[str]], K: int | None) -> tuple[list[str], Counter[str]]:
@@ -67,9 +81,7 @@ def build_word_vocab(token_docs: Iterable[Sequence[str]], K: int | None) -> tupl
     Returns (vocab, counts). ``Counter`` keeps insertion (= first-appearance) order and
     ``sorted`` is stable, so equal counts keep first-appearance order.
     """
-    counts: Counter[str] = Counter()
-    for toks in token_docs:
-        counts.update(toks)
+    counts: Counter[str] = Counter(itertools.chain.from_iterable(token_docs))
     ordered = sorted(counts.items(), key=lambda kv: -kv[1])
     if K is not None:
         ordered = ordered[:K]
@@ -141,9 +153,9 @@ class WordTokenizer:
         return self._encode_tokens(toks)
 
     def _encode_tokens(self, toks: list[list[str]]) -> list[np.ndarray]:
-        missing = self._index[UNK] if self.unk else -1
+        missing = itertools.repeat(self._index[UNK] if self.unk else -1)
         get = self._index.get
-        return [np.fromiter((get(t, missing) for t in ts), dtype=np.int64, count=len(ts)) for ts in toks]
+        return [np.array(list(map(get, ts, missing)), dtype=np.int64) for ts in toks]
 
     def encode_docs(self, docs: Sequence[str]) -> list[np.ndarray]:
         return self._encode_tokens([word_tokens(d) for d in docs])
