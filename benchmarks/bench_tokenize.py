@@ -96,6 +96,10 @@ def run(quick: bool) -> str:
     t_naive, ref = best_of(lambda: naive_tokens(text), 1 if quick else 2)
     t_ours, got = best_of(lambda: word_tokens(text), reps)
     assert got == ref, "regex tokenizer differs from the per-character rule"
+    stories = text.split("\n<|endoftext|>\n")
+    t_naive_d, ref_d = best_of(lambda: [naive_tokens(d) for d in stories], 1 if quick else 2)
+    t_ours_d, got_d = best_of(lambda: [word_tokens(d) for d in stories], reps)
+    assert got_d == ref_d, "regex tokenizer differs from the per-character rule"
 
     K, T = 2000, 64
     t_nb, (v_ref, rows_ref) = best_of(lambda: naive_build(src, K, T), 1)
@@ -110,9 +114,15 @@ def run(quick: bool) -> str:
         "",
         "| step | naive per-character loop (s) | ours (s) | speed-up | ours (M tokens/s) |",
         "|---|---:|---:|---:|---:|",
-        f"| tokenize text -> tokens | {t_naive:.3f} | {t_ours:.3f} | {t_naive / t_ours:.1f}x | {n_tok / t_ours / 1e6:.2f} |",
+        f"| tokenize the whole text (one string, has non-ASCII: BMP letter class) | {t_naive:.3f} | {t_ours:.3f} "
+        f"| {t_naive / t_ours:.1f}x | {n_tok / t_ours / 1e6:.2f} |",
+        f"| tokenize story by story, as the pipeline does (ASCII class for ASCII-only stories) | {t_naive_d:.3f} "
+        f"| {t_ours_d:.3f} | {t_naive_d / t_ours_d:.1f}x | {n_tok / t_ours_d / 1e6:.2f} |",
         f"| corpus build from the file, K = {K}, T = {T} (ours also writes the store and its statistics) "
         f"| {t_nb:.3f} | {t_ob:.3f} | {t_nb / t_ob:.1f}x | {n_tok / t_ob / 1e6:.2f} |",
+        "",
+        "The regex is exact by construction (its letter class is generated from str.isalpha) and tests prove "
+        "it equal to the per-character rule; most of the remaining time is creating one Python string per token.",
         "",
         f"Corpus build: {store.meta['counts']['documents_read']:,} stories read, {store.N:,} sequences kept; "
         f"target for the full 2 MiB file: <= 5 s ({'met' if t_ob <= 5 or quick else 'NOT met'}: {t_ob:.2f} s).",
