@@ -1,0 +1,253 @@
+"""Figures (matplotlib, Agg): tracking curves, learned-vs-predicted heatmaps, P vs Δ, loss.
+
+Every figure is written twice, as ``<stem>.png`` and ``<stem>.svg`` (atomically), by
+:func:`save_figure`. Inputs are plain data: the list of records of ``RUN/metrics.jsonl`` and
+(V, V) / (T,) tensors, so every function can be tested on fabricated data.
+
+metrics record (one per logged step)::
+
+    {"step": s, "epoch": e, "loss": l, "val_loss": v | None,
+     "closed_form": {"W_O": {"cos": c, "rel": r}, "layers.0.W": {...}, ...},
+     "shadow": {...same keys...}, "second_order": {"W_O": {...}, "layers.0.V": {...}},
+     "layer_spread": {"V": x, "W": x, "P": x}}
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from leadingterms.persist import atomic_path
+
+#: Prediction sources logged per step, in plotting order, with their legend labels.
+PREDICTIONS: dict[str, str] = {
+    "closed_form": "closed form (§3)",
+    "second_order": "second order (§4)",
+    "shadow": "shadow / path-dependent (§5)",
+}
+#: Weight kinds, in plotting order, with their titles.
+WEIGHT_KINDS: dict[str, str] = {
+    "W_O": "output W_O  vs  s·η·B̄",
+    "V": "value V  vs  C(s,2)η²·Φ̄ᵀB̄ᵀ",
+    "W": "attention W  vs  c(s)η⁴·Q̄",
+    "P": "position P  vs  c(s)η⁴·Δ",
+}
+_COLORS = {"closed_form": "#1f77b4", "second_order": "#2ca02c", "shadow": "#d62728"}
+#: Relative-error thresholds drawn on the tracking figure (the validity horizon's).
+REL_THRESHOLDS = (0.05, 0.20)
+
+_PARAM_RE = re.compile(r"^layers\.(\d+)\.(W|V|P)$")
+
+
+def parse_param(name: str) -> tuple[str, int | None]:
+    """``"W_O"`` -> ``("W_O", None)``; ``"layers.2.V"`` -> ``("V", 2)``; else ValueError."""
+    if name == "W_O":
+        return "W_O", None
+    m = _PARAM_RE.match(name)
+    if not m:
+        raise ValueError(f"not a parameter name: {name!r}")
+    return m.group(2), int(m.group(1))
+
+
+def _plt() -> Any:
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    plt.rcParams["svg.hashsalt"] = "leadingterms"
+    return plt
+
+
+def save_figure(fig: Any, out_dir: str | Path, stem: str) -> list[Path]:
+    """Write ``fig`` as ``out_dir/stem.png`` and ``out_dir/stem.svg``; close it; return the paths."""
+    plt = _plt()
+    out = Path(out_dir)
+    paths = []
+    try:
+        for fmt in ("png", "svg"):
+            path = out / f"{stem}.{fmt}"
+            with atomic_path(path) as tmp:
+                fig.savefig(tmp, format=fmt, dpi=110, bbox_inches="tight", metadata={"Date": None}
+                            if fmt == "svg" else None)
+            paths.append(path)
+    finally:
+        plt.close(fig)
+    return paths
+
+
+def tracking_series(
+    metrics: Sequence[Mapping[str, Any]], prediction: str, metric: str
+) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Per weight kind: (steps (S,), values (S, n_layers)) of ``metric`` ("cos"/"rel") for one prediction.
+
+    Column j is layer j (one column for W_O); NaN where a step did not log that weight
+    (e.g. step 0, where the learned weight is zero). Steps with no value for the kind are dropped.
+    """
+    per_kind: dict[str, dict[int, dict[int, float]]] = {}
+    for rec in metrics:
+        block = rec.get(prediction) or {}
+        step = int(rec["step"])
+        for name, vals in block.items():
+            try:
+                kind, layer = parse_param(name)
+            except ValueError:
+                continue
+            v = vals.get(metric) if isinstance(vals, Mapping) else None
+            if v is None or not math.isfinite(float(v)):
+                continue
+            per_kind.setdefault(kind, {}).setdefault(step, {})[layer or 0] = float(v)
+    out: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    for kind, by_step in per_kind.items():
+        steps = np.array(sorted(by_step), dtype=np.int64)
+        n_layers = 1 + max(max(d) for d in by_step.values())
+        vals = np.full((len(steps), n_layers), np.nan)
+        for i, s in enumerate(steps):
+            for layer, v in by_step[int(s)].items():
+                vals[i, layer] = v
+        out[kind] = (steps, vals)
+    return out
+
+
+def plot_tracking(metrics: Sequence[Mapping[str, Any]], out_dir: str | Path, stem: str = "tracking") -> list[Path]:
+    """The paper's tracking figure, extended: cosine (top) and relative error (bottom, log) vs step.
+
+    One column per weight kind (W_O, V, W, P); one colour per prediction (closed form, second
+    order, shadow); the line is the mean over layers and the shaded band the range across layers.
+    Dotted lines mark the 5% and 20% relative-error thresholds.
+    """
+    plt = _plt()
+    fig, axes = plt.subplots(2, len(WEIGHT_KINDS), figsize=(4.2 * len(WEIGHT_KINDS), 6.4), sharex=True,
+                             squeeze=False)
+    series = {(p, m): tracking_series(metrics, p, m) for p in PREDICTIONS for m in ("cos", "rel")}
+    for col, (kind, title) in enumerate(WEIGHT_KINDS.items()):
+        for row, metric in enumerate(("cos", "rel")):
+            ax = axes[row][col]
+            drawn = False
+            for pred, label in PREDICTIONS.items():
+                data = series[(pred, metric)].get(kind)
+                if data is None:
+                    continue
+                steps, vals = data
+                with np.errstate(all="ignore"):
+                    mean = np.nanmean(vals, axis=1)
+                    lo, hi = np.nanmin(vals, axis=1), np.nanmax(vals, axis=1)
+                if metric == "rel":
+                    mean, lo, hi = (np.clip(a, 1e-16, None) for a in (mean, lo, hi))
+                ax.plot(steps, mean, color=_COLORS[pred], lw=1.6, label=label)
+                if vals.shape[1] > 1:
+                    ax.fill_between(steps, lo, hi, color=_COLORS[pred], alpha=0.22, lw=0)
+                drawn = True
+            if metric == "rel":
+                if drawn:
+                    ax.set_yscale("log")
+                for thr in REL_THRESHOLDS:
+                    ax.axhline(thr, color="0.4", ls=":", lw=1)
+                ax.set_xlabel("step")
+            if row == 0:
+                ax.set_title(title, fontsize=10)
+            if col == 0:
+                ax.set_ylabel("cosine similarity" if metric == "cos" else "relative error ‖W−Ŵ‖/‖W‖")
+            if not drawn:
+                ax.text(0.5, 0.5, "not logged", transform=ax.transAxes, ha="center", va="center", color="0.5")
+            ax.grid(alpha=0.3)
+    handles, labels = [], []
+    for ax in axes.flat:
+        for h, lab in zip(*ax.get_legend_handles_labels(), strict=True):
+            if lab not in labels:
+                handles.append(h)
+                labels.append(lab)
+    if handles:
+        fig.legend(handles, labels, loc="upper center", ncol=len(handles), frameon=False,
+                   bbox_to_anchor=(0.5, 1.04))
+    fig.tight_layout()
+    return save_figure(fig, out_dir, stem)
+
+
+def plot_loss(metrics: Sequence[Mapping[str, Any]], out_dir: str | Path, stem: str = "loss") -> list[Path]:
+    """Training loss (and validation loss where logged) vs step."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6.4, 3.6))
+    steps = [int(r["step"]) for r in metrics if r.get("loss") is not None]
+    ax.plot(steps, [float(r["loss"]) for r in metrics if r.get("loss") is not None], label="train loss")
+    val = [(int(r["step"]), float(r["val_loss"])) for r in metrics if r.get("val_loss") is not None]
+    if val:
+        ax.plot(*zip(*val, strict=True), "o-", ms=3, label="validation loss")
+    ax.set_xlabel("step")
+    ax.set_ylabel("mean cross-entropy (nats)")
+    ax.grid(alpha=0.3)
+    ax.legend(frameon=False)
+    fig.tight_layout()
+    return save_figure(fig, out_dir, stem)
+
+
+def plot_heatmaps(
+    pairs: Sequence[tuple[str, torch.Tensor, str, torch.Tensor]],
+    token_ids: Sequence[int],
+    vocab: Sequence[str] | None,
+    out_dir: str | Path,
+    stem: str = "heatmaps",
+) -> list[Path]:
+    """One row per (learned title, learned (V,V), predicted title, predicted (V,V)): side-by-side heatmaps.
+
+    Both matrices are restricted to ``token_ids`` (rows and columns, e.g. the 50 most frequent
+    tokens) and each is divided by its largest absolute entry on that block, so the panels
+    compare patterns, not scales. Rows are the matrix's row index (current / context / query
+    token), columns its column index.
+    """
+    plt = _plt()
+    idx = torch.as_tensor(list(token_ids), dtype=torch.long)
+    labels = [vocab[i] if vocab is not None else str(i) for i in idx.tolist()]
+    n = len(labels)
+    size = max(4.0, 0.11 * n + 1.5)
+    fig, axes = plt.subplots(len(pairs), 2, figsize=(2 * size + 0.8, size * len(pairs)), squeeze=False)
+    im = None
+    for row, (t_learned, learned, t_pred, pred) in enumerate(pairs):
+        blocks = []
+        for mat in (learned, pred):
+            b = mat.detach().to("cpu", torch.float64)[idx][:, idx]
+            scale = float(b.abs().max())
+            blocks.append((b / scale if scale > 0 else b).numpy())
+        a, p = blocks
+        cos = float((a * p).sum() / (np.linalg.norm(a) * np.linalg.norm(p) + 1e-300))
+        for col, (title, block) in enumerate(((t_learned, a), (t_pred, p))):
+            ax = axes[row][col]
+            im = ax.imshow(block, cmap="RdBu_r", vmin=-1, vmax=1, interpolation="nearest")
+            ax.set_title(title + (f"   (cos on block {cos:.3f})" if col == 1 else ""), fontsize=10)
+            ax.set_xticks(range(n))
+            ax.set_yticks(range(n))
+            fs = 6 if n > 30 else 8
+            ax.set_xticklabels(labels, rotation=90, fontsize=fs)
+            ax.set_yticklabels(labels, fontsize=fs)
+    if im is not None:
+        fig.colorbar(im, ax=axes, shrink=0.5, label="entry / max |entry|")
+    return save_figure(fig, out_dir, stem)
+
+
+def plot_positional(
+    P_learned: Mapping[int, torch.Tensor],
+    P_predicted: torch.Tensor,
+    out_dir: str | Path,
+    stem: str = "positional",
+) -> list[Path]:
+    """Learned relative-position biases P^(l)[m] of each layer and the prediction c(s)η⁴Δ[m] vs offset m."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6.4, 3.8))
+    pred = P_predicted.detach().to("cpu", torch.float64).numpy()
+    m = np.arange(len(pred))
+    for layer, P in sorted(P_learned.items()):
+        ax.plot(m, P.detach().to("cpu", torch.float64).numpy(), lw=1.4, label=f"learned P^({layer})")
+    ax.plot(m, pred, "k--", lw=1.4, label="predicted c(s)η⁴Δ")
+    ax.axhline(0, color="0.6", lw=0.8)
+    ax.set_xlabel("offset m = t − j  (0 = attend to self)")
+    ax.set_ylabel("bias")
+    ax.grid(alpha=0.3)
+    ax.legend(frameon=False, fontsize=8)
+    fig.tight_layout()
+    return save_figure(fig, out_dir, stem)
