@@ -1,0 +1,383 @@
+"""Streaming computation of the SPEC §2 statistics: O(N·T²) gathers and scatter-adds.
+
+Index conventions (sequence i, positions t = 0..T−1, x_t input, y_t = x_{t+1} target, u = 1/V):
+
+- pairs (t, j) with j <= t, packed row-major (``torch.tril_indices``), P = T(T+1)/2 per row;
+  the uniform causal attention weight of a pair is A0[t, j] = 1/(t+1).
+- raw sums (before the one 1/(N·T)): ``C[x_t, y_t] += 1`` (bigram counts), ``c[x_t] += 1``,
+  ``Phi[y_t, x_j] += 1/(t+1)``, ``A[x_j, x_t] += 1/(t+1)``; then
+  ``B_bar = (C − u·c 1ᵀ)/NT``, ``Phi_bar = (Phi − u·1 colsum(Phi)ᵀ)/NT``, ``A_bar = A/NT``, ``Pi = c/NT``.
+- attention: ``D[t, j] = M[y_t, x_j] − u·colsum(M)[x_j]`` is a gather from the row-centred
+  ``M' = M − u·1 colsum(M)ᵀ``; ``K[t, j] = (D[t, j] − mean_{k<=t} D[t, k])/(t+1)`` is J_t
+  applied to row t; ``Q[x_t, x_j] += K[t, j]`` (scatter-add); ``Delta[t − j] += K[t, j]``.
+
+No one-hot matrix and no T×T×T tensor is formed. Memory: the V×V accumulators (over the
+compact vocabulary of tokens present) plus one chunk of rows, chosen so that the chunk's pair
+arrays stay within :data:`DEFAULT_CHUNK_BYTES`.
+"""
+
+from __future__ import annotations
+
+import functools
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+from torch import Tensor
+
+from leadingterms.basis._tokens import OTHER_TOKEN, Source, as_rows, token_counts, top_k_map
+from leadingterms.basis.types import Basis
+from leadingterms.errors import LeadingTermsError
+from leadingterms.persist import check_memory, format_bytes, peak_rss_bytes
+
+MLike = Tensor | tuple[Tensor, Tensor]
+
+#: Working-set budget for one chunk's pair arrays (keys, gathered values, kernel, weights).
+DEFAULT_CHUNK_BYTES = 96 * 2**20
+#: Bytes of chunk working set per (t, j) pair (two int64 keys, values, weights).
+_PAIR_BYTES = 32
+
+DTYPES = {"float64": torch.float64, "float32": torch.float32}
+
+
+def dtype_name(dtype: torch.dtype) -> str:
+    for name, dt in DTYPES.items():
+        if dt == dtype:
+            return name
+    raise LeadingTermsError(f"unsupported dtype {dtype}; use float64 or float32")
+
+
+def chunk_rows_for(T: int, budget_bytes: int = DEFAULT_CHUNK_BYTES) -> int:
+    """Rows per chunk so that the chunk's T(T+1)/2 pairs per row fit ``budget_bytes``."""
+    P = T * (T + 1) // 2
+    return max(1, budget_bytes // (P * _PAIR_BYTES))
+
+
+def estimate_bytes(V: int, T: int, dtype: torch.dtype = torch.float64, *, n_matrices: int = 6,
+                   int_counts: bool = True) -> int:
+    """Peak bytes of a basis computation: ``n_matrices`` V×V float buffers (+ int64 bigram counts)
+    plus one chunk's pair working set."""
+    item = torch.empty((), dtype=dtype).element_size()
+    per_cell = n_matrices * item + (8 if int_counts else 0)
+    return per_cell * V * V + DEFAULT_CHUNK_BYTES + 64 * 2**20
+
+
+def _check_memory(V: int, T: int, dtype: torch.dtype, n_matrices: int, what: str) -> None:
+    check_memory(
+        estimate_bytes(V, T, dtype, n_matrices=n_matrices),
+        f"{what} at V={V}",
+        "restrict the vocabulary with --top-k K (e.g. --top-k 3000) or use --dtype float32",
+    )
+
+
+@dataclass(frozen=True)
+class _Pairs:
+    """Pairs (t, j), j <= t < T, P = T(T+1)/2 of them, row-major: block t = pairs (t, 0..t) at
+    ``bounds[t]:bounds[t+1]``. ``m`` (P,) = t − j; ``inv_t`` (T,) = 1/(t+1); ``w`` (P,) = 1/(t+1)
+    per pair; ``lengths`` (T,) = t + 1.
+
+    Row-major order keeps consecutive keys in one row of the V×V buffers (y_t or x_t fixed),
+    which roughly doubles the speed of the scatter-adds and gathers over a random order.
+    """
+
+    T: int
+    bounds: list[int]
+    lengths: Tensor
+    m: Tensor
+    inv_t: Tensor
+    w: Tensor
+
+
+@functools.lru_cache(maxsize=16)
+def _pairs(T: int, dtype: torch.dtype, device: torch.device) -> _Pairs:
+    t, j = torch.tril_indices(T, T, device=device)
+    inv_t = 1.0 / torch.arange(1, T + 1, dtype=dtype, device=device)
+    bounds = [t_ * (t_ + 1) // 2 for t_ in range(T + 1)]
+    return _Pairs(T=T, bounds=bounds, lengths=torch.arange(1, T + 1, device=device), m=(t - j).contiguous(),
+                  inv_t=inv_t, w=inv_t[t].contiguous())
+
+
+class _Chunk:
+    """Pair arrays of one chunk of n rows in (n, P) layout: row = sequence, column = pair.
+
+    Buffers are allocated once for ``rows`` sequences and reused (fresh allocations would
+    page-fault on every chunk). After :meth:`load`: ``x``, ``y`` (n, T) inputs and targets;
+    ``key_next`` = y_t·Vc + x_j (cell of Phi and of the gather D = M'[y_t, x_j]) and
+    ``key_query`` = x_t·Vc + x_j (cell of Q and of Aᵀ), both (n, P), built one block t at a
+    time from contiguous slices (broadcast adds, no gathers).
+    """
+
+    def __init__(self, T: int, rows: int, Vc: int, dtype: torch.dtype, device: torch.device) -> None:
+        self.pr = _pairs(T, dtype, device)
+        self.Vc, self.rows = Vc, rows
+        size = self.pr.bounds[-1] * rows
+        self._kn = torch.empty(size, dtype=torch.long, device=device)
+        self._kq = torch.empty(size, dtype=torch.long, device=device)
+        self._val = torch.empty(size, dtype=dtype, device=device)
+        self._w: dict[int, Tensor] = {}
+        self._len: dict[int, Tensor] = {}
+        self.n = 0
+
+    def _view(self, buf: Tensor) -> Tensor:
+        return buf[: self.pr.bounds[-1] * self.n].view(self.n, -1)
+
+    def _blocks(self) -> list[tuple[int, int, int]]:
+        b = self.pr.bounds
+        return [(t, b[t], b[t + 1]) for t in range(self.pr.T)]
+
+    def load(self, z: Tensor) -> None:
+        """``z`` (n, T+1) compact ids, n <= rows."""
+        Vc = self.Vc
+        self.n = z.shape[0]
+        self.x, self.y = z[:, :-1], z[:, 1:]
+        self.key_next, self.key_query = self._view(self._kn), self._view(self._kq)
+        yV, xV = self.y * Vc, self.x * Vc
+        for t, a, b in self._blocks():
+            torch.add(self.x[:, : t + 1], yV[:, t : t + 1], out=self.key_next[:, a:b])
+            torch.add(self.x[:, : t + 1], xV[:, t : t + 1], out=self.key_query[:, a:b])
+
+    def weights(self) -> Tensor:
+        """(n·P,) A0 weight 1/(t+1) of every pair, flat in the key order."""
+        if self.n not in self._w:
+            self._w[self.n] = self.pr.w.expand(self.n, -1).contiguous().view(-1)
+        return self._w[self.n]
+
+    def kernel(self, Mc: Tensor) -> Tensor:
+        """K (n, P): ``K[t, j] = (D[t, j] − mean_{k<=t} D[t, k])/(t+1)``, D gathered from ``Mc`` (Vc·Vc,)."""
+        pr = self.pr
+        D = self._view(self._val)
+        torch.index_select(Mc, 0, self.key_next.view(-1), out=D.view(-1))
+        if self.n not in self._len:
+            self._len[self.n] = pr.lengths.expand(self.n, -1).contiguous()
+        mean = torch.segment_reduce(D, "sum", lengths=self._len[self.n], axis=1).mul_(pr.inv_t)  # (n, T)
+        for t, a, b in self._blocks():
+            D[:, a:b] -= mean[:, t : t + 1]
+        return D.mul_(pr.w)
+
+    def delta(self, K: Tensor) -> Tensor:
+        """(T,): Σ over the chunk's pairs with t − j = m of K, per m."""
+        return torch.zeros(self.pr.T, dtype=K.dtype, device=K.device).index_add_(0, self.pr.m, K.sum(0))
+
+
+# ----------------------------------------------------------------------------------------
+# Pass 1: bigram, context, Pi, A
+# ----------------------------------------------------------------------------------------
+def _bigram_context_pass(src: Source, dtype: torch.dtype, rows: int, progress: bool
+                         ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Raw compact sums: counts (Vc, Vc) int64, c (Vc,) int64, Phi (Vc, Vc), A (Vc, Vc)."""
+    Vc, T, dev = src.Vc, src.T, src.device
+    rows = min(rows, src.N)
+    ch = _Chunk(T, rows, Vc, dtype, dev)
+    counts = torch.zeros(Vc * Vc, dtype=torch.long, device=dev)
+    c = torch.zeros(Vc, dtype=torch.long, device=dev)
+    Phi = torch.zeros(Vc * Vc, dtype=dtype, device=dev)
+    A_t = torch.zeros(Vc * Vc, dtype=dtype, device=dev)  # transposed: cell (x_t, x_j)
+    ones = torch.ones(rows * T, dtype=torch.long, device=dev)
+    for z in src.blocks(rows, desc="basis: bigram/context", progress=progress):
+        ch.load(z)
+        counts.scatter_add_(0, (ch.x * Vc + ch.y).reshape(-1), ones[: ch.n * T])
+        c += torch.bincount(ch.x.reshape(-1), minlength=Vc)
+        w = ch.weights()
+        Phi.scatter_add_(0, ch.key_next.view(-1), w)
+        A_t.scatter_add_(0, ch.key_query.view(-1), w)
+    return counts.view(Vc, Vc), c, Phi.view(Vc, Vc), A_t.view(Vc, Vc).T
+
+
+def _finish_bigram(src: Source, counts: Tensor, c: Tensor, Phi: Tensor, A: Tensor, dtype: torch.dtype
+                   ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Expand to V and apply the rank-one centring and 1/(N·T): (B_bar, Phi_bar, Pi, A_bar)."""
+    NT = float(src.N * src.T)
+    u = 1.0 / src.V
+    cf = src.expand_vec(c.to(dtype))
+    B_bar = src.expand(counts.to(dtype))
+    B_bar.sub_(u * cf[:, None]).div_(NT)
+    Phi_bar = src.expand(Phi)
+    Phi_bar.sub_(u * Phi_bar.sum(0)[None, :]).div_(NT)
+    A_bar = src.expand(A.contiguous()).div_(NT)
+    return B_bar, Phi_bar, cf / NT, A_bar
+
+
+def bigram_context_stats(tokens: Any, V: int, *, dtype: torch.dtype = torch.float64, progress: bool = False,
+                         chunk_rows: int | None = None) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """(B_bar, Phi_bar, Pi, A_bar) of ``tokens`` (N, T+1), normalised by 1/(N·T) (SPEC §2).
+
+    B_bar (V, V) row = current, col = next; Phi_bar (V, V) row = next, col = context;
+    Pi (V,) frequency as current token; A_bar (V, V) row = context, col = query.
+    Torch tokens are processed on their device; numpy/memmap tokens on the CPU.
+    """
+    dtype_name(dtype)
+    tokens = as_rows(tokens)
+    dev = tokens.device if isinstance(tokens, Tensor) else torch.device("cpu")
+    src = Source.build(tokens, V, device=dev)
+    _check_memory(src.Vc, src.T, dtype, 4, "the bigram/context statistics")
+    rows = chunk_rows or chunk_rows_for(src.T)
+    counts, c, Phi, A = _bigram_context_pass(src, dtype, rows, progress)
+    return _finish_bigram(src, counts, c, Phi, A, dtype)
+
+
+# ----------------------------------------------------------------------------------------
+# Pass 2: attention statistics Q_bar, Delta for a given M
+# ----------------------------------------------------------------------------------------
+def _centred_block(M: MLike, src: Source, dtype: torch.dtype) -> Tensor:
+    """M'[ids, ids] (Vc, Vc) with M' = M − u·1 colsum(M)ᵀ; ``M`` dense (V, V) or factors (Lf, Rf).
+
+    Only the compact sub-block is formed: for factors, ``(Lf[ids] − u·1ᵀLf) @ Rf[:, ids]``.
+    """
+    V, ids, u = src.V, src.ids, 1.0 / src.V
+    if isinstance(M, (tuple, list)):
+        if len(M) != 2:
+            raise LeadingTermsError("M factors must be a pair (Lf, Rf) with M = Lf @ Rf")
+        Lf, Rf = M
+        if Lf.ndim != 2 or Rf.ndim != 2 or Lf.shape[0] != V or Rf.shape[1] != V or Lf.shape[1] != Rf.shape[0]:
+            raise LeadingTermsError(
+                f"M factors must be (V, r) and (r, V) with V={V}, got {tuple(Lf.shape)} and {tuple(Rf.shape)}")
+        Lf = Lf.to(device=src.device, dtype=dtype)
+        Rf = Rf.to(device=src.device, dtype=dtype)
+        left = Lf.index_select(0, ids) - u * Lf.sum(0)[None, :]
+        return left @ Rf.index_select(1, ids)
+    if M.ndim != 2 or tuple(M.shape) != (V, V):
+        raise LeadingTermsError(f"M must be ({V}, {V}), got {tuple(M.shape)}")
+    Md = M.to(device=src.device, dtype=dtype)
+    colsum = Md.sum(0)
+    if src.Vc == V:
+        return Md - u * colsum[None, :]
+    return Md.index_select(0, ids).index_select(1, ids) - u * colsum[ids][None, :]
+
+
+def _attention_pass(src: Source, Mc: Tensor, dtype: torch.dtype, rows: int, progress: bool
+                    ) -> tuple[Tensor, Tensor]:
+    """Raw compact sums: Q (Vc, Vc) row = query x_t, col = key x_j; Delta (T,)."""
+    Vc, T, dev = src.Vc, src.T, src.device
+    ch = _Chunk(T, min(rows, src.N), Vc, dtype, dev)
+    Mc = Mc.reshape(-1)
+    Q = torch.zeros(Vc * Vc, dtype=dtype, device=dev)
+    Delta = torch.zeros(T, dtype=dtype, device=dev)
+    for z in src.blocks(rows, desc="basis: attention", progress=progress):
+        ch.load(z)
+        K = ch.kernel(Mc)
+        Delta += ch.delta(K)
+        Q.scatter_add_(0, ch.key_query.view(-1), K.view(-1))
+    return Q.view(Vc, Vc), Delta
+
+
+def _attention_source(tokens: Any, V: int, M: MLike) -> Source:
+    tokens = as_rows(tokens)
+    ref = M[0] if isinstance(M, (tuple, list)) else M
+    if not isinstance(ref, Tensor):
+        raise LeadingTermsError("M must be a torch tensor (V, V) or a pair of tensors (Lf, Rf)")
+    return Source.build(tokens, V, device=ref.device)
+
+
+def attention_stats(tokens: Any, V: int, M: MLike, *, dtype: torch.dtype = torch.float64, progress: bool = False,
+                    chunk_rows: int | None = None) -> tuple[Tensor, Tensor]:
+    """(Q_bar, Delta) of ``tokens`` (N, T+1) for a given M, normalised by 1/(N·T) (SPEC §2, §5).
+
+    ``M`` (V, V) row = next token, col = context token (``B̄ᵀB̄Φ̄`` for the corpus basis,
+    ``W_Oᵀ Vᵀ`` in the Shadow), or factors ``(Lf, Rf)`` with M = Lf @ Rf, Lf (V, r), Rf (r, V):
+    then only ``M[present, present]`` is formed. Linear in M. Q_bar (V, V) row = query token,
+    col = key token; Delta (T,) offset m = t − j. Computed on M's device.
+    """
+    dtype_name(dtype)
+    src = _attention_source(tokens, V, M)
+    _check_memory(src.Vc, src.T, dtype, 3, "the attention statistics")
+    rows = chunk_rows or chunk_rows_for(src.T)
+    Q, Delta = _attention_pass(src, _centred_block(M, src, dtype), dtype, rows, progress)
+    NT = float(src.N * src.T)
+    return src.expand(Q).div_(NT), Delta.div_(NT)
+
+
+def attention_kernel(tokens: Any, V: int, M: MLike, *, dtype: torch.dtype = torch.float64) -> Tensor:
+    """K_i (N, T, T) of every row (SPEC §2, unnormalised): ``K[i, t, j]`` for j <= t, 0 above.
+
+    For inspection and tests on small inputs (it materialises N·T² numbers).
+    """
+    src = _attention_source(tokens, V, M)
+    T = src.T
+    rows = min(chunk_rows_for(T), src.N)
+    ch = _Chunk(T, rows, src.Vc, dtype, src.device)
+    Mc = _centred_block(M, src, dtype).reshape(-1)
+    out = torch.zeros(src.N, T, T, dtype=dtype, device=src.device)
+    t, j = torch.tril_indices(T, T, device=src.device)
+    start = 0
+    for z in src.blocks(rows):
+        ch.load(z)
+        out[start : start + ch.n, t, j] = ch.kernel(Mc)
+        start += ch.n
+    return out
+
+
+# ----------------------------------------------------------------------------------------
+# The whole basis
+# ----------------------------------------------------------------------------------------
+def _sparse_counts(src: Source, counts: Tensor) -> sp.csr_matrix:
+    """Compact dense counts (Vc, Vc) -> scipy CSR (V, V) in output ids."""
+    rows, cols = torch.nonzero(counts, as_tuple=True)
+    vals = counts[rows, cols]
+    ids = src.ids.cpu()
+    return sp.csr_matrix(
+        (vals.cpu().numpy().astype(np.float64), (ids[rows.cpu()].numpy(), ids[cols.cpu()].numpy())),
+        shape=(src.V, src.V),
+    )
+
+
+def compute_basis(tokens: Any, V: int, *, dtype: torch.dtype = torch.float64, vocab: list[str] | None = None,
+                  progress: bool = True, top_k: int | None = None, chunk_rows: int | None = None) -> Basis:
+    """Every SPEC §2 statistic of ``tokens`` (N, T+1) over all rows, normalised by 1/(N·T).
+
+    Two streaming passes over the rows: (1) B_bar, Phi_bar, Pi, A_bar; then
+    M = B̄ᵀB̄Φ̄ from the sparse bigram counts (``nnz·V`` work, no dense V³ product);
+    (2) Q_bar, Delta. ``top_k``: see :mod:`leadingterms.basis`. ``meta`` records dtype,
+    top_k, token_ids (with top_k), seconds, peak memory and chunk rows.
+    """
+    t0 = time.perf_counter()
+    name = dtype_name(dtype)
+    tokens = as_rows(tokens)
+    if vocab is not None and len(vocab) != V:
+        raise LeadingTermsError(f"vocab has {len(vocab)} entries but V={V}")
+    counts_all = token_counts(tokens, V)
+    remap, V_out, token_ids = None, V, None
+    if top_k is not None:
+        if top_k < 1:
+            raise LeadingTermsError(f"--top-k must be >= 1, got {top_k}")
+        if top_k < V:
+            remap, token_ids = top_k_map(counts_all, top_k)
+            V_out = top_k + 1
+            if vocab is not None:
+                vocab = [vocab[i] for i in token_ids[:-1]] + [OTHER_TOKEN]
+    T = int(tokens.shape[1]) - 1
+    _check_memory(V_out, T, dtype, 6, "the basis statistics")
+    src = Source.build(tokens, V, remap=remap, V_out=V_out, counts=counts_all)
+    rows = chunk_rows or chunk_rows_for(T)
+
+    counts, c, Phi, A = _bigram_context_pass(src, dtype, rows, progress)
+    C = _sparse_counts(src, counts).astype(np.float64 if dtype == torch.float64 else np.float32)
+    B_bar, Phi_bar, Pi, A_bar = _finish_bigram(src, counts, c, Phi, A, dtype)
+    del counts, Phi, A
+    empty = torch.zeros(0, dtype=dtype)
+    basis = Basis(B_bar=B_bar, Phi_bar=Phi_bar, Q_bar=empty, Delta=empty, Pi=Pi, A_bar=A_bar,
+                  N=src.N, T=T, V=V_out, vocab=vocab)
+    basis._cache["counts"] = C
+    M = basis.M()
+
+    Mc = _centred_block(M, src, dtype)
+    Q, Delta = _attention_pass(src, Mc, dtype, rows, progress)
+    del Mc
+    NT = float(src.N * T)
+    basis.Q_bar = src.expand(Q).div_(NT)
+    basis.Delta = Delta.div_(NT)
+    seconds = time.perf_counter() - t0
+    basis.meta = {
+        "dtype": name,
+        "top_k": top_k if token_ids is not None else None,
+        "token_ids": token_ids,
+        "seconds": round(seconds, 3),
+        "tokens_per_second": round(src.N * T / max(seconds, 1e-9), 1),
+        "peak_memory_bytes": peak_rss_bytes(),
+        "peak_memory": format_bytes(peak_rss_bytes()),
+        "chunk_rows": rows,
+        "bigram_nnz": int(C.nnz),
+    }
+    return basis
