@@ -155,28 +155,36 @@ def test_resume_is_bit_identical_after_simulated_kill(store, tmp_path, optimizer
         assert any(k.endswith("exp_avg_sq") for k in groups["optim"])
 
 
-def test_resume_after_sigkill_of_the_cli(store, tmp_path):
-    kw = dict(batch_size=3, lr=0.05, steps=30, log_every=2, checkpoint_every=1, keep_last=2, track=())
+_KILLABLE = """
+import sys, time
+from leadingterms.training import TrainConfig, train
+cfg = TrainConfig(**eval(sys.argv[1]))
+train(cfg, on_step=lambda s: time.sleep(0.03))  # slow enough to be killed at a random point mid-run
+"""
+
+
+def test_resume_after_sigkill(store, tmp_path):
+    """A real SIGKILL of a training process (possibly mid-write), then --resume."""
+    kw = dict(batch_size=3, lr=0.05, steps=16, log_every=2, checkpoint_every=1, keep_last=2, track=())
     ref = tmp_path / "ref"
     train(cfg_for(store, ref, **kw))
     run_dir = tmp_path / "run"
-    cmd = [sys.executable, "-m", "leadingterms", "train", "--corpus", str(store.path), "--out", str(run_dir),
-           "--layers", "2", "--lr", "0.05", "--batch-size", "3", "--steps", "30", "--log-every", "2",
-           "--checkpoint-every", "1", "--keep-last", "2", "--dtype", "float64", "--track", "none"]
     env = dict(os.environ, LEADINGTERMS_NO_PROGRESS="1")
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    spec = repr(dict(corpus=str(store.path), out=str(run_dir), layers=2, dtype="float64", progress=False, **kw))
+    proc = subprocess.Popen([sys.executable, "-c", _KILLABLE, spec], env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE)
     deadline = time.time() + 60
-    target = run_dir / "checkpoints" / "step_000005.json"
+    target = run_dir / "checkpoints" / "step_000004.json"
     while not target.exists() and proc.poll() is None and time.time() < deadline:
-        time.sleep(0.02)
+        time.sleep(0.01)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert proc.returncode == -signal.SIGKILL, proc.stderr.read() if proc.stderr else ""
     killed_at = load_run(run_dir).checkpoints
-    assert max(killed_at) < 30
+    assert 4 <= max(killed_at) < 16
     res = train(cfg_for(store, run_dir, resume=True, **kw))
     assert res.resumed_from == max(killed_at)
-    _assert_same_run(ref, run_dir, 30)
+    _assert_same_run(ref, run_dir, 16)
 
 
 def test_logged_metrics_reproduce_from_checkpoints(store, tmp_path):

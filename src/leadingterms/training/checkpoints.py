@@ -97,7 +97,7 @@ def prune_checkpoints(run_dir: str | Path, keep_last: int, protect: int | None =
     return deleted
 
 
-def optimizer_tensors(opt: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+def optimizer_tensors(opt: Any) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """Optimizer state as flat tensors ``{"<i>.<key>": t}`` + JSON (param groups, scalar state)."""
     sd = opt.state_dict()
     tensors: dict[str, torch.Tensor] = {}
@@ -111,7 +111,7 @@ def optimizer_tensors(opt: torch.optim.Optimizer) -> tuple[dict[str, torch.Tenso
     return tensors, {"param_groups": sd["param_groups"], "scalars": scalars}
 
 
-def load_optimizer(opt: torch.optim.Optimizer, tensors: Mapping[str, torch.Tensor], meta: Mapping[str, Any],
+def load_optimizer(opt: Any, tensors: Mapping[str, torch.Tensor], meta: Mapping[str, Any],
                    device: torch.device) -> None:
     """Inverse of :func:`optimizer_tensors`: restore ``opt``'s state exactly."""
     state: dict[int, dict[str, Any]] = {}

@@ -152,6 +152,8 @@ def _basis_corpus_hash(basis: Any) -> str | None:
 def _check_basis(basis: Any, store: TokenStore, where: Path) -> str | None:
     """None when ``basis`` belongs to ``store``, else why not."""
     h = _basis_corpus_hash(basis)
+    if (getattr(basis, "meta", None) or {}).get("top_k") is not None:
+        return "it is a top-K basis; the model needs the statistics over the full vocabulary"
     if h is not None and h != store.content_hash:
         return f"it was computed from corpus {h}, {store.path} has hash {store.content_hash}"
     if (int(basis.V), int(basis.T)) != (store.V, store.T) or (h is None and int(basis.N) != store.N):
@@ -209,6 +211,34 @@ def mean_loss(model: Any, tokens: np.ndarray, device: torch.device, chunk: int) 
     return total / n
 
 
+class PlainSGD:
+    """theta <- theta - lr * grad: the paper's optimizer (no momentum, no weight decay, no state).
+
+    Same arithmetic as ``torch.optim.SGD(params, lr)``, without importing torch.optim (whose
+    first use costs seconds of import time); state_dict/load_state_dict follow its layout.
+    """
+
+    def __init__(self, params: list[torch.nn.Parameter], lr: float) -> None:
+        self.params, self.lr = params, float(lr)
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        for p in self.params:
+            p.grad = None
+
+    @torch.no_grad()
+    def step(self) -> None:
+        for p in self.params:
+            if p.grad is not None:
+                p.add_(p.grad, alpha=-self.lr)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"state": {}, "param_groups": [{"lr": self.lr, "params": list(range(len(self.params)))}]}
+
+    def load_state_dict(self, sd: dict[str, Any]) -> None:
+        if sd.get("state") or float(sd["param_groups"][0]["lr"]) != self.lr:
+            raise LeadingTermsError("checkpoint optimizer state does not match plain SGD at this learning rate")
+
+
 class _Trainer:
     """State of one training process (model, optimizer, shadow, basis, data order)."""
 
@@ -229,9 +259,7 @@ class _Trainer:
         self.model_cfg = ModelConfig(V=store.V, T=store.T, layers=cfg.layers, init=cfg.init, dtype=self.dtype)
         self.model = AttentionOnlyTransformer(self.model_cfg, seed=cfg.seed, device=self.device)
         params = list(self.model.parameters())
-        self.opt: torch.optim.Optimizer = (
-            torch.optim.SGD(params, lr=cfg.lr) if cfg.optimizer == "sgd" else torch.optim.Adam(params, lr=cfg.lr)
-        )
+        self.opt: Any = PlainSGD(params, cfg.lr) if cfg.optimizer == "sgd" else torch.optim.Adam(params, lr=cfg.lr)
         self.basis = get_basis(cfg, store, run) if {"closed_form", "second_order"} & set(cfg.track) else None
         self.shadow = None
         if "shadow" in cfg.track:
