@@ -53,10 +53,8 @@ def as_rows(tokens: Any) -> TokenArray:
 def _to_long(block: TokenArray, device: torch.device) -> Tensor:
     if isinstance(block, Tensor):
         return block.to(device=device, dtype=torch.long)
-    arr = np.asarray(block)
-    if arr.dtype == np.uint32 or arr.dtype == np.uint64:
-        arr = arr.astype(np.int64)
-    return torch.from_numpy(np.ascontiguousarray(arr)).to(device=device, dtype=torch.long)
+    arr = np.asarray(block).astype(np.int64, copy=True)  # writable int64 copy (memmaps are read-only)
+    return torch.from_numpy(arr).to(device=device)
 
 
 def row_blocks(tokens: TokenArray, rows: int, device: torch.device) -> Iterator[Tensor]:
