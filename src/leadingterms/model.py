@@ -98,6 +98,15 @@ class ModelConfig:
         return cls(**dict(d))
 
 
+def _rows(M: Tensor, idx: Tensor) -> Tensor:
+    """M[idx] for M (n, k), idx (m,) -> (m, k); backward sums the rows of the gradient per index.
+
+    ``F.embedding`` is used because its backward (sort + segment sum) is markedly faster on CPU
+    than that of ``index_select`` (a scatter-add over an expanded index).
+    """
+    return F.embedding(idx, M)
+
+
 def _parse_dtype(name: str) -> torch.dtype:
     key = name.removeprefix("torch.")
     if key not in _DTYPES:
@@ -182,21 +191,20 @@ class AttentionOnlyTransformer(nn.Module):
         layers = cast("list[AttentionLayer]", list(self.layers))
         l0 = layers[0]
         pair = (x[:, :, None] * V + x[:, None, :]).reshape(-1)  # flat index of W[x_t, x_j]
-        scores = l0.W.reshape(-1).index_select(0, pair).view(B, T, T) + (l0.P[rel] + mask_add)
+        scores = _rows(l0.W.reshape(-1, 1), pair).view(B, T, T) + (l0.P[rel] + mask_add)
         A1 = torch.softmax(scores, dim=-1)  # (B, T, T)
         u, inv = torch.unique(flat, return_inverse=True)  # distinct tokens of the batch, x = u[inv]
-        Vu = l0.V.index_select(0, u)  # (n_u, V)
+        Vu = _rows(l0.V, u)  # (n_u, V)
 
         def h1_times(M: Tensor) -> Tensor:
             """h1 @ M for M (V, k) -> (B, T, k), h1 = onehot(x) + A1 @ V[x]."""
             k = M.shape[1]
-            Mx = M.index_select(0, flat).view(B, T, k)
-            return torch.baddbmm(Mx, A1, (Vu @ M).index_select(0, inv).view(B, T, k))
+            return torch.baddbmm(_rows(M, flat).view(B, T, k), A1, _rows(Vu @ M, inv).view(B, T, k))
 
         if self.cfg.layers == 1:
             return h1_times(self.W_O)
 
-        U1 = A1 @ Vu.index_select(0, inv).view(B, T, V)  # (B, T, V) = A1 X V
+        U1 = A1 @ _rows(Vu, inv).view(B, T, V)  # (B, T, V) = A1 X V
         h = U1.scatter_add(2, x[:, :, None], torch.ones(B, T, 1, dtype=U1.dtype, device=U1.device))
         for i, layer in enumerate(layers[1:]):
             if i == 0:
