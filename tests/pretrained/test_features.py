@@ -7,8 +7,8 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
+from ptiny import neox_manual, save_model
 
-from conftest import save_model
 from leadingterms.pretrained.features import extract_features
 from leadingterms.pretrained.loading import load_model, resolve_refs
 
@@ -17,39 +17,6 @@ IDS = [2, 5, 7, 11, 3, 20, 41, 9, 13]
 
 def rel(a, b) -> float:
     return float(torch.linalg.vector_norm(a.double() - b.double()) / torch.linalg.vector_norm(b.double()))
-
-
-def neox_manual(sd, cfg, ids):
-    """GPT-NeoX, one token at position 0: softmax over one key = 1, rotary = identity."""
-    p = {k: v.double() for k, v in sd.items()}
-    H, d = cfg.num_attention_heads, cfg.hidden_size
-    hd = d // H
-    eps = cfg.layer_norm_eps
-    x = p["gpt_neox.embed_in.weight"][ids]
-    pre, mid, post, qs, ks = [], [], [], [], []
-    for l in range(cfg.num_hidden_layers):
-        g = f"gpt_neox.layers.{l}."
-        ln1 = F.layer_norm(x, (d,), p[g + "input_layernorm.weight"], p[g + "input_layernorm.bias"], eps)
-        qkv = (ln1 @ p[g + "attention.query_key_value.weight"].T + p[g + "attention.query_key_value.bias"])
-        qkv = qkv.view(len(ids), H, 3 * hd)
-        q, k, v = qkv[..., :hd], qkv[..., hd:2 * hd], qkv[..., 2 * hd:]
-        attn = v.reshape(len(ids), d) @ p[g + "attention.dense.weight"].T + p[g + "attention.dense.bias"]
-
-        def mlp(y):
-            ln2 = F.layer_norm(y, (d,), p[g + "post_attention_layernorm.weight"], p[g + "post_attention_layernorm.bias"], eps)
-            h = F.gelu(ln2 @ p[g + "mlp.dense_h_to_4h.weight"].T + p[g + "mlp.dense_h_to_4h.bias"])
-            return h @ p[g + "mlp.dense_4h_to_h.weight"].T + p[g + "mlp.dense_4h_to_h.bias"]
-
-        pre.append(x)
-        mid.append(x + attn)
-        x = x + attn + mlp(x) if cfg.use_parallel_residual else (x + attn) + mlp(x + attn)
-        post.append(x)
-        qs.append(q.transpose(0, 1))
-        ks.append(k.transpose(0, 1))
-    lnf = F.layer_norm(pre[0], (d,), p["gpt_neox.final_layer_norm.weight"], p["gpt_neox.final_layer_norm.bias"], eps)
-    W_U = p["lm_head.weight"] if "lm_head.weight" in p else p["embed_out.weight"]  # name depends on the version
-    direct = (lnf @ W_U.T)[:, ids]
-    return torch.stack(pre), torch.stack(mid), torch.stack(post), torch.stack(qs), torch.stack(ks), direct
 
 
 @pytest.mark.parametrize("parallel", [True, False])

@@ -6,6 +6,7 @@ import numpy as np
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from ptiny import naive_gram, naive_similarity
 
 from leadingterms.pretrained.similarity import (
     centred_gram,
@@ -14,23 +15,6 @@ from leadingterms.pretrained.similarity import (
     row_normalize,
     target_gram,
 )
-
-
-def naive_gram(S: np.ndarray) -> np.ndarray:
-    n, m = S.shape
-    G = np.zeros((n, n))
-    for a in range(n):
-        ca = S[a] - S[a].mean()
-        for b in range(n):
-            cb = S[b] - S[b].mean()
-            G[a, b] = sum(ca[i] * cb[i] for i in range(m)) / (m - 1)
-    return G
-
-
-def naive_similarity(G1: np.ndarray, G2: np.ndarray) -> float:
-    A = G1 / np.sqrt((G1**2).sum())
-    B = G2 / np.sqrt((G2**2).sum())
-    return float((A * B).sum())
 
 
 def rel(a, b) -> float:

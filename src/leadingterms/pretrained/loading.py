@@ -227,6 +227,13 @@ def _one_line(exc: BaseException) -> str:
     return (lines[0] if lines else type(exc).__name__)[:160]
 
 
+def quiet_transformers() -> None:
+    """No transformers progress bars (ours show progress over models); its warnings stay."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+
+
 def load_config(folder: Path, *, trust_remote_code: bool = False) -> tuple[Any, ArchSpec]:
     """The model config of ``folder`` and its :class:`ArchSpec`; refuses non-causal models."""
     from transformers import AutoConfig
@@ -253,6 +260,7 @@ def load_model(ref: ModelRef, *, device: torch.device | str = "cpu", trust_remot
     """
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    quiet_transformers()
     if ref.path is not None:
         folder = ref.path
         m = _COMMIT_RE.match(folder.resolve().name)

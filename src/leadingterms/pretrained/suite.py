@@ -132,15 +132,17 @@ def _save(model: Any, tokenizer: Any, folder: Path) -> None:
 def run_suite(cfg: SuiteConfig) -> dict[str, Any]:
     """Train and save the checkpoints; return the suite.json record."""
     from leadingterms.corpus.sequences import pack
+    from leadingterms.pretrained.loading import quiet_transformers
 
     cfg.validate()
+    quiet_transformers()
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     out = Path(cfg.out)
     t0 = time.perf_counter()
     docs, source = _documents(cfg)
     tokenizer, ids = train_tokenizer(docs, cfg.vocab_size)
-    data = torch.from_numpy(pack(ids, cfg.seq_len))  # (N, T+1) windows of the packed stream
+    data = torch.from_numpy(np.array(pack(ids, cfg.seq_len)))  # (N, T+1) windows of the packed stream
     if len(data) < cfg.batch_size:
         raise LeadingTermsError(
             f"the corpus gives {len(data)} sequences of {cfg.seq_len + 1} tokens, fewer than --batch-size "
@@ -167,7 +169,7 @@ def run_suite(cfg: SuiteConfig) -> dict[str, Any]:
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
-        losses.append(round(float(loss), 5))
+        losses.append(round(float(loss.detach()), 5))
         if step + 1 in saves:
             _save(model, tokenizer, out / f"step{step + 1}")
     record = {
