@@ -253,8 +253,9 @@ class _Trainer:
         self.L = cfg.layers
         itemsize = 8 if self.dtype == torch.float64 else 4
         per_seq = _per_sequence_bytes(store.V, store.T, cfg.layers, itemsize)
-        check_memory(per_seq * cfg.batch_size, f"a micro-batch of {cfg.batch_size} sequences",
-                     hint="lower --batch-size and raise --grad-accum")
+        if self.device.type == "cpu":  # on a GPU an out-of-memory error is caught in step()
+            check_memory(per_seq * cfg.batch_size, f"a micro-batch of {cfg.batch_size} sequences",
+                         hint="lower --batch-size and raise --grad-accum")
         self.eval_chunk = max(1, min(cfg.batch_size, (256 << 20) // per_seq))
         self.model_cfg = ModelConfig(V=store.V, T=store.T, layers=cfg.layers, init=cfg.init, dtype=self.dtype)
         self.model = AttentionOnlyTransformer(self.model_cfg, seed=cfg.seed, device=self.device)
@@ -310,11 +311,17 @@ class _Trainer:
         n = sum(len(b) for b in micro)
         self.opt.zero_grad(set_to_none=True)
         total = 0.0
-        for rows in micro:
-            batch = _rows(self.store.tokens, rows, self.device)
-            loss = self.model.loss(batch)
-            (loss * (len(rows) / n)).backward()
-            total += float(loss.detach()) * len(rows) / n
+        try:
+            for rows in micro:
+                batch = _rows(self.store.tokens, rows, self.device)
+                loss = self.model.loss(batch)
+                (loss * (len(rows) / n)).backward()
+                total += float(loss.detach()) * len(rows) / n
+        except torch.OutOfMemoryError:
+            raise LeadingTermsError(
+                f"out of memory on {self.device} with micro-batches of {self.cfg.batch_size} sequences; "
+                "lower --batch-size and raise --grad-accum"
+            ) from None
         self.opt.step()
         if self.shadow is not None:
             union = np.sort(np.concatenate(micro))
