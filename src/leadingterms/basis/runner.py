@@ -56,8 +56,9 @@ def run_stats(cfg: StatsConfig) -> tuple[Basis, bool]:
             return load_basis(cfg.out, expected_hash=store.content_hash), True
         except LeadingTermsError as exc:
             print(f"existing basis in {cfg.out} is unusable ({exc}); recomputing", file=sys.stderr)
+    # saving serialises the V×V tensors in memory (4, or 7 with extras) next to 3 extra products
     basis = compute_basis(store.tokens, store.V, dtype=DTYPES[cfg.dtype], vocab=store.vocab,
-                          progress=cfg.progress, top_k=cfg.top_k)
+                          progress=cfg.progress, top_k=cfg.top_k, reserve_matrices=6 if cfg.extras else 3)
     save_basis(cfg.out, basis, {"corpus_hash": store.content_hash, "corpus": str(store.path),
                                 "top_k_requested": cfg.top_k}, extras=cfg.extras)
     basis.meta.update(corpus_hash=store.content_hash, corpus=str(store.path), top_k_requested=cfg.top_k)

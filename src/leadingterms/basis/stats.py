@@ -56,12 +56,17 @@ def chunk_rows_for(T: int, budget_bytes: int = DEFAULT_CHUNK_BYTES) -> int:
     return max(1, budget_bytes // (P * _PAIR_BYTES))
 
 
-def estimate_bytes(V: int, T: int, dtype: torch.dtype = torch.float64, *, n_matrices: int = 6,
-                   int_counts: bool = True) -> int:
-    """Peak bytes of a basis computation: ``n_matrices`` V×V float buffers (+ int64 bigram counts)
-    plus one chunk's pair working set."""
+def _counts_dtype(dtype: torch.dtype) -> torch.dtype:
+    """Bigram counts are accumulated exactly: in the float64 B buffer itself (exact to 2^53), or
+    in int32 next to float32 statistics."""
+    return torch.float64 if dtype == torch.float64 else torch.int32
+
+
+def estimate_bytes(V: int, T: int, dtype: torch.dtype = torch.float64, *, n_matrices: int = 6) -> int:
+    """Peak bytes of a basis computation: ``n_matrices`` V×V float buffers (+ int32 bigram counts
+    for float32) plus one chunk's pair working set."""
     item = torch.empty((), dtype=dtype).element_size()
-    per_cell = n_matrices * item + (8 if int_counts else 0)
+    per_cell = n_matrices * item + (0 if _counts_dtype(dtype) == dtype else 4)
     return per_cell * V * V + DEFAULT_CHUNK_BYTES + 64 * 2**20
 
 
@@ -167,15 +172,15 @@ class _Chunk:
 # ----------------------------------------------------------------------------------------
 def _bigram_context_pass(src: Source, dtype: torch.dtype, rows: int, progress: bool
                          ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    """Raw compact sums: counts (Vc, Vc) int64, c (Vc,) int64, Phi (Vc, Vc), A (Vc, Vc)."""
+    """Raw compact sums: bigram counts (Vc, Vc), c (Vc,) int64, Phi (Vc, Vc), A (Vc, Vc)."""
     Vc, T, dev = src.Vc, src.T, src.device
     rows = min(rows, src.N)
     ch = _Chunk(T, rows, Vc, dtype, dev)
-    counts = torch.zeros(Vc * Vc, dtype=torch.long, device=dev)
+    counts = torch.zeros(Vc * Vc, dtype=_counts_dtype(dtype), device=dev)
     c = torch.zeros(Vc, dtype=torch.long, device=dev)
     Phi = torch.zeros(Vc * Vc, dtype=dtype, device=dev)
     A_t = torch.zeros(Vc * Vc, dtype=dtype, device=dev)  # transposed: cell (x_t, x_j)
-    ones = torch.ones(rows * T, dtype=torch.long, device=dev)
+    ones = torch.ones(rows * T, dtype=counts.dtype, device=dev)
     for z in src.blocks(rows, desc="basis: bigram/context", progress=progress):
         ch.load(z)
         counts.scatter_add_(0, (ch.x * Vc + ch.y).reshape(-1), ones[: ch.n * T])
@@ -188,16 +193,19 @@ def _bigram_context_pass(src: Source, dtype: torch.dtype, rows: int, progress: b
 
 def _finish_bigram(src: Source, counts: Tensor, c: Tensor, Phi: Tensor, A: Tensor, dtype: torch.dtype
                    ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    """Expand to V and apply the rank-one centring and 1/(N·T): (B_bar, Phi_bar, Pi, A_bar)."""
+    """Expand to V and apply the rank-one centring and 1/(N·T): (B_bar, Phi_bar, Pi, A_bar).
+
+    Works in place on the raw buffers (``counts`` becomes B_bar when it already has ``dtype``)."""
     NT = float(src.N * src.T)
     u = 1.0 / src.V
-    cf = src.expand_vec(c.to(dtype))
-    B_bar = src.expand(counts.to(dtype))
-    B_bar.sub_(u * cf[:, None]).div_(NT)
-    Phi_bar = src.expand(Phi)
-    Phi_bar.sub_(u * Phi_bar.sum(0)[None, :]).div_(NT)
-    A_bar = src.expand(A.contiguous()).div_(NT)
-    return B_bar, Phi_bar, cf / NT, A_bar
+    Pi = src.expand_vec(c.to(dtype).div_(NT))
+    ones = torch.ones(src.V, dtype=dtype, device=Pi.device)
+    B_bar = src.expand(counts.to(dtype).div_(NT)).addr_(Pi, ones, alpha=-u)  # (C − u·c 1ᵀ)/NT
+    Phi.div_(NT)
+    colsum = src.expand_vec(Phi.sum(0))
+    Phi_bar = src.expand(Phi).addr_(ones, colsum, alpha=-u)  # (Phi − u·1 colsumᵀ)/NT
+    A_bar = src.expand(A.contiguous().div_(NT))
+    return B_bar, Phi_bar, Pi, A_bar
 
 
 def bigram_context_stats(tokens: Any, V: int, *, dtype: torch.dtype = torch.float64, progress: bool = False,
@@ -286,7 +294,7 @@ def attention_stats(tokens: Any, V: int, M: MLike, *, dtype: torch.dtype = torch
     rows = chunk_rows or chunk_rows_for(src.T)
     Q, Delta = _attention_pass(src, _centred_block(M, src, dtype), dtype, rows, progress)
     NT = float(src.N * src.T)
-    return src.expand(Q).div_(NT), Delta.div_(NT)
+    return src.expand(Q.div_(NT)), Delta.div_(NT)
 
 
 def attention_kernel(tokens: Any, V: int, M: MLike, *, dtype: torch.dtype = torch.float64) -> Tensor:
@@ -324,13 +332,15 @@ def _sparse_counts(src: Source, counts: Tensor) -> sp.csr_matrix:
 
 
 def compute_basis(tokens: Any, V: int, *, dtype: torch.dtype = torch.float64, vocab: list[str] | None = None,
-                  progress: bool = True, top_k: int | None = None, chunk_rows: int | None = None) -> Basis:
+                  progress: bool = True, top_k: int | None = None, chunk_rows: int | None = None,
+                  reserve_matrices: int = 0) -> Basis:
     """Every SPEC §2 statistic of ``tokens`` (N, T+1) over all rows, normalised by 1/(N·T).
 
     Two streaming passes over the rows: (1) B_bar, Phi_bar, Pi, A_bar; then
     M = B̄ᵀB̄Φ̄ from the sparse bigram counts (``nnz·V`` work, no dense V³ product);
     (2) Q_bar, Delta. ``top_k``: see :mod:`leadingterms.basis`. ``meta`` records dtype,
-    top_k, token_ids (with top_k), seconds, peak memory and chunk rows.
+    top_k, token_ids (with top_k), seconds, peak memory and chunk rows. ``reserve_matrices``:
+    further V×V buffers the caller needs afterwards (e.g. to save), counted in the memory check.
     """
     t0 = time.perf_counter()
     name = dtype_name(dtype)
@@ -348,7 +358,7 @@ def compute_basis(tokens: Any, V: int, *, dtype: torch.dtype = torch.float64, vo
             if vocab is not None:
                 vocab = [vocab[i] for i in token_ids[:-1]] + [OTHER_TOKEN]
     T = int(tokens.shape[1]) - 1
-    _check_memory(V_out, T, dtype, 6, "the basis statistics")
+    _check_memory(V_out, T, dtype, 6 + reserve_matrices, "the basis statistics")
     src = Source.build(tokens, V, remap=remap, V_out=V_out, counts=counts_all)
     rows = chunk_rows or chunk_rows_for(T)
 
@@ -366,7 +376,7 @@ def compute_basis(tokens: Any, V: int, *, dtype: torch.dtype = torch.float64, vo
     Q, Delta = _attention_pass(src, Mc, dtype, rows, progress)
     del Mc
     NT = float(src.N * T)
-    basis.Q_bar = src.expand(Q).div_(NT)
+    basis.Q_bar = src.expand(Q.div_(NT))
     basis.Delta = Delta.div_(NT)
     seconds = time.perf_counter() - t0
     basis.meta = {
