@@ -76,6 +76,9 @@ def test_similarity_json_matches_independent_computation(tiny_neox, tiny_text, t
         for key, states in (("resid_pre", pre), ("resid_mid", mid), ("resid_post", post)):
             want = naive_similarity(naive_gram(states[l].numpy()), G_value)
             assert abs(row[key] - want) < 1e-5, (l, key)
+            Hc = np.eye(K) - 1.0 / K  # token centring: linear CKA
+            want = naive_similarity(Hc @ naive_gram(states[l].numpy()) @ Hc, Hc @ G_value @ Hc)
+            assert abs(row["token_centred"][key] - want) < 1e-5, (l, key)
         hd = q.shape[-1]
         S = [(q[l, h] @ k[l, h].T / math.sqrt(hd)).numpy() for h in range(q.shape[1])]
         for h, s in enumerate(S):

@@ -10,6 +10,7 @@ from ptiny import naive_gram, naive_similarity
 
 from leadingterms.pretrained.similarity import (
     centred_gram,
+    double_centre,
     frobenius_cosine,
     gram_similarity,
     row_normalize,
@@ -70,3 +71,13 @@ def test_shuffling_token_rows_lowers_similarity():
     shuffled = gram_similarity(centred_gram(Y[perm]), G_target)
     assert same > 0.9
     assert shuffled < same - 0.2
+
+
+def test_double_centre_is_gram_of_token_centred_states():
+    rng = np.random.default_rng(1)
+    S = rng.normal(size=(7, 5)) + rng.normal(size=(1, 5)) * 3  # a direction shared by every token
+    Sc = S - S.mean(axis=1, keepdims=True)
+    Sc = Sc - Sc.mean(axis=0, keepdims=True)  # also centred over tokens
+    want = Sc @ Sc.T / (5 - 1)
+    got = double_centre(centred_gram(torch.from_numpy(S))).numpy()
+    assert rel(got, want) < 1e-12

@@ -40,6 +40,7 @@ from leadingterms.pretrained.features import SingleTokenFeatures, extract_featur
 from leadingterms.pretrained.loading import LoadedModel, load_model, resolve_refs, step_of
 from leadingterms.pretrained.similarity import (
     centred_gram,
+    double_centre,
     frobenius_cosine,
     gram_similarity,
     row_centre,
@@ -111,9 +112,11 @@ def null_permutation(K: int, seed: int = 0) -> Tensor:
     return torch.randperm(K, generator=torch.Generator().manual_seed(seed))
 
 
-def _sim(G: Tensor, target: Tensor, null: dict[str, float], key: str, perm: Tensor) -> float:
-    """gram_similarity(G, target); records the same for G with its tokens permuted in ``null[key]``."""
-    null[key] = gram_similarity(G[perm][:, perm], target)
+def _sim(G: Tensor, target: Tensor, extra: dict[str, dict[str, float]], key: str, perm: Tensor) -> float:
+    """gram_similarity(G, target); records in ``extra`` the token-permuted null and the token-centred
+    (CKA) variant."""
+    extra["null"][key] = gram_similarity(G[perm][:, perm], target)
+    extra["token_centred"][key] = gram_similarity(double_centre(G), double_centre(target))
     return gram_similarity(G, target)
 
 
@@ -123,21 +126,23 @@ def layer_similarities(feats: SingleTokenFeatures, targets: Targets) -> list[dic
     ``null``: the same similarities after permuting the model's tokens (rows and columns of its
     Gram, one fixed permutation): what a Gram with the same spectrum and diagonal but no token
     correspondence scores — Gram similarities of unrelated matrices are far from 0.
+    ``token_centred``: both Grams double-centred (also over tokens) before the cosine, i.e. linear
+    CKA; it ignores the direction shared by all tokens, which dominates the SPEC §6 number.
     """
     rows = []
     perm = null_permutation(int(targets.value.shape[0]))
     for l in range(feats.L):
         row: dict[str, Any] = {"layer": l}
-        null: dict[str, float] = {}
+        extra: dict[str, dict[str, float]] = {"null": {}, "token_centred": {}}
         for key in RESID_KEYS:
-            row[key] = _sim(centred_gram(getattr(feats, key)[l]), targets.value, null, key, perm)
+            row[key] = _sim(centred_gram(getattr(feats, key)[l]), targets.value, extra, key, perm)
         q, k = feats.queries[l], feats.keys[l]  # (H, K, d_head)
         # head average: mean_h q_h k_hᵀ = [q_1 … q_H][k_1 … k_H]ᵀ / H (the 1/(H·sqrt(d_head)) scale cancels)
         q_cat = q.permute(1, 0, 2).reshape(q.shape[1], -1)
         k_cat = k.permute(1, 0, 2).reshape(k.shape[1], -1)
-        row["qk_mean"] = _sim(centred_gram(q_cat, k_cat), targets.attention, null, "qk_mean", perm)
+        row["qk_mean"] = _sim(centred_gram(q_cat, k_cat), targets.attention, extra, "qk_mean", perm)
         row["qk_heads"] = [gram_similarity(centred_gram(q[h], k[h]), targets.attention) for h in range(feats.H)]
-        row["null"] = null
+        row.update(extra)
         rows.append(row)
     return rows
 
@@ -147,10 +152,11 @@ def model_level_similarities(feats: SingleTokenFeatures, targets: Targets) -> di
     out: dict[str, float] = {}
     perm = null_permutation(int(targets.bigram.shape[0]))
     for name, M in (("direct", feats.direct), ("logits", feats.logits)):
-        null: dict[str, float] = {}
-        out[f"{name}_gram"] = _sim(centred_gram(M), targets.bigram, null, "gram", perm)
+        extra: dict[str, dict[str, float]] = {"null": {}, "token_centred": {}}
+        out[f"{name}_gram"] = _sim(centred_gram(M), targets.bigram, extra, "gram", perm)
         out[f"{name}_cos"] = frobenius_cosine(row_centre(M), targets.B_centred)
-        out[f"{name}_gram_null"] = null["gram"]
+        out[f"{name}_gram_null"] = extra["null"]["gram"]
+        out[f"{name}_gram_token_centred"] = extra["token_centred"]["gram"]
         out[f"{name}_cos_null"] = frobenius_cosine(row_centre(M[perm][:, perm]), targets.B_centred)
     return out
 

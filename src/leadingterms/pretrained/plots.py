@@ -99,8 +99,11 @@ def plot_all(out_dir: str | Path) -> list[Path]:
         tab = table(records, m)
         for l in range(tab.shape[0]):
             ax.plot(x, tab[l], marker=".", color=cmap(l / max(tab.shape[0], 1)), label=f"layer {l}")
-        null = np.array([np.mean([row["null"][m] for row in r["layers"]]) for r in records])
-        ax.plot(x, null, "--", color="grey", label="null (permuted)")
+        for extra, style, name in (("null", "--", "null (permuted), layer mean"),
+                                   ("token_centred", ":", "token-centred (CKA), layer mean")):
+            if all(extra in row for r in records for row in r["layers"]):
+                y = np.array([np.mean([row[extra][m] for row in r["layers"]]) for r in records])
+                ax.plot(x, y, style, color="grey" if extra == "null" else "black", label=name)
         ax.set_title(m)
         if is_step:
             ax.set_xscale("symlog", linthresh=1)
@@ -146,14 +149,16 @@ def render_section(out_dir: str | Path) -> str:
     if not all((out / f"{f}.png").is_file() for f in FIGURES):
         plot_all(out)
     head = "".join(f"<th>{html.escape(h)}</th>" for h in ("checkpoint", "commit", *METRICS, "null qk_mean",
-                                                              "direct_cos", "logits_cos"))
+                                                              "CKA resid_post", "CKA qk_mean", "direct_gram",
+                                                              "null direct_gram"))
     rows = []
     for r in records:
         means = [np.mean([row[m] for row in r["layers"]]) for m in METRICS]
         null_qk = np.mean([row["null"]["qk_mean"] for row in r["layers"]])
+        cka = [np.mean([row["token_centred"][m] for row in r["layers"]]) for m in ("resid_post", "qk_mean")]
+        ml = r["model_level"]
         cells = [html.escape(str(r["label"])), html.escape(str(r.get("commit") or "local")[:12])]
-        cells += [f"{v:.3f}" for v in (*means, null_qk, r["model_level"]["direct_cos"],
-                                       r["model_level"]["logits_cos"])]
+        cells += [f"{v:.3f}" for v in (*means, null_qk, *cka, ml["direct_gram"], ml["direct_gram_null"])]
         rows.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
     imgs = []
     for f in FIGURES:
@@ -165,7 +170,8 @@ def render_section(out_dir: str | Path) -> str:
         '<section id="pretrained"><h2>Pretrained models (SPEC §6)</h2>'
         f"<p>Gram similarity (Frobenius cosine of K×K Gram matrices, K = {K}) between single-token "
         "residual streams and the rows of Φ̄ᵀB̄ᵀ, and between query-key scores and Q̄; averaged over layers. "
-        "The null column permutes the model's tokens: values near it carry no token-level agreement.</p>"
+        "The null column permutes the model's tokens: values near it carry no token-level agreement; "
+        "CKA columns centre both Grams over tokens as well (linear CKA).</p>"
         f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
         + "".join(imgs) + "</section>"
     )

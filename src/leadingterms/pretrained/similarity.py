@@ -67,6 +67,13 @@ def gram_similarity(G_model: Tensor, G_target: Tensor) -> float:
     return frobenius_cosine(G_model, G_target)
 
 
+def double_centre(G: Tensor) -> Tensor:
+    """H G H with H = I − 11ᵀ/n: a Gram of token-centred states (removes the component shared by all
+    tokens; the Frobenius cosine of two double-centred Grams is linear CKA)."""
+    G = G.to(torch.float64)
+    return G - G.mean(dim=0, keepdim=True) - G.mean(dim=1, keepdim=True) + G.mean()
+
+
 def row_centre(X: Tensor) -> Tensor:
     """(n, m) -> rows centred over their m entries (logits are defined up to a per-row constant)."""
     X = X.to(torch.float64)
