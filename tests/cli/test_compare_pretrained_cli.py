@@ -96,3 +96,12 @@ def test_bad_input_one_line_exit_2(case, tiny_steps, tiny_models, tiny_text, tmp
     assert main(args) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and expect in err, err
+
+
+def test_refuses_before_allocating_when_memory_is_short(tiny_steps, tiny_text, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("LEADINGTERMS_MAX_MEMORY_SHARE", "1e-12")
+    rc = main(["compare-pretrained", "--model", str(tiny_steps / "step0"), "--text", str(tiny_text), "--seq-len", "8",
+               "--top-k", "10", "--cache-dir", str(tmp_path / "cache"), "--out", str(tmp_path / "out")])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and len(err.splitlines()) == 1 and "lower --top-k" in err, err
+    assert not (tmp_path / "out").exists()

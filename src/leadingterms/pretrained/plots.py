@@ -90,7 +90,7 @@ def plot_all(out_dir: str | Path) -> list[Path]:
         ax.set_ylabel("layer")
         _xticks(ax, records, is_step, heat=True)
         fig.colorbar(im, ax=ax, fraction=0.046)
-    fig.suptitle("Gram similarity with the predicted features (rows: layer, columns: checkpoint)")
+    fig.suptitle("Gram similarity with the predicted features (rows: layer, columns: checkpoint)", y=1.03)
     paths += save_figure(fig, out_dir, "similarity_heatmap")
 
     fig, axes = plt.subplots(1, len(METRICS) + 1, figsize=(3.6 * (len(METRICS) + 1), 3.4), squeeze=False)
@@ -99,11 +99,17 @@ def plot_all(out_dir: str | Path) -> list[Path]:
         tab = table(records, m)
         for l in range(tab.shape[0]):
             ax.plot(x, tab[l], marker=".", color=cmap(l / max(tab.shape[0], 1)), label=f"layer {l}")
-        for extra, style, name in (("null", "--", "null (permuted), layer mean"),
-                                   ("token_centred", ":", "token-centred (CKA), layer mean")):
-            if all(extra in row for r in records for row in r["layers"]):
-                y = np.array([np.mean([row[extra][m] for row in r["layers"]]) for r in records])
-                ax.plot(x, y, style, color="grey" if extra == "null" else "black", label=name)
+        for extra, style, name in (("null", "--", "null (tokens permuted)"),
+                                   ("token_centred", ":", "token-centred (CKA)")):
+            if not all(extra in row for r in records for row in r["layers"]):
+                continue
+            ext = np.full(tab.shape, np.nan)
+            for j, r in enumerate(records):
+                for row in r["layers"]:
+                    ext[row["layer"], j] = row[extra][m]
+            for l in range(tab.shape[0]):
+                ax.plot(x, ext[l], style, lw=0.9, color=cmap(l / max(tab.shape[0], 1)),
+                        label=f"{name}" if l == tab.shape[0] - 1 else None)
         ax.set_title(m)
         if is_step:
             ax.set_xscale("symlog", linthresh=1)
@@ -119,7 +125,7 @@ def plot_all(out_dir: str | Path) -> list[Path]:
         ax.set_xlabel("step")
     _xticks(ax, records, is_step)
     ax.legend(fontsize=6)
-    fig.suptitle("Similarity across checkpoints")
+    fig.suptitle("Similarity across checkpoints (solid: SPEC §6; dashed: permuted null; dotted: CKA)", y=1.03)
     paths += save_figure(fig, out_dir, "similarity_lines")
 
     H = max(r["n_heads"] for r in records)
