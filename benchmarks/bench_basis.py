@@ -53,8 +53,12 @@ def official_jacobian(T: int, rows: list[int]) -> torch.Tensor:
     return J
 
 
-def official_sequences(tokens: np.ndarray, V: int, G: torch.Tensor, J: torch.Tensor) -> dict[str, torch.Tensor]:
-    """Raw (unnormalised) sums over ``tokens`` with dense one-hot products per sequence."""
+def official_sequences(tokens: np.ndarray, V: int, G: torch.Tensor, J: torch.Tensor,
+                       all_stats: bool = True) -> dict[str, torch.Tensor]:
+    """Raw (unnormalised) sums over ``tokens`` with dense one-hot products per sequence.
+
+    ``all_stats=False``: only the attention part (x_onehot @ G, K, Q, Δ), which is what the
+    official scripts run per sequence and what SPEC §7 timed (B̄, Φ̄ come from a few batches)."""
     T = tokens.shape[1] - 1
     A0 = torch.tril(torch.ones(T, T, dtype=torch.float64)) / torch.arange(1, T + 1, dtype=torch.float64)[:, None]
     acc = {k: torch.zeros(V, V, dtype=torch.float64) for k in ("B", "Phi", "A", "Q")}
@@ -62,10 +66,11 @@ def official_sequences(tokens: np.ndarray, V: int, G: torch.Tensor, J: torch.Ten
     for seq in torch.from_numpy(np.asarray(tokens, dtype=np.int64)):
         X = F.one_hot(seq[:-1], V).double()
         R = F.one_hot(seq[1:], V).double() - 1.0 / V
-        H = A0 @ X
-        acc["B"] += X.T @ R
-        acc["Phi"] += R.T @ H
-        acc["A"] += H.T @ X
+        if all_stats:
+            H = A0 @ X
+            acc["B"] += X.T @ R
+            acc["Phi"] += R.T @ H
+            acc["A"] += H.T @ X
         D = R @ (X @ G).T  # x_onehot @ G
         K = torch.einsum("tjk,tk->tj", J, D)
         acc["Q"] += X.T @ K @ X
@@ -102,12 +107,14 @@ def official(tokens: np.ndarray, V: int, basis: Any, n_seq: int, n_rows: int) ->
     sub = tokens[:n_seq]
     acc: dict[str, torch.Tensor] = {}
     t_seq = _best(lambda: acc.update(official_sequences(sub, V, G, J)))
+    t_seq_q = _best(lambda: official_sequences(sub, V, G, J, all_stats=False))
     from leadingterms.basis import attention_stats
 
     Q_ours, _ = attention_stats(sub, V, basis.M())
     Q_off = acc["Q"] / (n_seq * T)
     agree = float((Q_ours - Q_off).norm() / Q_off.norm())
-    return {"jacobian_s": t_jac, "products_s": t_prod, "per_token_s": t_seq / (n_seq * T), "agree": agree,
+    return {"jacobian_s": t_jac, "products_s": t_prod, "per_token_s": t_seq / (n_seq * T),
+            "per_token_q_s": t_seq_q / (n_seq * T), "agree": agree,
             "n_seq": n_seq, "rows": len(rows), "prod_note": prod_note}  # type: ignore[dict-item]
 
 
@@ -146,8 +153,9 @@ def run(quick: bool) -> str:
     if not DATA.is_file():
         return f"skipped: shared corpus absent ({DATA})"
     setups = [("word", 300 if quick else None, 1 if quick else 3), ("bpe", 100 if quick else None, 1)]
-    rows_out = []
-    notes = []
+    rows_out: list[str] = []
+    notes: list[str] = []
+    vs_spec: list[str] = []
     with tempfile.TemporaryDirectory() as tmp:
         for kind, max_seq, n_seq in setups:
             store = build_store(kind, Path(tmp) / f"store_{kind}", max_seq)
@@ -161,9 +169,12 @@ def run(quick: bool) -> str:
             rows_out.append(
                 f"| {kind} | {store.V:,} | {store.T} | {store.N:,} | {NT:,} | {m['seconds']:.2f} | {ours_tps:,.0f} | "
                 f"{format_bytes(m['peak_memory_bytes'])} | {off['jacobian_s']:.1f} | {off['products_s']:.1f} | "
-                f"{1 / off['per_token_s']:,.0f} | {off_total:,.0f} | {ours_tps * off['per_token_s']:,.0f}x | "
+                f"{1 / off['per_token_q_s']:,.0f} | {1 / off['per_token_s']:,.0f} | {off_total:,.0f} | "
+                f"{ours_tps * off['per_token_q_s']:,.0f}x | {ours_tps * off['per_token_s']:,.0f}x | "
                 f"{off_total / m['seconds']:,.0f}x |"
             )
+            spec_tps = {"word": 720.0, "bpe": 160.0}[kind]
+            vs_spec.append(f"{kind}: {ours_tps / spec_tps:,.0f}x ({ours_tps:,.0f} vs {spec_tps:,.0f} tokens/s)")
             notes.append(
                 f"- {kind}: official timed on {off['n_seq']} sequences ({off['n_seq'] * store.T} tokens) and "
                 f"{off['rows']} of {store.T} Jacobian rows, extrapolated; V³ products {off['prod_note']}; "
@@ -174,14 +185,21 @@ def run(quick: bool) -> str:
         "All SPEC §2 statistics (B̄, Φ̄, Π, Ā, M = B̄ᵀB̄Φ̄, Q̄, Δ; float64) of the shared TinyStories head "
         "(whole file, stories packed into T+1 = 201-token rows).\n\n"
         "| tokenizer | V | T | N | tokens | ours (s) | ours (tokens/s) | ours peak RSS | official: Jacobian (s) | "
-        "official: V³ products (s) | official (tokens/s, per-sequence part) | official total, extrapolated (s) | "
-        "ratio tokens/s | ratio total |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n"
+        "official: V³ products (s) | official per sequence, Q̄/Δ only (tokens/s) | official per sequence, all "
+        "statistics (tokens/s) | official total, all statistics, extrapolated (s) | ratio tokens/s vs Q̄/Δ only | "
+        "ratio tokens/s vs all | ratio total |\n"
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n"
     )
     tail = (
         "\n\n'ours (s)' is the complete computation (both passes, the sparse M products, every fixed V×V cost); "
         "'ratio tokens/s' compares it (fixed costs included) with the official per-sequence rate alone "
-        "(its Jacobian and V³ products excluded); 'ratio total' compares whole-corpus times. "
-        f"torch threads: {torch.get_num_threads()}. The machine is shared with other concurrent jobs, so absolute "
-        "times are noisy (both sides ran in the same session, one after the other).\n"
+        "(its Jacobian and V³ products excluded), either the attention part only (what the official scripts run "
+        "per sequence; it computes less than ours) or all statistics; 'ratio total' compares whole-corpus times. "
+        f"torch threads: {torch.get_num_threads()}. The machine is shared with other concurrent jobs (other "
+        "helpers' tests and benchmarks), so absolute times are noisy and both sides ran in the same session, one "
+        "after the other; dense products suffer more from that contention than our scatter/gather passes, so "
+        "the same-run ratios flatter us. Against SPEC §7's figures for the official algorithm on an idle "
+        "2-core machine (≈720 tokens/s at V=3000, ≈160 at V=10000, attention part), our loaded-machine rates "
+        "are " + "; ".join(vs_spec) + ".\n"
     )
     return head + "\n".join(rows_out) + tail + "\n" + "\n".join(notes)

@@ -7,7 +7,7 @@ Index conventions (sequence i, positions t = 0..T−1, x_t input, y_t = x_{t+1} 
 - raw sums (before the one 1/(N·T)): ``C[x_t, y_t] += 1`` (bigram counts), ``c[x_t] += 1``,
   ``Phi[y_t, x_j] += 1/(t+1)``, ``A[x_j, x_t] += 1/(t+1)``; then
   ``B_bar = (C − u·c 1ᵀ)/NT``, ``Phi_bar = (Phi − u·1 colsum(Phi)ᵀ)/NT``, ``A_bar = A/NT``, ``Pi = c/NT``.
-- attention: ``D[t, j] = M[y_t, x_j] − u·colsum(M)[x_j]`` is a gather from the row-centred
+- attention: ``D[t, j] = M[y_t, x_j] − u·colsum(M)[x_j]`` is a gather from the column-centred
   ``M' = M − u·1 colsum(M)ᵀ``; ``K[t, j] = (D[t, j] − mean_{k<=t} D[t, k])/(t+1)`` is J_t
   applied to row t; ``Q[x_t, x_j] += K[t, j]`` (scatter-add); ``Delta[t − j] += K[t, j]``.
 
