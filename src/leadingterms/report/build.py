@@ -1,0 +1,366 @@
+"""``leadingterms report``: RUN/report.html, one self-contained page about a training run.
+
+Sections: configuration, corpus summary, basis functions (top associations), tracking plots,
+validity horizon, intervention table, association comparisons (learned vs predicted, planted
+associations), and the pretrained comparison when the run has one (RUN/pretrained/index.json
+or ``--pretrained DIR``). Figures are drawn into RUN/figures/ (PNG + SVG) and inlined as PNG
+data URIs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from leadingterms.errors import LeadingTermsError
+from leadingterms.report import compare
+from leadingterms.report.html import esc, fmt, image, kv_table, page, table
+
+REPORT_FILE = "report.html"
+FIGURES_DIR = "figures"
+PRETRAINED_DIR = "pretrained"
+SECTION_IDS = ("configuration", "corpus", "basis", "tracking", "horizon", "intervention", "associations")
+_PRED_LABELS = {"closed_form": "closed form §3", "second_order": "second order §4", "shadow": "shadow §5"}
+#: basis matrices shown in the basis section (names of leadingterms.associations)
+BASIS_READOUTS = ("bigram", "value", "composition", "attention", "interchange-next", "interchange-prev")
+
+
+@dataclass
+class ReportConfig:
+    """``leadingterms report``: the run, where to write (default RUN/report.html), the tokens whose
+    rows are listed (default: the most frequent few + planted subjects), top-k, the checkpoint
+    compared (default: the latest; ``within_horizon``: the last checkpoint before any closed-form
+    relative error exceeds 20%, see :func:`compare_step`), the heatmap size and a
+    compare-pretrained folder."""
+
+    run: str
+    out: str | None = None
+    tokens: list[str] | None = None
+    k: int = 5
+    step: int | None = None
+    heatmap_tokens: int = 50
+    pretrained: str | None = None
+    within_horizon: bool = False
+
+
+def compare_step(run: Any, step: int | None = None, within_horizon: bool = False) -> int | None:
+    """The checkpoint whose weights the report compares with the predictions.
+
+    ``step`` if given; else with ``within_horizon`` the last checkpoint (after step 0) before the
+    first logged step at which any closed-form relative error exceeds 20% (the latest one if none
+    does); else the latest checkpoint. None when the run has no checkpoint after step 0.
+    """
+    from leadingterms.training.tracking import validity_horizon
+
+    if step is not None:
+        return step
+    steps = sorted(s for s in run.checkpoints if s > 0)
+    if not steps:
+        return None
+    if within_horizon:
+        hz = (run.summary or {}).get("validity_horizon") or validity_horizon(run.metrics)
+        crossings: list[int] = [int(v["20%"]) for v in (hz.get("closed_form") or {}).values()
+                                if v.get("20%") is not None]
+        if crossings:
+            before = [s for s in steps if s < min(crossings)]
+            return before[-1] if before else steps[0]
+    return steps[-1]
+
+
+def _tokens_cell(top: Sequence[tuple[str, float]], common: set[str] | None = None) -> str:
+    parts = []
+    for t, _ in top:
+        s = esc(t)
+        parts.append(f"<b>{s}</b>" if common and t in common else s)
+    return '<span class="tokens">' + " · ".join(parts) + "</span>"
+
+
+def _html_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    """A table whose cells are already HTML."""
+    head = "".join(f"<th>{esc(h)}</th>" for h in header)
+    body = "".join("<tr>" + "".join(f"<td>{c}</td>" for c in r) + "</tr>" for r in rows)
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+# ----------------------------------------------------------------------------- sections
+
+
+def section_configuration(run: Any) -> str:
+    info = run.info
+    items: list[tuple[str, Any]] = [("run directory", str(run.path))]
+    items += [(k, info.get(k)) for k in ("V", "T", "N", "steps_per_epoch", "total_steps") if k in info]
+    items += [(k, v if not isinstance(v, (list, tuple)) else ", ".join(map(str, v)))
+              for k, v in run.config.to_json().items() if k not in ("overwrite", "resume", "progress")]
+    s = run.summary or {}
+    for k in ("wall_time_s", "steps_per_s"):
+        if s.get(k) is not None:
+            items.append((k.replace("_", " "), float(s[k])))
+    caveats = info.get("theory_caveats") or []
+    warn = "".join(f'<p class="warn">{esc(c)}</p>' for c in caveats)
+    if s.get("diverged"):
+        warn += f'<p class="warn">training diverged: {esc(s["diverged"])}</p>'
+    if run.summary is None:
+        warn += ('<p class="warn">the run has no summary.json yet (unfinished): figures show the steps '
+                 'logged so far</p>')
+    return warn + kv_table(items)
+
+
+def section_corpus(store: Any, corpus_path: str) -> str:
+    if store is None:
+        return (f'<p class="warn">the run\'s token store {esc(corpus_path)} could not be read; '
+                'no corpus summary.</p>')
+    from leadingterms.corpus.pipeline import summary
+
+    try:
+        text = summary(store)
+    except Exception:  # a store written by something other than the corpus pipeline
+        text = f"{store.N:,} sequences of T = {store.T} tokens, V = {store.V}"
+    out = f"<pre>{esc(text)}</pre>"
+    top = store.meta.get("top_tokens") or []
+    if top:
+        out += "<h3>Most frequent tokens</h3>" + table(("token", "count"), [(str(t), int(c)) for t, c in top[:10]])
+    planted = store.meta.get("planted") or []
+    if planted:
+        kinds: dict[str, list[str]] = {}
+        for p in planted:
+            kinds.setdefault(p["kind"], []).append(f"{p['a']}→{p['b']}")
+        out += "<h3>Planted associations (ground truth of the synthetic corpus)</h3>" + _html_table(
+            ("kind", "pairs (a→b)"), [(esc(k), f'<span class="tokens">{esc(", ".join(v))}</span>')
+                                      for k, v in kinds.items()])
+    return out
+
+
+def section_basis(basis: Any, vocab: Sequence[str], tokens: Sequence[str], k: int) -> str:
+    from leadingterms.associations import AXES, basis_associations
+
+    rows = []
+    for tok in tokens:
+        cells = [f'<span class="tokens"><b>{esc(tok)}</b></span>']
+        for name in BASIS_READOUTS:
+            cells.append(_tokens_cell(basis_associations(basis, vocab, name, tok, k,
+                                                         exclude_self=name.startswith("interchange"))))
+        rows.append(cells)
+    header = ["token (row)"] + [f"{n} ({AXES[n][1]})" for n in BASIS_READOUTS]
+    intro = (f"<p>Top-{k} entries of each token's row (largest first) in the corpus statistics of SPEC §2: "
+             "bigram B̄ (next tokens), value Φ̄ᵀB̄ᵀ (the residual direction V writes when a token is attended), "
+             "composition Ḡ = Φ̄ᵀB̄ᵀB̄ (next tokens promoted through value and output), attention Q̄ (keys a "
+             "query attends to), and the interchangeability maps B̄ᵀB̄ / B̄B̄ᵀ (the token itself left out). "
+             "Same readouts as <code>leadingterms associations</code>.</p>")
+    return intro + _html_table(header, rows)
+
+
+def section_tracking(fig_dir: Path, have_positional: bool) -> str:
+    out = ("<p>Cosine similarity and relative error ‖W − Ŵ‖<sub>F</sub>/‖W‖<sub>F</sub> between each learned "
+           "weight and its prediction: the closed form of SPEC §3 (full-corpus statistics), the second-order "
+           "terms of §4 (W_O and V only) and the path-dependent shadow of §5 (the batches actually seen). "
+           "Lines: mean over layers; bands: range across layers. Dotted: 5% and 20%. Cosine hides what the "
+           "relative error shows (1 − cos ≈ rel²/2).</p>")
+    out += image(fig_dir / "tracking.png", "tracking: cosine (top) and relative error (bottom, log scale) vs step")
+    out += image(fig_dir / "loss.png", "training loss (over the evaluation sequences) and validation loss")
+    if have_positional:
+        out += image(fig_dir / "positional.png",
+                     "learned relative-position biases P^(l) vs the prediction c(s)η⁴Δ at the compared step")
+    return out
+
+
+def section_horizon(run: Any) -> str:
+    from leadingterms.training.tracking import validity_horizon
+
+    horizon = (run.summary or {}).get("validity_horizon") or validity_horizon(run.metrics)
+    if not horizon:
+        return "<p>No predictions were tracked in this run.</p>"
+    kinds = [k for k in _PRED_LABELS if k in horizon]
+    names: list[str] = []
+    for k in kinds:
+        names += [n for n in horizon[k] if n not in names]
+    last = run.metrics[-1] if run.metrics else {}
+    header = ["weight"] + [f"{_PRED_LABELS[k]}: {t}" for k in kinds for t in ("5%", "20%")] + \
+             [f"final rel ({_PRED_LABELS[k]})" for k in kinds]
+    rows, cls = [], []
+    for n in names:
+        row: list[Any] = [n]
+        c = [""]
+        for k in kinds:
+            for t in ("5%", "20%"):
+                v = horizon[k].get(n, {}).get(t) if n in horizon[k] else "n/a"
+                row.append("never" if v is None else v)
+                c.append("hit" if v is None else "")
+        for k in kinds:
+            row.append(((last.get(k) or {}).get(n) or {}).get("rel"))
+            c.append("")
+        rows.append(row)
+        cls.append(c)
+    end = last.get("step", "?")
+    return (f"<p>First logged step at which the relative error exceeds 5% and 20% (“never”: not within the "
+            f"run's {esc(end)} steps). The theory is a small-step expansion: its horizon shrinks like 1/η.</p>"
+            + table(header, rows, cls=cls))
+
+
+def section_intervention(run_path: Path) -> str:
+    from leadingterms.intervene import INTERVENTION_FILE
+    from leadingterms.persist import read_json
+
+    p = run_path / INTERVENTION_FILE
+    if not p.is_file():
+        return (f"<p>Not computed: run <code>leadingterms intervene --run {esc(run_path)}</code> and rebuild the "
+                "report.</p>")
+    res = read_json(p, what="intervention result")
+    o = float(res["original_loss"])
+    rows = [(r["param"], r["direction"], r["cos"], r["projection_coef"], r["loss_removed"],
+             r["loss_removed"] - o, r["loss_replaced"], r["loss_replaced"] - o) for r in res["rows"]]
+    intro = (f"<p>Dataset loss (mean cross-entropy over {res['n_sequences']:,} training sequences) of the "
+             f"checkpoint at step {res['step']}: <b>{o:.6f}</b>. Each row changes one weight: "
+             "<i>removed</i> = W − (⟨W,T⟩<sub>F</sub>/‖T‖²<sub>F</sub>)·T with T its predicted direction; "
+             "<i>replaced</i> = W set to its closed-form prediction at that step. The orders η, η², η⁴ of the "
+             "leading terms predict that removing W_O moves the loss most and attention least.</p>")
+    return intro + table(("weight", "direction T", "cos(W, T)", "⟨W,T⟩/‖T‖²", "loss, projection removed",
+                          "Δ", "loss, closed form", "Δ"), rows,
+                         numeric=(False, False, True, True, True, True, True, True))
+
+
+def section_associations(comps: Sequence[compare.Comparison], basis: Any, vocab: Sequence[str],
+                         tokens: Sequence[str], k: int, step: int, fig_dir: Path, n_heat: int,
+                         planted: Sequence[Mapping[str, str]], weights: Mapping[str, torch.Tensor],
+                         step_note: str = "") -> str:
+    freq = compare.frequent_ids(basis, n_heat)
+    summary = compare.overlap_summary(comps, freq, k)
+    chosen = [vocab.index(t) for t in tokens]
+    summary_chosen = compare.overlap_summary(comps, chosen, k)
+    rows = [(s["learned"], s["predicted"], s["cos"], s["overlap"], c["overlap"])
+            for s, c in zip(summary, summary_chosen, strict=True)]
+    out = (f"<p>Learned weights at step {step} ({esc(step_note)}) against the basis matrices they are "
+           f"predicted to be proportional to. overlap@{k} = mean over rows of |top-{k}(learned row) ∩ "
+           f"top-{k}(predicted row)|/{k}, "
+           f"over the {len(freq)} most frequent tokens and over the listed tokens.</p>")
+    out += table(("learned", "predicted", "cos (Frobenius)", f"overlap@{k}, top-{len(freq)} tokens",
+                  f"overlap@{k}, listed tokens"), rows, numeric=(False, False, True, True, True))
+    if planted:
+        rec = compare.planted_recovery(basis, vocab, planted, weights=weights, k=k)
+        out += (f"<h3>Planted associations found in the top-{k}</h3>"
+                + table(("kind", "readout", "found", "of", "definition", "missed"),
+                        [(r["kind"], r["readout"], r["hits"], r["total"], r["description"],
+                          ", ".join(r["missed"][:8]) + (" …" if len(r["missed"]) > 8 else ""))
+                         for r in rec], numeric=(False, False, True, True, False, False)))
+    shown = [c for c in comps if c.layer in (None, 0)]
+    for c in shown:
+        sbs = compare.side_by_side(c, vocab, tokens, k)
+        body = [(f'<span class="tokens"><b>{esc(r["token"])}</b></span>',
+                 _tokens_cell(r["learned"], {t for t, _ in r["predicted"]}),
+                 _tokens_cell(r["predicted"], {t for t, _ in r["learned"]}), f'{r["common"]}/{k}') for r in sbs]
+        out += (f"<h3>{esc(c.learned_label)} vs {esc(c.predicted_label)} "
+                f"(row = {esc(c.rows)}, top-{k} {esc(c.cols)}s)</h3>"
+                + _html_table(("token", f"learned {c.learned_label}", f"predicted {c.predicted_label}", "common"),
+                              body))
+    out += '<p class="note">Bold: tokens in both lists. Layers other than 0 are in the overlap table above.</p>'
+    if (fig_dir / "heatmaps.png").is_file():
+        out += image(fig_dir / "heatmaps.png",
+                     f"learned (left) vs predicted (right) on the {len(freq)} most frequent tokens; each panel "
+                     "scaled by its largest |entry|")
+    return out
+
+
+# ----------------------------------------------------------------------------- assembly
+
+
+def _step_note(run: Any, step: int, cfg: ReportConfig) -> str:
+    latest = max(run.checkpoints)
+    if cfg.step is not None:
+        return "chosen with --step" if step != latest else "the last checkpoint"
+    if step != latest:
+        return (f"the last checkpoint before any closed-form relative error exceeds 20%; training ran to "
+                f"step {latest}")
+    return "the last checkpoint"
+
+
+def _store_or_none(path: str) -> Any:
+    from leadingterms.corpus.store import load_store
+
+    try:
+        return load_store(path)
+    except LeadingTermsError:
+        return None
+
+
+def build_report(cfg: ReportConfig) -> Path:
+    """Draw the figures and write the report; -> the path of report.html."""
+    from leadingterms import plots
+    from leadingterms.persist import atomic_path
+    from leadingterms.predict import closed_form
+    from leadingterms.training import load_run
+
+    if not isinstance(cfg.k, int) or cfg.k < 1:
+        raise LeadingTermsError(f"--k must be a positive integer, got {cfg.k!r}")
+    if not isinstance(cfg.heatmap_tokens, int) or cfg.heatmap_tokens < 2:
+        raise LeadingTermsError(f"--heatmap-tokens must be an integer >= 2, got {cfg.heatmap_tokens!r}")
+    run = load_run(cfg.run)
+    run_path = Path(cfg.run)
+    fig_dir = run_path / FIGURES_DIR
+    store = _store_or_none(run.config.corpus)
+    basis = run.basis()
+    vocab = basis.vocab or (store.vocab if store is not None else None)
+    if vocab is None:
+        raise LeadingTermsError(f"no vocabulary: the run's basis has none and its corpus {run.config.corpus} "
+                                "is unreadable")
+    planted = list((store.meta.get("planted") or []) if store is not None else [])
+    tokens = list(cfg.tokens) if cfg.tokens else compare.default_tokens(basis, vocab, planted)
+    from leadingterms.associations import token_index
+
+    for t in tokens:
+        token_index(vocab, t)  # one-line error for an unknown token
+    k = min(cfg.k, len(vocab))
+
+    plots.plot_tracking(run.metrics, fig_dir)
+    plots.plot_loss(run.metrics, fig_dir)
+    step = compare_step(run, cfg.step, cfg.within_horizon)
+    sections = [
+        ("configuration", "Configuration", section_configuration(run)),
+        ("corpus", "Corpus", section_corpus(store, run.config.corpus)),
+        ("basis", "Basis functions: top associations", section_basis(basis, vocab, tokens, k)),
+    ]
+    assoc_html = "<p>No checkpoint after step 0: nothing learned to compare.</p>"
+    have_positional = False
+    if step is not None:
+        model = run.load_checkpoint(step)
+        weights = model.weights()
+        L = model.cfg.layers
+        comps = compare.comparisons(weights, basis, L)
+        freq = compare.frequent_ids(basis, cfg.heatmap_tokens)
+        plots.plot_heatmaps([(f"learned {c.learned_label}", c.learned, f"predicted {c.predicted_label}",
+                              c.predicted) for c in comps if c.layer in (None, 0)], freq, vocab, fig_dir)
+        pred = closed_form(basis, step, run.config.lr, L)
+        plots.plot_positional({l: weights[f"layers.{l}.P"] for l in range(L)}, pred["layers.0.P"], fig_dir)
+        have_positional = True
+        assoc_html = section_associations(comps, basis, vocab, tokens, k, step, fig_dir, cfg.heatmap_tokens,
+                                          planted, weights, _step_note(run, step, cfg))
+    sections += [
+        ("tracking", "Tracking the theory during training", section_tracking(fig_dir, have_positional)),
+        ("horizon", "Validity horizon", section_horizon(run)),
+        ("intervention", "Causal intervention", section_intervention(run_path)),
+        ("associations", "Learned vs predicted associations", assoc_html),
+    ]
+    raw = []
+    pre_dir = Path(cfg.pretrained) if cfg.pretrained else run_path / PRETRAINED_DIR
+    if cfg.pretrained and not (pre_dir / "index.json").is_file():
+        raise LeadingTermsError(f"--pretrained {pre_dir} has no index.json (make it with `leadingterms "
+                                "compare-pretrained --out DIR`)")
+    if (pre_dir / "index.json").is_file():
+        from leadingterms.pretrained.plots import render_section
+
+        raw.append(("pretrained", "Pretrained models", render_section(pre_dir)))
+    cfgd = run.config
+    subtitle = (f"{cfgd.layers}-layer attention-only transformer, lr {cfgd.lr:g}, batch {cfgd.batch_size}"
+                f"×{cfgd.grad_accum}, {run.info.get('total_steps', '?')} steps on {run.info.get('N', '?')} "
+                f"sequences (V = {run.info.get('V', '?')}, T = {run.info.get('T', '?')}); leading terms of "
+                "Im et al. (ICLR 2026)")
+    doc = page(f"leadingterms report — {run_path.name}", subtitle, sections, raw)
+    out = Path(cfg.out) if cfg.out else run_path / REPORT_FILE
+    with atomic_path(out) as tmp:
+        tmp.write_text(doc, encoding="utf-8")
+    return out
+
+
+__all__ = ["REPORT_FILE", "ReportConfig", "build_report", "compare_step", "fmt"]
