@@ -36,6 +36,7 @@ class DemoConfig:
     eval_sequences: int | None = 64
     intervention_sequences: int | None = 64
     k: int = 5
+    heatmap_tokens: int = 50
     seed: int = 0
     progress: bool = True
 
@@ -89,7 +90,8 @@ def summary_lines(cfg: DemoConfig, *, store: Any, run: Any, intervention: dict[s
         lines.append("  (bigram: b in row a of B̄ / W_O, a in row b of Q̄ / W^(0); context: b in column a of "
                      "Φ̄ scaled by 1/π_b, and in row a of Ḡ / V^(0)W_O)")
     ov = ", ".join(f"{d['learned']}~{d['predicted']} {d['overlap']:.2f}" for d in overlaps)
-    lines.append(f"overlap@{cfg.k} learned (step {step}) vs predicted, 50 most frequent rows, layer 0: {ov}; "
+    lines.append(f"overlap@{cfg.k} learned (step {step}) vs predicted, {cfg.heatmap_tokens} most frequent rows, "
+                 f"layer 0: {ov}; "
                  f"total {seconds:.0f} s")
     return lines[:10]
 
@@ -134,7 +136,8 @@ def run_demo(cfg: DemoConfig, *, echo: Callable[[str], None] = print) -> dict[st
     intervention = run_intervention(InterventionConfig(run=str(out / "run"),
                                                        max_sequences=cfg.intervention_sequences))
     stage("report")
-    report = build_report(ReportConfig(run=str(out / "run"), k=cfg.k, within_horizon=True))
+    report = build_report(ReportConfig(run=str(out / "run"), k=cfg.k, within_horizon=True,
+                                       heatmap_tokens=cfg.heatmap_tokens))
     run = load_run(out / "run")
     basis = run.basis()
     step = compare_step(run, within_horizon=True)
@@ -142,7 +145,7 @@ def run_demo(cfg: DemoConfig, *, echo: Callable[[str], None] = print) -> dict[st
     vocab: Sequence[str] = basis.vocab or store.vocab
     planted = planted_recovery(basis, vocab, store.meta.get("planted") or [], weights=weights, k=cfg.k)
     comps = [c for c in comparisons(weights, basis, cfg.layers) if c.layer in (None, 0)]
-    overlaps = overlap_summary(comps, frequent_ids(basis, 50), min(cfg.k, store.V))
+    overlaps = overlap_summary(comps, frequent_ids(basis, cfg.heatmap_tokens), min(cfg.k, store.V))
     seconds = time.perf_counter() - t0
     lines = summary_lines(cfg, store=store, run=run, intervention=intervention, planted=planted,
                           overlaps=overlaps, report=report, seconds=seconds, step=step)

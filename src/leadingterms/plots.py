@@ -39,6 +39,8 @@ WEIGHT_KINDS: dict[str, str] = {
     "P": "position P  vs  c(s)η⁴·Δ",
 }
 _COLORS = {"closed_form": "#1f77b4", "second_order": "#2ca02c", "shadow": "#d62728"}
+#: (line style, width): distinct so that coinciding curves stay visible
+_STYLES = {"closed_form": ("-", 2.6), "second_order": ("--", 1.8), "shadow": ((0, (1.2, 1.6)), 2.0)}
 #: Relative-error thresholds drawn on the tracking figure (the validity horizon's).
 REL_THRESHOLDS = (0.05, 0.20)
 
@@ -66,8 +68,11 @@ def _plt() -> Any:
     return plt
 
 
-def save_figure(fig: Any, out_dir: str | Path, stem: str) -> list[Path]:
-    """Write ``fig`` as ``out_dir/stem.png`` and ``out_dir/stem.svg``; close it; return the paths."""
+def save_figure(fig: Any, out_dir: str | Path, stem: str, *, tight: bool = True) -> list[Path]:
+    """Write ``fig`` as ``out_dir/stem.png`` and ``out_dir/stem.svg``; close it; return the paths.
+
+    ``tight``: crop to the drawn content (one extra layout pass per format; figures with many
+    labels that place their axes themselves pass False)."""
     plt = _plt()
     out = Path(out_dir)
     paths = []
@@ -75,8 +80,8 @@ def save_figure(fig: Any, out_dir: str | Path, stem: str) -> list[Path]:
         for fmt in ("png", "svg"):
             path = out / f"{stem}.{fmt}"
             with atomic_path(path) as tmp:
-                fig.savefig(tmp, format=fmt, dpi=110, bbox_inches="tight", metadata={"Date": None}
-                            if fmt == "svg" else None)
+                fig.savefig(tmp, format=fmt, dpi=110, bbox_inches="tight" if tight else None,
+                            metadata={"Date": None} if fmt == "svg" else None)
             paths.append(path)
     finally:
         plt.close(fig)
@@ -141,7 +146,8 @@ def plot_tracking(metrics: Sequence[Mapping[str, Any]], out_dir: str | Path, ste
                     lo, hi = np.nanmin(vals, axis=1), np.nanmax(vals, axis=1)
                 if metric == "rel":
                     mean, lo, hi = (np.clip(a, 1e-16, None) for a in (mean, lo, hi))
-                ax.plot(steps, mean, color=_COLORS[pred], lw=1.6, label=label)
+                ls, lw = _STYLES[pred]
+                ax.plot(steps, mean, color=_COLORS[pred], ls=ls, lw=lw, label=label)
                 if vals.shape[1] > 1:
                     ax.fill_between(steps, lo, hi, color=_COLORS[pred], alpha=0.22, lw=0)
                 drawn = True
@@ -166,9 +172,9 @@ def plot_tracking(metrics: Sequence[Mapping[str, Any]], out_dir: str | Path, ste
                 labels.append(lab)
     if handles:
         fig.legend(handles, labels, loc="upper center", ncol=len(handles), frameon=False,
-                   bbox_to_anchor=(0.5, 1.04))
-    fig.tight_layout()
-    return save_figure(fig, out_dir, stem)
+                   bbox_to_anchor=(0.5, 1.0))
+    fig.tight_layout(rect=(0, 0, 1, 0.95))
+    return save_figure(fig, out_dir, stem, tight=False)
 
 
 def plot_loss(metrics: Sequence[Mapping[str, Any]], out_dir: str | Path, stem: str = "loss") -> list[Path]:
@@ -185,7 +191,7 @@ def plot_loss(metrics: Sequence[Mapping[str, Any]], out_dir: str | Path, stem: s
     ax.grid(alpha=0.3)
     ax.legend(frameon=False)
     fig.tight_layout()
-    return save_figure(fig, out_dir, stem)
+    return save_figure(fig, out_dir, stem, tight=False)
 
 
 def plot_heatmaps(
@@ -207,8 +213,11 @@ def plot_heatmaps(
     idx = torch.as_tensor(list(token_ids), dtype=torch.long)
     labels = [vocab[i] if vocab is not None else str(i) for i in idx.tolist()]
     n = len(labels)
-    size = max(4.0, 0.11 * n + 1.5)
-    fig, axes = plt.subplots(len(pairs), 2, figsize=(2 * size + 0.8, size * len(pairs)), squeeze=False)
+    size = max(3.5, 0.1 * n + 1.0)  # inches per panel
+    fig, axes = plt.subplots(len(pairs), 2, figsize=(2 * size + 2.2, (size + 0.5) * len(pairs) + 0.6),
+                             squeeze=False)
+    fig.subplots_adjust(left=0.09, right=0.86, bottom=0.6 / ((size + 0.5) * len(pairs) + 0.6) + 0.02,
+                        top=1 - 0.35 / ((size + 0.5) * len(pairs) + 0.6), wspace=0.08, hspace=0.18)
     im = None
     for row, (t_learned, learned, t_pred, pred) in enumerate(pairs):
         raw = [mat.detach().to("cpu", torch.float64)[idx][:, idx] for mat in (learned, pred)]
@@ -232,8 +241,9 @@ def plot_heatmaps(
             if row == len(pairs) - 1:
                 ax.set_xticklabels(labels, rotation=90, fontsize=fs)
     if im is not None:
-        fig.colorbar(im, ax=axes, shrink=0.5, label="entry / 99th percentile of |entry| (clipped)")
-    return save_figure(fig, out_dir, stem)
+        cax = fig.add_axes((0.89, 0.3, 0.018, 0.4))
+        fig.colorbar(im, cax=cax, label="entry / 99th percentile of |entry| (clipped)")
+    return save_figure(fig, out_dir, stem, tight=False)
 
 
 def plot_positional(
@@ -256,4 +266,4 @@ def plot_positional(
     ax.grid(alpha=0.3)
     ax.legend(frameon=False, fontsize=8)
     fig.tight_layout()
-    return save_figure(fig, out_dir, stem)
+    return save_figure(fig, out_dir, stem, tight=False)

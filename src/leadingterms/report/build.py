@@ -62,7 +62,7 @@ def compare_step(run: Any, step: int | None = None, within_horizon: bool = False
     if not steps:
         return None
     if within_horizon:
-        hz = (run.summary or {}).get("validity_horizon") or validity_horizon(run.metrics)
+        hz: dict[str, Any] = (run.summary or {}).get("validity_horizon") or validity_horizon(run.metrics)
         crossings: list[int] = [int(v["20%"]) for v in (hz.get("closed_form") or {}).values()
                                 if v.get("20%") is not None]
         if crossings:
@@ -313,9 +313,14 @@ def build_report(cfg: ReportConfig) -> Path:
         token_index(vocab, t)  # one-line error for an unknown token
     k = min(cfg.k, len(vocab))
 
+    step = compare_step(run, cfg.step, cfg.within_horizon)
+    model = run.load_checkpoint(step) if step is not None else None  # one-line error for a missing step
+    pre_dir = Path(cfg.pretrained) if cfg.pretrained else run_path / PRETRAINED_DIR
+    if cfg.pretrained and not (pre_dir / "index.json").is_file():
+        raise LeadingTermsError(f"--pretrained {pre_dir} has no index.json (make it with `leadingterms "
+                                "compare-pretrained --out DIR`)")
     plots.plot_tracking(run.metrics, fig_dir)
     plots.plot_loss(run.metrics, fig_dir)
-    step = compare_step(run, cfg.step, cfg.within_horizon)
     sections = [
         ("configuration", "Configuration", section_configuration(run)),
         ("corpus", "Corpus", section_corpus(store, run.config.corpus)),
@@ -323,8 +328,7 @@ def build_report(cfg: ReportConfig) -> Path:
     ]
     assoc_html = "<p>No checkpoint after step 0: nothing learned to compare.</p>"
     have_positional = False
-    if step is not None:
-        model = run.load_checkpoint(step)
+    if step is not None and model is not None:
         weights = model.weights()
         L = model.cfg.layers
         comps = compare.comparisons(weights, basis, L)
@@ -343,10 +347,6 @@ def build_report(cfg: ReportConfig) -> Path:
         ("associations", "Learned vs predicted associations", assoc_html),
     ]
     raw = []
-    pre_dir = Path(cfg.pretrained) if cfg.pretrained else run_path / PRETRAINED_DIR
-    if cfg.pretrained and not (pre_dir / "index.json").is_file():
-        raise LeadingTermsError(f"--pretrained {pre_dir} has no index.json (make it with `leadingterms "
-                                "compare-pretrained --out DIR`)")
     if (pre_dir / "index.json").is_file():
         from leadingterms.pretrained.plots import render_section
 
@@ -360,6 +360,7 @@ def build_report(cfg: ReportConfig) -> Path:
     out = Path(cfg.out) if cfg.out else run_path / REPORT_FILE
     with atomic_path(out) as tmp:
         tmp.write_text(doc, encoding="utf-8")
+        tmp.chmod(0o644)  # a document to open and share, not a private temp file
     return out
 
 
