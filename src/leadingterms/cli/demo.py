@@ -26,6 +26,8 @@ def register(sub: Any) -> None:
     p.add_argument("--batch-size", type=int, default=d.batch_size, help=f"batch size (default {d.batch_size})")
     p.add_argument("--steps", type=int, default=d.steps, help=f"training steps (default {d.steps})")
     p.add_argument("--log-every", type=int, default=d.log_every, help=f"log every N steps (default {d.log_every})")
+    p.add_argument("--heatmap-tokens", type=int, default=d.heatmap_tokens, metavar="N",
+                   help=f"heatmaps and overlap over the N most frequent tokens (default {d.heatmap_tokens})")
     p.add_argument("--seed", type=int, default=d.seed, help="corpus and data-order seed (default 0)")
     p.set_defaults(func=run)
 
@@ -36,6 +38,7 @@ def run(args: argparse.Namespace) -> int:
 
     cfg = DemoConfig(out=args.out, docs=args.docs, seq_len=args.seq_len, layers=args.layers, lr=args.lr,
                      batch_size=args.batch_size, steps=args.steps, log_every=args.log_every, seed=args.seed,
+                     heatmap_tokens=args.heatmap_tokens,
                      progress=progress_enabled())
     res = run_demo(cfg, echo=lambda m: print(m, file=sys.stderr))
     print("\n".join(res["lines"]))
