@@ -153,14 +153,15 @@ def section_basis(basis: Any, vocab: Sequence[str], tokens: Sequence[str], k: in
     return intro + _html_table(header, rows)
 
 
-def section_tracking(fig_dir: Path, have_positional: bool) -> str:
+def section_tracking(fig_dir: Path, have_positional: bool, have_val: bool = False) -> str:
     out = ("<p>Cosine similarity and relative error ‖W − Ŵ‖<sub>F</sub>/‖W‖<sub>F</sub> between each learned "
            "weight and its prediction: the closed form of SPEC §3 (full-corpus statistics), the second-order "
            "terms of §4 (W_O and V only) and the path-dependent shadow of §5 (the batches actually seen). "
            "Lines: mean over layers; bands: range across layers. Dotted: 5% and 20%. Cosine hides what the "
            "relative error shows (1 − cos ≈ rel²/2).</p>")
     out += image(fig_dir / "tracking.png", "tracking: cosine (top) and relative error (bottom, log scale) vs step")
-    out += image(fig_dir / "loss.png", "training loss (over the evaluation sequences) and validation loss")
+    out += image(fig_dir / "loss.png", "mean cross-entropy of the weights at each logged step over the training "
+                 "(evaluation) sequences" + (" and the validation sequences" if have_val else ""))
     if have_positional:
         out += image(fig_dir / "positional.png",
                      "learned relative-position biases P^(l) vs the prediction c(s)η⁴Δ at the compared step")
@@ -341,7 +342,8 @@ def build_report(cfg: ReportConfig) -> Path:
         assoc_html = section_associations(comps, basis, vocab, tokens, k, step, fig_dir, cfg.heatmap_tokens,
                                           planted, weights, _step_note(run, step, cfg))
     sections += [
-        ("tracking", "Tracking the theory during training", section_tracking(fig_dir, have_positional)),
+        ("tracking", "Tracking the theory during training", section_tracking(
+            fig_dir, have_positional, any(r.get("val_loss") is not None for r in run.metrics))),
         ("horizon", "Validity horizon", section_horizon(run)),
         ("intervention", "Causal intervention", section_intervention(run_path)),
         ("associations", "Learned vs predicted associations", assoc_html),
