@@ -47,13 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"leadingterms {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     for name in COMMAND_MODULES:
-        try:
-            mod = importlib.import_module(f"leadingterms.cli.{name}")
-        except ModuleNotFoundError as exc:
-            if exc.name == f"leadingterms.cli.{name}":
-                continue
-            raise
-        mod.register(sub)
+        importlib.import_module(f"leadingterms.cli.{name}").register(sub)
     return parser
 
 
