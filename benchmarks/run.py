@@ -42,7 +42,7 @@ def update_results(name: str, body: str, command: str) -> None:
     text = path.read_text() if path.exists() else "# Benchmark results\n\nEach section: the command, the machine, the figures.\n"
     stamp = f"_Command:_ `{command}`  \n_When:_ {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC  \n_Machine:_ {machine()}\n\n"
     block = f"<!-- bench:{name} -->\n{stamp}{body.strip()}\n<!-- /bench:{name} -->"
-    pat = re.compile(rf"<!-- bench:{name} -->.*?<!-- /bench:{name} -->", re.S)
+    pat = re.compile(rf"<!-- bench:{re.escape(name)} -->.*?<!-- /bench:{re.escape(name)} -->", re.S)
     text = pat.sub(lambda _: block, text) if pat.search(text) else text.rstrip() + "\n\n" + block + "\n"
     tmp = path.with_suffix(".md.tmp")
     tmp.write_text(text)
@@ -55,14 +55,16 @@ def main() -> int:
     ap.add_argument("--quick", action="store_true", help="smaller sizes (smoke run); RESULTS.md is not touched")
     args = ap.parse_args()
     sys.path.insert(0, str(HERE))
-    command = "python benchmarks/run.py " + " ".join(sys.argv[1:])
+    env = " ".join(f"{k}={v}" for k, v in sorted(os.environ.items()) if k.startswith("BENCH_"))
+    command = (env + " " if env else "") + "python benchmarks/run.py " + " ".join(sys.argv[1:])
     for name in args.only:
         mod = importlib.import_module(f"bench_{name}")
         print(f"\n## {name}\n", flush=True)
         body = mod.run(quick=args.quick)
         print(body, flush=True)
         if not args.quick:
-            update_results(name, body, command.strip())
+            # sections measured with BENCH_* overrides (another corpus or size) are kept apart
+            update_results(f"{name} {env}" if env else name, body, command.strip())
     return 0
 
 
