@@ -11,6 +11,7 @@ from ptiny import make_tokenizer, naive_gram, naive_similarity, neox_manual
 from leadingterms.persist import load_tensors, read_json
 from leadingterms.pretrained.compare import CompareConfig, run_compare
 from leadingterms.pretrained.loading import load_model, resolve_refs
+from leadingterms.pretrained.stats import CorpusSpec
 
 K, T = 12, 8
 
@@ -51,7 +52,7 @@ def naive_stats(text: str):
 
 def test_similarity_json_matches_independent_computation(tiny_neox, tiny_text, tmp_path):
     out = tmp_path / "out"
-    run_compare(CompareConfig(models=[str(tiny_neox)], out=str(out), top_k=K, text=str(tiny_text), seq_len=T,
+    run_compare(CompareConfig(models=[str(tiny_neox)], out=str(out), top_k=K, corpus=CorpusSpec(text=str(tiny_text), seq_len=T),
                               cache_dir=str(tmp_path / "cache"), plots=False))
     top, B, Phi, Q = naive_stats(tiny_text.read_text())
     info = read_json(out / "basis.json")

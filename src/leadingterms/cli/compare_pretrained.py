@@ -7,6 +7,7 @@ import sys
 from typing import Any
 
 from leadingterms.pretrained.compare import CompareConfig, run_compare, summary_lines
+from leadingterms.pretrained.stats import CorpusSpec
 
 
 def register(subparsers: Any) -> None:
@@ -53,8 +54,10 @@ def register(subparsers: Any) -> None:
 def config_from_args(args: argparse.Namespace) -> CompareConfig:
     return CompareConfig(
         models=list(args.model), out=args.out, top_k=args.top_k, revisions=list(args.revision),
-        revisions_spec=args.revisions, text=args.text, dataset=args.dataset, dataset_config=args.dataset_config,
-        split=args.split, text_column=args.text_column, max_docs=args.max_docs, seq_len=args.seq_len,
+        revisions_spec=args.revisions,
+        corpus=CorpusSpec(text=args.text, dataset=args.dataset, dataset_config=args.dataset_config,
+                          split=args.split, text_column=args.text_column, max_docs=args.max_docs,
+                          seq_len=args.seq_len),
         device=args.device, batch_size=args.batch_size, trust_remote_code=args.trust_remote_code,
         cache_dir=args.cache_dir, plots=not args.no_plots,
     )

@@ -60,36 +60,19 @@ def default_cache_dir() -> Path:
 
 @dataclass
 class CompareConfig:
-    """Everything ``compare-pretrained`` needs. Exactly one of ``text``/``dataset``."""
+    """Everything ``compare-pretrained`` needs; ``corpus`` says where the statistics' text comes from."""
 
     models: list[str]
     out: str
     top_k: int
+    corpus: CorpusSpec
     revisions: list[str] = field(default_factory=list)
     revisions_spec: str | None = None  # "pythia", "pythia:A-B" or "local"
-    text: str | None = None
-    dataset: str | None = None
-    dataset_config: str | None = None
-    split: str = "train"
-    text_column: str = "text"
-    max_docs: int | None = None
-    seq_len: int = 128
     device: str = "cpu"
     batch_size: int = 256
     trust_remote_code: bool = False
     cache_dir: str | None = None
     plots: bool = True
-
-    def corpus(self) -> CorpusSpec:
-        if (self.text is None) == (self.dataset is None):
-            raise LeadingTermsError("give exactly one of --text PATH or --dataset NAME")
-        if self.seq_len < 1:
-            raise LeadingTermsError(f"--seq-len must be >= 1, got {self.seq_len}")
-        if self.max_docs is not None and self.max_docs < 1:
-            raise LeadingTermsError(f"--max-docs must be >= 1, got {self.max_docs}")
-        return CorpusSpec(text=self.text, dataset=self.dataset, dataset_config=self.dataset_config,
-                          split=self.split, text_column=self.text_column, max_docs=self.max_docs,
-                          seq_len=self.seq_len)
 
 
 @dataclass(frozen=True)
@@ -204,7 +187,8 @@ def compare_one(loaded: LoadedModel, stats: TopKStats, targets: Targets, *, devi
 
 def run_compare(cfg: CompareConfig) -> dict[str, Any]:
     """Run every model/revision; write OUT as described in the module docstring; return the index."""
-    corpus = cfg.corpus()
+    corpus = cfg.corpus
+    corpus.validate()
     if cfg.batch_size < 1:
         raise LeadingTermsError(f"--batch-size must be >= 1, got {cfg.batch_size}")
     device = resolve_device(cfg.device)

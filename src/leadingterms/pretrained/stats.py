@@ -49,6 +49,15 @@ class CorpusSpec:
     max_docs: int | None = None
     seq_len: int = 128
 
+    def validate(self) -> None:
+        """One-line errors for a spec that names no source (or two) or nonsensical sizes."""
+        if (self.text is None) == (self.dataset is None):
+            raise LeadingTermsError("give exactly one of --text PATH or --dataset NAME")
+        if self.seq_len < 1:
+            raise LeadingTermsError(f"--seq-len must be >= 1, got {self.seq_len}")
+        if self.max_docs is not None and self.max_docs < 1:
+            raise LeadingTermsError(f"--max-docs must be >= 1, got {self.max_docs}")
+
     def identity(self) -> dict[str, Any]:
         """What the cache key hashes (content of a text file, description of a dataset)."""
         ident: dict[str, Any] = {"max_docs": self.max_docs}
