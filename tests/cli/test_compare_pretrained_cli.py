@@ -1,5 +1,7 @@
 """``leadingterms compare-pretrained``: a run over local checkpoint folders, and one-line refusals."""
 
+# ruff: noqa: F811  (tiny_steps/tiny_text are fixtures imported from tests/pretrained/ptiny_fixtures.py)
+
 from __future__ import annotations
 
 import base64
@@ -9,25 +11,11 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "pretrained"))
-from ptiny import make_text, save_model  # noqa: E402
+from ptiny import save_model  # noqa: E402
+from ptiny_fixtures import tiny_steps, tiny_text  # noqa: E402, F401
 
 from leadingterms.cli import main
 from leadingterms.persist import read_json
-
-
-@pytest.fixture(scope="module")
-def tiny_text(tmp_path_factory) -> Path:
-    p = tmp_path_factory.mktemp("text") / "corpus.txt"
-    p.write_text(make_text(), encoding="utf-8")
-    return p
-
-
-@pytest.fixture(scope="module")
-def tiny_steps(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("suite") / "suite"
-    for i, s in enumerate((0, 1, 4)):
-        save_model("neox", root / f"step{s}", seed=10 + i)
-    return root
 
 
 @pytest.fixture(scope="module")
