@@ -134,12 +134,12 @@ def _fast_jacobian(T: int) -> torch.Tensor:
 # ours
 # ---------------------------------------------------------------------------------------
 def build_store(kind: str, out: Path, max_sequences: int | None) -> Any:
-    from leadingterms.corpus.pipeline import CorpusConfig, build_corpus
+    from leadingterms.corpus.pipeline import CorpusConfig, run_corpus
 
     cfg = CorpusConfig(text=str(DATA), tokenizer=kind, vocab_size=WORD_VOCAB if kind == "word" else BPE_VOCAB,
                        seq_len=SEQ_LEN,
-                       pack=True, unk=kind == "word", max_sequences=max_sequences)
-    return build_corpus(cfg, out)
+                       pack=True, unk=kind == "word", max_sequences=max_sequences, out=str(out))
+    return run_corpus(cfg).store
 
 
 def ours(store_dir: Path, out: Path) -> dict[str, Any]:
@@ -155,7 +155,7 @@ def ours(store_dir: Path, out: Path) -> dict[str, Any]:
 
 def run(quick: bool) -> str:
     from leadingterms.basis import load_basis
-    from leadingterms.persist import format_bytes
+    from leadingterms.budget import format_bytes
 
     if not DATA.is_file():
         return f"skipped: shared corpus absent ({DATA})"

@@ -74,7 +74,7 @@ def best_of(fn: Callable[[], Any], repeats: int) -> tuple[float, Any]:
 
 
 def run(quick: bool) -> str:
-    from leadingterms.corpus.pipeline import CorpusConfig, build_corpus
+    from leadingterms.corpus.pipeline import CorpusConfig, run_corpus
     from leadingterms.corpus.tokenizers import word_tokens
 
     if not DATA.is_file():
@@ -103,8 +103,8 @@ def run(quick: bool) -> str:
 
     K, T = 2000, 64
     t_nb, (v_ref, rows_ref) = best_of(lambda: naive_build(src, K, T), 1)
-    cfg = CorpusConfig(text=str(src), vocab_size=K, seq_len=T, force=True)
-    t_ob, store = best_of(lambda: build_corpus(cfg, tmp / "store"), reps)
+    cfg = CorpusConfig(text=str(src), vocab_size=K, seq_len=T, force=True, out=str(tmp / "store"))
+    t_ob, store = best_of(lambda: run_corpus(cfg).store, reps)
     assert store.vocab == v_ref and np.array_equal(np.asarray(store.tokens), rows_ref), "store differs from SPEC §6"
 
     n_tok = len(ref)

@@ -1,4 +1,16 @@
-"""Shared fixtures: offline HF, no progress bars, paths to ../shared/data."""
+"""Shared set-up of the test suite.
+
+Layout (tests by kind; ``unit/`` mirrors the package layout):
+
+- ``reference/``: independent naive implementations (dense float64 model and statistics, word
+  tokenizer, tiny Hugging Face models) that share no code with the package;
+- ``fixtures/``: shared pytest fixtures (token stores, tiny pretrained models), loaded as plugins;
+- ``unit/``: the library's functions (marker ``unit``);
+- ``integration/``: the ``leadingterms`` commands through ``leadingterms.cli.main`` (marker ``integration``);
+- ``e2e/``: one demo run end to end (marker ``e2e``). The fast loop is ``pytest -m "not e2e"``.
+
+Offline HF, no progress bars, the shared corpora under ../shared/data (skipped when absent).
+"""
 
 from __future__ import annotations
 
@@ -16,10 +28,22 @@ os.environ.setdefault("MPLBACKEND", "Agg")
 # datasets caches what load_dataset("json", ...) builds: keep it out of the user's ~/.cache
 os.environ.setdefault("HF_DATASETS_CACHE", tempfile.mkdtemp(prefix="leadingterms-hf-datasets-"))
 
-ROOT = Path(__file__).resolve().parents[1]
+pytest_plugins = ["fixtures.stores", "fixtures.runs", "fixtures.pretrained"]
+
+TESTS = Path(__file__).resolve().parent
+ROOT = TESTS.parent
 SHARED_DATA = ROOT.parent / "shared" / "data"
 TINYSTORIES = SHARED_DATA / "tinystories-train-head-2MiB.txt.xz"
 WIKITEXT = SHARED_DATA / "wikitext-2-valid.tokens.txt.xz"
+KINDS = ("unit", "integration", "e2e")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark every test with its kind, from its folder (tests/unit, tests/integration, tests/e2e)."""
+    for item in items:
+        kind = Path(str(item.fspath)).resolve().relative_to(TESTS).parts[0]
+        if kind in KINDS:
+            item.add_marker(getattr(pytest.mark, kind))
 
 
 @pytest.fixture

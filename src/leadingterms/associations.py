@@ -1,57 +1,26 @@
-"""Association readouts (SPEC §6): the top-k tokens of a row or column of a basis matrix or a
-learned weight, as strings — e.g. the bigram row of "bird" puts "flew" near the top.
+"""Association readouts (docs/theory.md §7.3): the top-k tokens of a row or column of a basis matrix or
+a learned weight, as strings — e.g. the bigram row of "bird" puts "flew" near the top.
 
-Basis names and the matrix each one reads (every matrix V x V):
-
-===================  ==================  ======================  =======================
-name                 matrix              row index               column index
-===================  ==================  ======================  =======================
-bigram               B̄                   current token           next token
-context              Φ̄                   next token              context token
-value                Φ̄ᵀB̄ᵀ                context token           residual direction
-attention            Q̄                   query token             key token
-interchange-next     B̄ᵀB̄                 next token              next token
-interchange-prev     B̄B̄ᵀ                 current token           current token
-composition          Ḡ = Φ̄ᵀB̄ᵀB̄           context token           next token
-===================  ==================  ======================  =======================
-
-Derived matrices are never formed: only the requested row or column is computed
-(e.g. row c of Φ̄ᵀB̄ᵀ is B̄ Φ̄[:, c]), O(nnz·V) instead of O(V³).
+The readout names, their matrices and index meaning are :data:`leadingterms.theory.MATRICES`
+(bigram B̄, context Φ̄, value Φ̄ᵀB̄ᵀ, attention Q̄, interchange-next B̄ᵀB̄, interchange-prev B̄B̄ᵀ,
+composition Ḡ = Φ̄ᵀB̄ᵀB̄). Derived matrices are never formed: only the requested row or column is
+computed (e.g. row c of Φ̄ᵀB̄ᵀ is B̄ Φ̄[:, c]), O(nnz·V) instead of O(V³).
 """
 
 from __future__ import annotations
 
 import difflib
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
-from pathlib import Path
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import torch
 from torch import Tensor
 
+from leadingterms.config import check_config, option
 from leadingterms.errors import LeadingTermsError
-
-BASIS_NAMES = (
-    "bigram",
-    "context",
-    "value",
-    "attention",
-    "interchange-next",
-    "interchange-prev",
-    "composition",
-)
-
-#: (row meaning, column meaning) per basis name, for headers.
-AXES = {
-    "bigram": ("current token", "next token"),
-    "context": ("next token", "context token"),
-    "value": ("context token", "residual direction"),
-    "attention": ("query token", "key token"),
-    "interchange-next": ("next token", "next token"),
-    "interchange-prev": ("current token", "current token"),
-    "composition": ("context token", "next token"),
-}
+from leadingterms.theory import BASIS_NAMES, MATRICES
+from leadingterms.validate import positive_int
 
 
 class _Basis(Protocol):
@@ -175,70 +144,45 @@ def association_table(
     return rows
 
 
-def overlap_at_k(A: Tensor, B: Tensor, k: int = 10, rows: Sequence[int] | None = None,
-                 column: bool = False) -> float:
-    """Mean over rows (columns with ``column``) of |top-k(A[i]) ∩ top-k(B[i])| / k, in [0, 1].
-
-    A, B: (V, V) (e.g. learned W_O and predicted B̄). ``rows`` restricts to some indices.
-    Ties inside the top-k are broken by the smaller index (stable sort), as in the readouts.
-    """
-    if A.shape != B.shape or A.ndim != 2:
-        raise LeadingTermsError(
-            f"overlap@k needs two matrices of the same shape, got {tuple(A.shape)}, {tuple(B.shape)}"
-        )
-    if column:
-        A, B = A.T, B.T
-    n = A.shape[1]
-    if not 1 <= k <= n:
-        raise LeadingTermsError(f"k must be between 1 and {n}, got {k}")
-    idx = list(range(A.shape[0])) if rows is None else list(rows)
-    if not idx:
-        raise LeadingTermsError("overlap@k needs at least one row")
-    a = A[idx].detach().to(torch.float64).cpu()
-    b = B[idx].detach().to(device=a.device, dtype=torch.float64)
-    ta = torch.sort(a, dim=1, descending=True, stable=True).indices[:, :k]
-    tb = torch.sort(b, dim=1, descending=True, stable=True).indices[:, :k]
-    hits = torch.zeros(len(idx), n, dtype=torch.int64)
-    hits.scatter_add_(1, ta, torch.ones_like(ta))
-    hits.scatter_add_(1, tb, torch.ones_like(tb))
-    return float((hits == 2).sum(dim=1).to(torch.float64).mean()) / k
+# ----------------------------------------------------------------------------- the associations stage
 
 
-# ----------------------------------------------------------------------------- CLI stage
-
-
-@dataclass
+@dataclass(kw_only=True)
 class AssociationsConfig:
     """``leadingterms associations``: top-k tokens of one row/column of a basis matrix."""
 
-    stats: Path
-    token: str
-    basis: str = "bigram"
-    k: int = 10
-    column: bool = False
-    exclude_self: bool = False
+    token: str = option(help="a token string of the vocabulary", metavar="TOKEN", positional=True)
+    stats: str = option(help="basis folder from `leadingterms stats`", metavar="DIR")
+    basis: str = option("bigram", choices=BASIS_NAMES,
+                        help="which matrix: " + ", ".join(f"{n}={m.symbol}" for n, m in MATRICES.items()))
+    k: int = option(10, help="how many tokens", check=positive_int)
+    column: bool = option(False, help="read the column of TOKEN instead of its row")
+    exclude_self: bool = option(False, help="leave TOKEN itself out of the list")
 
 
-def run_associations(cfg: AssociationsConfig) -> tuple[str, list[tuple[str, float]]]:
-    """Load the basis in ``cfg.stats`` -> (header line, [(token, value), ...])."""
+@dataclass
+class AssociationsResult:
+    """A header line and the top-k (token, value) pairs, largest first."""
+
+    header: str
+    top: list[tuple[str, float]]
+    notes: list[str] = field(default_factory=list)
+
+
+def run_associations(cfg: AssociationsConfig) -> AssociationsResult:
+    """Load the basis in ``cfg.stats`` and read one row or column."""
     from leadingterms.basis import load_basis
 
-    if cfg.basis not in BASIS_NAMES:
-        raise LeadingTermsError(f"unknown basis {cfg.basis!r}; choose one of {', '.join(BASIS_NAMES)}")
-    if cfg.k < 1:
-        raise LeadingTermsError(f"k must be >= 1, got {cfg.k}")
-    if not Path(cfg.stats).is_dir():
-        raise LeadingTermsError(f"stats directory not found: {cfg.stats} (make one with `leadingterms stats`)")
+    check_config(cfg)
     basis = load_basis(cfg.stats)
     vocab = basis.vocab
     if vocab is None:
-        raise LeadingTermsError(
-            f"the basis in {cfg.stats} has no vocabulary; rebuild it with `leadingterms stats`"
-        )
+        raise LeadingTermsError(f"the basis in {cfg.stats} has no vocabulary; rebuild it with "
+                                "`leadingterms stats`")
     top = basis_associations(basis, vocab, cfg.basis, cfg.token, cfg.k, cfg.column, cfg.exclude_self)
-    row_m, col_m = AXES[cfg.basis]
+    m = MATRICES[cfg.basis]
     if cfg.column:
-        header = f"{cfg.basis}: column of {cfg.token!r} ({col_m}); top {len(top)} {row_m}s"
+        header = f"{cfg.basis}: column of {cfg.token!r} ({m.cols}); top {len(top)} {m.rows}s"
     else:
-        header = f"{cfg.basis}: row of {cfg.token!r} ({row_m}); top {len(top)} {col_m}s"
-    return header, top
+        header = f"{cfg.basis}: row of {cfg.token!r} ({m.rows}); top {len(top)} {m.cols}s"
+    return AssociationsResult(header, top)

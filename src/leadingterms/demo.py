@@ -1,7 +1,7 @@
 """``leadingterms demo``: the whole pipeline on the embedded synthetic corpus, in about a minute.
 
-OUT/corpus (token store) -> OUT/stats (basis, SPEC §2) -> OUT/predictions.safetensors (closed
-form at the last step, SPEC §3) -> OUT/run (3-layer SGD training tracked against the theory)
+OUT/corpus (token store) -> OUT/stats (basis, docs/theory.md §2) -> OUT/predictions.safetensors
+(closed form at the last step, §3) -> OUT/run (3-layer SGD training tracked against the theory)
 -> OUT/run/intervention.json -> OUT/run/report.html, and a summary of at most 10 lines.
 
 Default settings (see :class:`DemoConfig`): 512 stories, T = 64, V = 300 (every word of the
@@ -13,32 +13,58 @@ relative errors start below 1% and cross 5% and 20% within the run (the validity
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from leadingterms.config import check_config, option
 from leadingterms.errors import LeadingTermsError
+from leadingterms.intervene import InterventionResult
+from leadingterms.theory import param_name
+from leadingterms.training.runs import Run
+from leadingterms.validate import nonnegative_int, positive_float, positive_int
 
 
-@dataclass
+@dataclass(kw_only=True)
 class DemoConfig:
     """Settings of the demo; the defaults are the documented demo, tests shrink them."""
 
-    out: str = "demo-out"
-    docs: int = 512
-    seq_len: int = 64
-    layers: int = 3
-    lr: float = 0.8
-    batch_size: int = 128
-    steps: int = 40
-    log_every: int = 4
-    eval_sequences: int | None = 64
-    intervention_sequences: int | None = 64
-    k: int = 5
-    heatmap_tokens: int = 50
-    seed: int = 0
-    progress: bool = True
+    out: str = option("demo-out", help="output folder", metavar="DIR")
+    synthetic_docs: int = option(512, help="synthetic stories", metavar="N", check=positive_int)
+    seq_len: int = option(64, help="sequence length", metavar="T", check=positive_int)
+    layers: int = option(3, help="attention layers", check=positive_int)
+    lr: float = option(0.8, help="SGD learning rate", check=positive_float)
+    batch_size: int = option(128, help="batch size", check=positive_int)
+    steps: int = option(40, help="training steps", check=positive_int)
+    log_every: int = option(4, help="log every N steps", metavar="N", check=positive_int)
+    eval_sequences: int | None = option(64, help="logged loss over the first M sequences", metavar="M",
+                                        check=positive_int)
+    intervention_sequences: int | None = option(64, help="intervention loss over the first M sequences",
+                                                metavar="M", check=positive_int)
+    k: int = option(5, help="top-k of the readouts", check=positive_int)
+    heatmap_tokens: int = option(50, help="heatmaps and overlap over the N most frequent tokens", metavar="N",
+                                 check=positive_int)
+    seed: int = option(0, help="corpus and data-order seed", check=nonnegative_int)
+    progress: bool = option(True, help="progress bars", cli=False)
+
+    def check(self) -> None:
+        if self.heatmap_tokens < 2:
+            raise LeadingTermsError(f"--heatmap-tokens must be an integer >= 2, got {self.heatmap_tokens}")
+
+
+@dataclass
+class DemoResult:
+    """What the demo wrote and found; ``lines`` is its printed summary (at most 10 lines)."""
+
+    report: Path
+    run: Path
+    lines: list[str]
+    seconds: float
+    planted: list[dict[str, Any]]
+    overlaps: list[dict[str, Any]]
+    intervention: InterventionResult
+    notes: list[str] = field(default_factory=list)
 
 
 def _horizon_line(summary: dict[str, Any], kind: str) -> str:
@@ -57,8 +83,9 @@ def _horizon_line(summary: dict[str, Any], kind: str) -> str:
     return ", ".join(parts)
 
 
-def summary_lines(cfg: DemoConfig, *, store: Any, run: Any, intervention: dict[str, Any], planted: list[dict],
-                  overlaps: list[dict[str, Any]], report: Path, seconds: float, step: int | None) -> list[str]:
+def summary_lines(cfg: DemoConfig, *, store: Any, run: Run, intervention: InterventionResult,
+                  planted: list[dict[str, Any]], overlaps: list[dict[str, Any]], report: Path, seconds: float,
+                  step: int | None) -> list[str]:
     """The at most 10 lines printed at the end of the demo."""
     s = run.summary or {}
     first, last = run.metrics[0], run.metrics[-1]
@@ -71,14 +98,14 @@ def summary_lines(cfg: DemoConfig, *, store: Any, run: Any, intervention: dict[s
         "first step with rel error > 5%/20% (earliest layer): closed form: " + _horizon_line(s, "closed_form"),
         "  shadow (SGD path, §5): " + _horizon_line(s, "shadow"),
     ]
-    o = float(intervention["original_loss"])
-    by = {r["param"]: r for r in intervention["rows"]}
+    o = intervention.original_loss
+    by = {r["param"]: r for r in intervention.rows}
     L = cfg.layers
 
     def worst(kind: str) -> float:
-        return max(by[f"layers.{l}.{kind}"]["loss_removed"] - o for l in range(L))
+        return max(by[param_name(kind, l)]["loss_removed"] - o for l in range(L))
 
-    lines.append(f"intervention at step {intervention['step']} (loss {o:.4f}): removing the predicted direction "
+    lines.append(f"intervention at step {intervention.step} (loss {o:.4f}): removing the predicted direction "
                  f"raises it by W_O {by['W_O']['loss_removed'] - o:+.4f}, V {worst('V'):+.4f}, "
                  f"W {worst('W'):+.2e}, P {worst('P'):+.2e} (max over layers)")
     for kind in ("bigram", "context"):
@@ -96,42 +123,39 @@ def summary_lines(cfg: DemoConfig, *, store: Any, run: Any, intervention: dict[s
     return lines[:10]
 
 
-def run_demo(cfg: DemoConfig, *, echo: Callable[[str], None] = print) -> dict[str, Any]:
-    """Run every stage into ``cfg.out``; -> {"report", "run", "lines", "seconds", ...}."""
+def run_demo(cfg: DemoConfig, *, on_stage: Callable[[str], None] | None = None) -> DemoResult:
+    """Run every stage into ``cfg.out``; ``on_stage(message)`` is told when each stage starts."""
     from leadingterms.basis import StatsConfig, run_stats
-    from leadingterms.corpus.pipeline import CorpusConfig, build_corpus
+    from leadingterms.corpus.pipeline import CorpusConfig, run_corpus
     from leadingterms.intervene import InterventionConfig, run_intervention
     from leadingterms.predict import PredictConfig, run_predict
-    from leadingterms.report import ReportConfig, build_report, compare_step
-    from leadingterms.report.compare import comparisons, frequent_ids, overlap_summary, planted_recovery
+    from leadingterms.report import ReportConfig, build_report
     from leadingterms.training import TrainConfig, load_run, train
 
-    for name in ("docs", "seq_len", "layers", "batch_size", "steps", "log_every", "k"):
-        v = getattr(cfg, name)
-        if not isinstance(v, int) or isinstance(v, bool) or v < 1:
-            raise LeadingTermsError(f"--{name.replace('_', '-')} must be a positive integer, got {v!r}")
+    check_config(cfg)
     t0 = time.perf_counter()
     out = Path(cfg.out)
     if out.exists() and not out.is_dir():
         raise LeadingTermsError(f"--out {out} exists and is not a directory")
 
     def stage(msg: str) -> None:
-        echo(f"[{time.perf_counter() - t0:5.1f} s] {msg}")
+        if on_stage is not None:
+            on_stage(f"[{time.perf_counter() - t0:5.1f} s] {msg}")
 
-    stage(f"corpus: {cfg.docs} synthetic stories -> {out / 'corpus'}")
-    store = build_corpus(CorpusConfig(synthetic_docs=cfg.docs, synthetic_seed=cfg.seed, seq_len=cfg.seq_len),
-                         out / "corpus")
+    stage(f"corpus: {cfg.synthetic_docs} synthetic stories -> {out / 'corpus'}")
+    store = run_corpus(CorpusConfig(synthetic_docs=cfg.synthetic_docs, synthetic_seed=cfg.seed,
+                                    seq_len=cfg.seq_len, out=str(out / "corpus"))).store
     stage(f"basis functions (N={store.N}, T={store.T}, V={store.V}) -> {out / 'stats'}")
-    run_stats(StatsConfig(corpus=out / "corpus", out=out / "stats", progress=cfg.progress))
+    run_stats(StatsConfig(corpus=str(out / "corpus"), out=str(out / "stats"), progress=cfg.progress))
     stage(f"closed-form predictions at step {cfg.steps} -> {out / 'predictions.safetensors'}")
-    run_predict(PredictConfig(stats=out / "stats", steps=cfg.steps, lr=cfg.lr, layers=cfg.layers,
-                              out=out / "predictions.safetensors"))
+    run_predict(PredictConfig(stats=str(out / "stats"), steps=cfg.steps, lr=cfg.lr, layers=cfg.layers,
+                              out=str(out / "predictions.safetensors")))
     stage(f"training {cfg.layers} layers for {cfg.steps} steps (lr {cfg.lr:g}, batch {cfg.batch_size}) "
           f"-> {out / 'run'}")
     train(TrainConfig(corpus=str(out / "corpus"), out=str(out / "run"), layers=cfg.layers, lr=cfg.lr,
                       batch_size=cfg.batch_size, steps=cfg.steps, log_every=cfg.log_every,
                       eval_sequences=cfg.eval_sequences, stats=str(out / "stats"), seed=cfg.seed,
-                      overwrite=True, progress=cfg.progress))
+                      force=True, progress=cfg.progress))
     stage("causal intervention")
     intervention = run_intervention(InterventionConfig(run=str(out / "run"),
                                                        max_sequences=cfg.intervention_sequences))
@@ -139,15 +163,9 @@ def run_demo(cfg: DemoConfig, *, echo: Callable[[str], None] = print) -> dict[st
     report = build_report(ReportConfig(run=str(out / "run"), k=cfg.k, within_horizon=True,
                                        heatmap_tokens=cfg.heatmap_tokens))
     run = load_run(out / "run")
-    basis = run.basis()
-    step = compare_step(run, within_horizon=True)
-    weights = run.load_checkpoint(step).weights()
-    vocab: Sequence[str] = basis.vocab or store.vocab
-    planted = planted_recovery(basis, vocab, store.meta.get("planted") or [], weights=weights, k=cfg.k)
-    comps = [c for c in comparisons(weights, basis, cfg.layers) if c.layer in (None, 0)]
-    overlaps = overlap_summary(comps, frequent_ids(basis, cfg.heatmap_tokens), min(cfg.k, store.V))
+    overlaps = [o for o in report.overlaps if o["layer"] in (None, 0)]
     seconds = time.perf_counter() - t0
-    lines = summary_lines(cfg, store=store, run=run, intervention=intervention, planted=planted,
-                          overlaps=overlaps, report=report, seconds=seconds, step=step)
-    return {"report": report, "run": out / "run", "lines": lines, "seconds": seconds, "planted": planted,
-            "overlaps": overlaps, "intervention": intervention}
+    lines = summary_lines(cfg, store=store, run=run, intervention=intervention, planted=report.planted,
+                          overlaps=overlaps, report=report.path, seconds=seconds, step=report.step)
+    return DemoResult(report=report.path, run=out / "run", lines=lines, seconds=seconds, planted=report.planted,
+                      overlaps=overlaps, intervention=intervention)

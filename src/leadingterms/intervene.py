@@ -1,13 +1,7 @@
-"""Causal intervention (SPEC §6): how much of the dataset loss rests on each predicted direction.
+"""Causal intervention (docs/theory.md §7.2): how much of the dataset loss rests on each predicted direction.
 
 For every weight θ of a trained model (W_O and, per layer l, W^(l), V^(l), P^(l)) and its
-predicted direction T (SPEC §3)::
-
-    W_O    -> B̄              (V, V) row = current token, col = next token
-    V^(l)  -> Φ̄ᵀB̄ᵀ           (V, V) row = context token, col = residual direction
-    W^(l)  -> Q̄              (V, V) row = query token, col = key token
-    P^(l)  -> Δ              (T,)   Δ[m] = offset m = t − j
-
+predicted direction T (the weight table, :data:`leadingterms.theory.WEIGHTS`: B̄, Φ̄ᵀB̄ᵀ, Q̄, Δ),
 the dataset loss (mean cross-entropy over the given sequences) is evaluated
 
 - ``original``: as trained;
@@ -20,9 +14,7 @@ Only that one weight changes per row; the others stay as trained. :func:`interve
 
 from __future__ import annotations
 
-import math
-from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -30,23 +22,22 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from leadingterms.basis import Basis
+from leadingterms.config import check_config, option
 from leadingterms.errors import LeadingTermsError
+from leadingterms.metrics import frobenius_cosine
+from leadingterms.model import AttentionOnlyTransformer, dataset_loss
+from leadingterms.theory import WEIGHTS, directions, param_names, parse_param
+from leadingterms.validate import device_spec, nonnegative_int, positive_int
 
 INTERVENTION_FILE = "intervention.json"
-
-#: weight kind -> (name of the predicted direction, how it is computed from a basis)
-DIRECTION_NAMES = {"W_O": "B̄", "V": "Φ̄ᵀB̄ᵀ", "W": "Q̄", "P": "Δ"}
-
-
-def predicted_directions(basis: Any, layers: int) -> dict[str, Tensor]:
-    """Parameter name -> predicted direction T (float64), for W_O and every layer's W, V, P."""
-    VD = basis.value_direction()
-    out = {"W_O": basis.B_bar}
-    for l in range(layers):
-        out[f"layers.{l}.W"] = basis.Q_bar
-        out[f"layers.{l}.V"] = VD
-        out[f"layers.{l}.P"] = basis.Delta
-    return {k: v.detach().to(torch.float64) for k, v in out.items()}
+DEFINITIONS = {
+    "loss_removed": "loss with W <- W - (<W,T>_F/||T||_F^2) T for that one weight (T = B_bar for W_O, "
+                    "Phi_bar^T B_bar^T for V, Q_bar for W, Delta for P)",
+    "loss_replaced": "loss with that one weight replaced by its closed-form prediction at `step` "
+                     "(docs/theory.md §3)",
+    "cos": "Frobenius cosine between the trained weight and T (0 when either is zero)",
+}
 
 
 def projection_coefficient(W: Tensor, T: Tensor) -> float:
@@ -65,47 +56,48 @@ def project_out(W: Tensor, T: Tensor) -> Tensor:
     return W.detach().to("cpu", torch.float64) - projection_coefficient(W, T) * T.detach().to("cpu", torch.float64)
 
 
-def dataset_loss(model: Any, tokens: Any, *, batch_size: int = 64) -> float:
-    """Mean cross-entropy of ``model`` over every row of ``tokens`` (N, T+1), in batches, no grad."""
-    from leadingterms.training.runner import mean_loss
+@dataclass
+class InterventionResult:
+    """Dataset losses of one checkpoint: as trained, and per weight with its direction removed / replaced.
 
-    device = next(model.parameters()).device
-    return float(mean_loss(model, np.asarray(tokens), device, max(1, int(batch_size))))
+    ``rows``: one dict per parameter in model order (W_O, then per layer W, V, P) with ``param, kind,
+    layer, direction, projection_coef, cos, loss_removed, loss_replaced``.
+    """
+
+    step: int
+    lr: float
+    n_sequences: int
+    original_loss: float
+    rows: list[dict[str, Any]]
+    run: str | None = None
+    corpus: str | None = None
+    definitions: dict[str, str] = field(default_factory=lambda: dict(DEFINITIONS))
+    notes: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return {k: v for k, v in asdict(self).items() if k != "notes"}
 
 
-def _kind_layer(name: str) -> tuple[str, int | None]:
-    if name == "W_O":
-        return "W_O", None
-    _, l, kind = name.split(".")
-    return kind, int(l)
-
-
-def intervene(model: Any, basis: Any, tokens: Any, *, step: int, lr: float,
-              batch_size: int = 64) -> dict[str, Any]:
+def intervene(model: AttentionOnlyTransformer, basis: Basis, tokens: Any, *, step: int, lr: float,
+              batch_size: int = 64) -> InterventionResult:
     """Dataset loss originally, with each weight's projection on its prediction removed, and with
     each weight replaced by its closed-form prediction at ``step`` (learning rate ``lr``).
 
-    model: an AttentionOnlyTransformer (weights restored on return); basis: its corpus's Basis
-    (same V, T); tokens: (N, T+1) sequences the loss is measured on.
-
-    -> {"step", "lr", "n_sequences", "original_loss", "rows": [{"param", "kind", "layer",
-    "direction", "projection_coef", "cos", "loss_removed", "loss_replaced"}, ...]}, rows in
-    parameter order (W_O, then per layer W, V, P).
+    model: the trained model (weights restored on return); basis: its corpus's Basis (same V, T);
+    tokens: (N, T+1) sequences the loss is measured on.
     """
     from leadingterms.predict import closed_form
 
     weights = {k: v.detach().clone() for k, v in model.named_parameters()}
-    layers = sum(1 for k in weights if k.endswith(".W"))
-    if "W_O" not in weights or basis.B_bar.shape != weights["W_O"].shape:
+    L = model.cfg.layers
+    if basis.B_bar.shape != weights["W_O"].shape:
         raise LeadingTermsError(
-            f"the basis (V={basis.V}) does not match the model (W_O {tuple(weights['W_O'].shape)})"
-        )
+            f"the basis (V={basis.V}) does not match the model (W_O {tuple(weights['W_O'].shape)})")
     if basis.Delta.shape != weights["layers.0.P"].shape:
         raise LeadingTermsError(
-            f"the basis (T={basis.T}) does not match the model (P {tuple(weights['layers.0.P'].shape)})"
-        )
-    directions = predicted_directions(basis, layers)
-    predicted = closed_form(basis, step, lr, layers)
+            f"the basis (T={basis.T}) does not match the model (P {tuple(weights['layers.0.P'].shape)})")
+    dirs = {k: v.detach().to(torch.float64) for k, v in directions(basis, L).items()}
+    predicted = closed_form(basis, step, lr, L)
     params = dict(model.named_parameters())
 
     def loss_with(name: str, value: Tensor) -> float:
@@ -120,69 +112,62 @@ def intervene(model: Any, basis: Any, tokens: Any, *, step: int, lr: float,
 
     original = dataset_loss(model, tokens, batch_size=batch_size)
     rows = []
-    order = ["W_O"] + [f"layers.{l}.{k}" for l in range(layers) for k in ("W", "V", "P")]
-    for name in order:
-        W, T = weights[name], directions[name]
-        kind, layer = _kind_layer(name)
-        w64 = W.to("cpu", torch.float64)
-        nw, nt = float(w64.norm()), float(T.norm())
-        cos = float((w64 * T).sum()) / (nw * nt) if nw > 0 and nt > 0 else float("nan")
+    for name in param_names(L):
+        W, T = weights[name], dirs[name]
+        kind, layer = parse_param(name)
         rows.append({
             "param": name,
             "kind": kind,
             "layer": layer,
-            "direction": DIRECTION_NAMES[kind],
+            "direction": WEIGHTS[kind].direction_symbol,
             "projection_coef": projection_coefficient(W, T),
-            "cos": cos if math.isfinite(cos) else None,
+            "cos": frobenius_cosine(W, T),
             "loss_removed": loss_with(name, project_out(W, T)),
             "loss_replaced": loss_with(name, predicted[name]),
         })
-    return {"step": int(step), "lr": float(lr), "n_sequences": int(np.asarray(tokens).shape[0]),
-            "original_loss": original, "rows": rows}
+    return InterventionResult(step=int(step), lr=float(lr), n_sequences=int(np.asarray(tokens).shape[0]),
+                              original_loss=original, rows=rows)
 
 
-def format_table(result: Mapping[str, Any]) -> str:
+def format_table(result: InterventionResult) -> str:
     """The intervention result as a fixed-width table (one row per weight and layer)."""
-    o = float(result["original_loss"])
-    head = (f"dataset loss over {result['n_sequences']} sequences at step {result['step']} "
-            f"(lr {result['lr']:g}); original {o:.6f}")
+    o = result.original_loss
+    head = (f"dataset loss over {result.n_sequences} sequences at step {result.step} "
+            f"(lr {result.lr:g}); original {o:.6f}")
     cols = f"{'weight':<12} {'direction':<9} {'cos':>8} {'projection removed':>20} {'Δloss':>10} " \
            f"{'closed form':>12} {'Δloss':>10}"
     lines = [head, cols, "-" * len(cols)]
-    for r in result["rows"]:
-        cos = "n/a" if r["cos"] is None else f"{r['cos']:.4f}"
-        lines.append(f"{r['param']:<12} {r['direction']:<9} {cos:>8} {r['loss_removed']:>20.6f} "
+    for r in result.rows:
+        lines.append(f"{r['param']:<12} {r['direction']:<9} {r['cos']:>8.4f} {r['loss_removed']:>20.6f} "
                      f"{r['loss_removed'] - o:>+10.2e} {r['loss_replaced']:>12.6f} "
                      f"{r['loss_replaced'] - o:>+10.2e}")
     return "\n".join(lines)
 
 
-# ----------------------------------------------------------------------------- CLI stage
+# ----------------------------------------------------------------------------- the intervene stage
 
 
-@dataclass
+@dataclass(kw_only=True)
 class InterventionConfig:
-    """``leadingterms intervene``: run directory, checkpoint step (None = the latest), how many
-    training sequences to evaluate the loss on (None = all), batch size and device."""
+    """``leadingterms intervene``: one checkpoint of a run, its loss with each predicted direction removed."""
 
-    run: str
-    step: int | None = None
-    max_sequences: int | None = None
-    batch_size: int = 64
-    device: str = "cpu"
+    run: str = option(help="run folder from `leadingterms train`", metavar="RUN")
+    step: int | None = option(None, help="checkpoint step (default: the latest)", metavar="S",
+                              check=nonnegative_int)
+    max_sequences: int | None = option(None, help="evaluate the loss on the first N training sequences "
+                                       "(default: all)", metavar="N", check=positive_int)
+    batch_size: int = option(64, help="sequences per forward pass", metavar="B", check=positive_int)
+    device: str = option("cpu", help="cpu, cuda, cuda:N or auto", check=device_spec)
 
 
-def run_intervention(cfg: InterventionConfig) -> dict[str, Any]:
+def run_intervention(cfg: InterventionConfig) -> InterventionResult:
     """Load RUN's checkpoint, basis and corpus, run :func:`intervene`, write RUN/intervention.json."""
     from leadingterms.corpus.store import load_store
     from leadingterms.persist import write_json
-    from leadingterms.progress import resolve_device
     from leadingterms.training import load_run
+    from leadingterms.validate import resolve_device
 
-    for name in ("max_sequences", "batch_size"):
-        v = getattr(cfg, name)
-        if v is not None and (not isinstance(v, int) or v < 1):
-            raise LeadingTermsError(f"--{name.replace('_', '-')} must be a positive integer, got {v!r}")
+    check_config(cfg)
     run = load_run(cfg.run)
     step = cfg.step if cfg.step is not None else max(run.checkpoints, default=None)
     if step == 0:
@@ -196,13 +181,6 @@ def run_intervention(cfg: InterventionConfig) -> dict[str, Any]:
         raise LeadingTermsError(f"the run's basis (V={basis.V}, T={basis.T}) does not match its corpus "
                                 f"{store.path} (V={store.V}, T={store.T})")
     result = intervene(model, basis, tokens, step=step, lr=run.config.lr, batch_size=cfg.batch_size)
-    result["run"] = str(Path(cfg.run))
-    result["corpus"] = str(store.path)
-    result["definitions"] = {
-        "loss_removed": "loss with W <- W - (<W,T>_F/||T||_F^2) T for that one weight (T = B_bar for W_O, "
-                        "Phi_bar^T B_bar^T for V, Q_bar for W, Delta for P)",
-        "loss_replaced": "loss with that one weight replaced by its closed-form prediction at `step` (SPEC §3)",
-        "cos": "Frobenius cosine between the trained weight and T",
-    }
-    write_json(Path(cfg.run) / INTERVENTION_FILE, result)
+    result.run, result.corpus = str(Path(cfg.run)), str(store.path)
+    write_json(Path(cfg.run) / INTERVENTION_FILE, result.to_json())
     return result

@@ -1,4 +1,4 @@
-"""The paper's attention-only transformer on one-hot tokens (SPEC §1), as a fast torch module.
+"""The paper's attention-only transformer on one-hot tokens (docs/theory.md §1), as a fast torch module.
 
     h^(0) = X                                          (T, V) one-hot inputs
     A^(l) = softmax_rows(mask(h W h^T + DM(P)))         (T, T) row = query position t, col = key j
@@ -28,7 +28,6 @@ Autograd through the gathers gives the exact gradients (their backward is a scat
 from __future__ import annotations
 
 import dataclasses
-import re
 from collections.abc import Mapping
 from typing import Any, cast
 
@@ -37,9 +36,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from leadingterms.errors import LeadingTermsError
-
-_DTYPES = {"float32": torch.float32, "float64": torch.float64}
-_LAYER_KEY = re.compile(r"^layers\.(\d+)\.(W|V|P)$")
+from leadingterms.theory import count_layers, param_names, parse_param
+from leadingterms.validate import dtype_to_name, parse_dtype, parse_init, positive_int, token_rows
 
 
 @dataclasses.dataclass
@@ -58,32 +56,20 @@ class ModelConfig:
 
     def __post_init__(self) -> None:
         if isinstance(self.dtype, str):
-            self.dtype = _parse_dtype(self.dtype)
+            self.dtype = parse_dtype(self.dtype)
         for name in ("V", "T", "layers"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise LeadingTermsError(f"model {name} must be a positive integer, got {value!r}")
-        if self.dtype not in _DTYPES.values():
-            raise LeadingTermsError(f"model dtype must be float32 or float64, got {self.dtype}")
+            positive_int(getattr(self, name), name)
+        dtype_to_name(self.dtype)
         self.init_std()  # validates init
 
     def init_std(self) -> float:
-        """0.0 for zero init, STD for ``"normal:STD"``; one-line error for anything else."""
-        if self.init == "zero":
-            return 0.0
-        if isinstance(self.init, str) and self.init.startswith("normal:"):
-            try:
-                std = float(self.init.split(":", 1)[1])
-            except ValueError:
-                std = -1.0
-            if std >= 0.0 and std < float("inf"):
-                return std
-        raise LeadingTermsError(f"model init must be 'zero' or 'normal:STD' with STD >= 0, got {self.init!r}")
+        """0.0 for zero init, STD for ``"normal:STD"`` (STD > 0); one-line error for anything else."""
+        return parse_init(self.init)[1]
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able dict (dtype as ``"float32"``/``"float64"``)."""
         return {"V": self.V, "T": self.T, "layers": self.layers, "init": self.init,
-                "dtype": str(self.dtype).removeprefix("torch.")}
+                "dtype": dtype_to_name(self.dtype)}
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> ModelConfig:
@@ -107,13 +93,6 @@ def _rows(M: Tensor, idx: Tensor) -> Tensor:
     return F.embedding(idx, M)
 
 
-def _parse_dtype(name: str) -> torch.dtype:
-    key = name.removeprefix("torch.")
-    if key not in _DTYPES:
-        raise LeadingTermsError(f"model dtype must be float32 or float64, got {name!r}")
-    return _DTYPES[key]
-
-
 class AttentionLayer(nn.Module):
     """One attention layer: ``W`` (V, V) query x key, ``V`` (V, V) context -> residual, ``P`` (T,)."""
 
@@ -125,7 +104,7 @@ class AttentionLayer(nn.Module):
 
 
 class AttentionOnlyTransformer(nn.Module):
-    """SPEC §1 model. ``forward(x)`` -> logits, ``loss(tokens)`` -> mean cross-entropy.
+    """The model of docs/theory.md §1. ``forward(x)`` -> logits, ``loss(tokens)`` -> mean cross-entropy.
 
     ``seed`` seeds the Gaussian init (``None`` means 0, so construction is deterministic); the
     values are drawn on the CPU in float64 and then cast, so they agree across devices/dtypes.
@@ -159,14 +138,7 @@ class AttentionOnlyTransformer(nn.Module):
     # ------------------------------------------------------------------ inputs
     def _tokens(self, x: Any, extra: int, what: str) -> Tensor:
         """Validate an integer id array (B, T' + extra) with 1 <= T' <= T, ids in [0, V)."""
-        x = torch.as_tensor(x)
-        if x.dim() != 2 or x.shape[0] < 1 or not (1 + extra <= x.shape[1] <= self.cfg.T + extra):
-            raise LeadingTermsError(
-                f"{what} must have shape (B, L) with B >= 1 and {1 + extra} <= L <= {self.cfg.T + extra}, "
-                f"got {tuple(x.shape)}"
-            )
-        if x.dtype.is_floating_point or x.dtype.is_complex or x.dtype == torch.bool:
-            raise LeadingTermsError(f"{what} must be integer token ids, got {x.dtype}")
+        x = token_rows(torch.as_tensor(x), what=what, min_width=1 + extra, max_width=self.cfg.T + extra)
         x = x.to(device=self.W_O.device, dtype=torch.long)
         lo, hi = torch.aminmax(x)
         if int(lo) < 0 or int(hi) >= self.cfg.V:
@@ -240,24 +212,24 @@ class AttentionOnlyTransformer(nn.Module):
         W_O = tensors["W_O"]
         if W_O.dim() != 2 or W_O.shape[0] != W_O.shape[1]:
             raise LeadingTermsError(f"W_O must be square (V, V), got {tuple(W_O.shape)}")
-        layer_ids = set()
         for key in tensors:
-            m = _LAYER_KEY.match(key)
-            if m:
-                layer_ids.add(int(m.group(1)))
-            elif key != "W_O":
-                raise LeadingTermsError(f"unexpected model weight {key!r}")
-        L = len(layer_ids)
-        if L == 0 or layer_ids != set(range(L)):
-            raise LeadingTermsError(f"model weights must have layers 0..L-1, got {sorted(layer_ids)}")
+            try:
+                parse_param(key)
+            except ValueError:
+                raise LeadingTermsError(f"unexpected model weight {key!r}") from None
+        L = count_layers(tensors)
+        present = {layer for k in tensors if (layer := parse_param(k)[1]) is not None}
+        if L == 0 or present != set(range(L)):
+            raise LeadingTermsError(f"model weights must have layers 0..L-1, got {sorted(present)}")
         P0 = tensors.get("layers.0.P")
         if P0 is None or P0.dim() != 1:
             raise LeadingTermsError("model weights lack a 1-D layers.0.P")
         if dtype is None:
-            dtype = W_O.dtype if W_O.dtype in _DTYPES.values() else torch.float32
+            dtype = W_O.dtype if W_O.dtype in (torch.float32, torch.float64) else torch.float32
         cfg = ModelConfig(V=int(W_O.shape[0]), T=int(P0.shape[0]), layers=L, init=init, dtype=dtype)
         model = cls(cfg, device=device)
         expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+        assert list(expected) == param_names(L)
         for key, shape in expected.items():
             if key not in tensors:
                 raise LeadingTermsError(f"model weights lack {key}")
@@ -269,6 +241,24 @@ class AttentionOnlyTransformer(nn.Module):
             for key, p in model.named_parameters():
                 p.copy_(tensors[key].to(dtype=dtype))
         return model
+
+
+def dataset_loss(model: AttentionOnlyTransformer, tokens: Any, *, batch_size: int = 64) -> float:
+    """Mean cross-entropy of ``model`` over every row of ``tokens`` (N, T+1), ``batch_size`` rows at a
+    time, without gradients; rows are moved to the model's device as they are used."""
+    import numpy as np
+
+    n = int(tokens.shape[0])
+    if n < 1:
+        raise LeadingTermsError("the loss needs at least one sequence")
+    chunk = positive_int(batch_size, "batch_size")
+    device = model.W_O.device
+    total = 0.0
+    with torch.no_grad():
+        for i in range(0, n, chunk):
+            batch = torch.from_numpy(np.asarray(tokens[i:i + chunk], dtype=np.int64)).to(device)
+            total += float(model.loss(batch)) * batch.shape[0]
+    return total / n
 
 
 def save_model(path: Any, model: AttentionOnlyTransformer, metadata: Mapping[str, Any] | None = None) -> None:
@@ -286,5 +276,5 @@ def load_model(path: Any, *, device: torch.device | str | None = None
     tensors, meta = load_tensors(path, "model weights")
     cfg_d = meta.get("model") if isinstance(meta.get("model"), dict) else None
     init = str(cfg_d.get("init", "zero")) if cfg_d else "zero"
-    dtype = _parse_dtype(str(cfg_d["dtype"])) if cfg_d and "dtype" in cfg_d else None
+    dtype = parse_dtype(str(cfg_d["dtype"])) if cfg_d and "dtype" in cfg_d else None
     return AttentionOnlyTransformer.from_state_dict(tensors, init=init, device=device, dtype=dtype), meta

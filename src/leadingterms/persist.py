@@ -1,4 +1,4 @@
-"""Atomic writes, safetensors + JSON persistence and memory estimates.
+"""Atomic writes and safetensors + JSON persistence.
 
 Every file the project writes goes through here: temp file in the same directory, then
 ``os.replace``, so an interrupted run never leaves a half-written file behind.
@@ -99,56 +99,3 @@ def load_tensors(
             f"{what} is corrupt or not a safetensors file ({p}): {str(exc).splitlines()[0][:120]}"
         ) from None
     return tensors, meta
-
-
-def available_memory_bytes() -> int:
-    """Memory available to this process now (MemAvailable on Linux, else total/2)."""
-    try:
-        with open("/proc/meminfo", encoding="ascii") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    try:
-        pages = os.sysconf("SC_PHYS_PAGES")
-        size = os.sysconf("SC_PAGE_SIZE")
-        return int(pages * size) // 2
-    except (ValueError, OSError, AttributeError):
-        return 8 * 1024**3
-
-
-#: Share of available RAM a command may plan to use before it refuses. Override with the
-#: environment variable ``LEADINGTERMS_MAX_MEMORY_SHARE`` (e.g. ``0.8``).
-DEFAULT_MEMORY_SHARE = 0.6
-
-
-def check_memory(needed_bytes: int, what: str, hint: str = "", share: float | None = None) -> None:
-    """Refuse (one-line error) before allocating if ``needed_bytes`` exceeds the allowed share."""
-    if share is None:
-        share = float(os.environ.get("LEADINGTERMS_MAX_MEMORY_SHARE", DEFAULT_MEMORY_SHARE))
-    avail = available_memory_bytes()
-    limit = int(avail * share)
-    if needed_bytes > limit:
-        msg = (
-            f"{what} needs about {format_bytes(needed_bytes)}, more than {share:.0%} of the "
-            f"{format_bytes(avail)} available"
-        )
-        if hint:
-            msg += f"; {hint}"
-        raise LeadingTermsError(msg)
-
-
-def format_bytes(n: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if abs(n) < 1024 or unit == "TiB":
-            return f"{n:.1f} {unit}" if unit != "B" else f"{int(n)} B"
-        n /= 1024
-    return f"{n:.1f} TiB"
-
-
-def peak_rss_bytes() -> int:
-    """Peak resident set size of this process so far."""
-    import resource
-
-    return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024

@@ -1,7 +1,7 @@
-"""Figures (matplotlib, Agg): tracking curves, learned-vs-predicted heatmaps, P vs Δ, loss.
+"""Figures of a training run: tracking curves, learned-vs-predicted heatmaps, P vs Δ, loss.
 
 Every figure is written twice, as ``<stem>.png`` and ``<stem>.svg`` (atomically), by
-:func:`save_figure`. Inputs are plain data: the list of records of ``RUN/metrics.jsonl`` and
+:func:`leadingterms.plotting.save_figure`. Inputs are plain data: the list of records of ``RUN/metrics.jsonl`` and
 (V, V) / (T,) tensors, so every function can be tested on fabricated data.
 
 metrics record (one per logged step)::
@@ -15,7 +15,6 @@ metrics record (one per logged step)::
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -23,7 +22,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from leadingterms.persist import atomic_path
+from leadingterms.metrics import frobenius_cosine
+from leadingterms.plotting import pyplot, save_figure
+from leadingterms.theory import WEIGHTS, parse_param
 
 #: Prediction sources logged per step, in plotting order, with their legend labels.
 PREDICTIONS: dict[str, str] = {
@@ -31,62 +32,14 @@ PREDICTIONS: dict[str, str] = {
     "second_order": "second order (§4)",
     "shadow": "shadow / path-dependent (§5)",
 }
-#: Weight kinds, in plotting order, with their titles.
-WEIGHT_KINDS: dict[str, str] = {
-    "W_O": "output W_O  vs  s·η·B̄",
-    "V": "value V  vs  C(s,2)η²·Φ̄ᵀB̄ᵀ",
-    "W": "attention W  vs  c(s)η⁴·Q̄",
-    "P": "position P  vs  c(s)η⁴·Δ",
-}
+#: Weight kinds, in plotting order, with their titles (from the weight table).
+WEIGHT_KINDS: dict[str, str] = {k: f"{WEIGHTS[k].symbol}  vs  {WEIGHTS[k].leading_term()}"
+                                 for k in ("W_O", "V", "W", "P")}
 _COLORS = {"closed_form": "#1f77b4", "second_order": "#2ca02c", "shadow": "#d62728"}
 #: (line style, width): distinct so that coinciding curves stay visible
 _STYLES = {"closed_form": ("-", 2.6), "second_order": ("--", 1.8), "shadow": ((0, (1.2, 1.6)), 2.0)}
 #: Relative-error thresholds drawn on the tracking figure (the validity horizon's).
 REL_THRESHOLDS = (0.05, 0.20)
-
-_PARAM_RE = re.compile(r"^layers\.(\d+)\.(W|V|P)$")
-
-
-def parse_param(name: str) -> tuple[str, int | None]:
-    """``"W_O"`` -> ``("W_O", None)``; ``"layers.2.V"`` -> ``("V", 2)``; else ValueError."""
-    if name == "W_O":
-        return "W_O", None
-    m = _PARAM_RE.match(name)
-    if not m:
-        raise ValueError(f"not a parameter name: {name!r}")
-    return m.group(2), int(m.group(1))
-
-
-def _plt() -> Any:
-    import matplotlib
-
-    matplotlib.use("Agg", force=True)
-    import matplotlib.pyplot as plt
-
-    plt.rcParams["svg.hashsalt"] = "leadingterms"
-    plt.rcParams["svg.fonttype"] = "none"  # text stays text in SVG: smaller, faster, searchable
-    return plt
-
-
-def save_figure(fig: Any, out_dir: str | Path, stem: str, *, tight: bool = True) -> list[Path]:
-    """Write ``fig`` as ``out_dir/stem.png`` and ``out_dir/stem.svg``; close it; return the paths.
-
-    ``tight``: crop to the drawn content (one extra layout pass per format; figures with many
-    labels that place their axes themselves pass False)."""
-    plt = _plt()
-    out = Path(out_dir)
-    paths = []
-    try:
-        for fmt in ("png", "svg"):
-            path = out / f"{stem}.{fmt}"
-            with atomic_path(path) as tmp:
-                fig.savefig(tmp, format=fmt, dpi=110, bbox_inches="tight" if tight else None,
-                            metadata={"Date": None} if fmt == "svg" else None)
-            paths.append(path)
-    finally:
-        plt.close(fig)
-    return paths
-
 
 def tracking_series(
     metrics: Sequence[Mapping[str, Any]], prediction: str, metric: str
@@ -128,7 +81,7 @@ def plot_tracking(metrics: Sequence[Mapping[str, Any]], out_dir: str | Path, ste
     order, shadow); the line is the mean over layers and the shaded band the range across layers.
     Dotted lines mark the 5% and 20% relative-error thresholds.
     """
-    plt = _plt()
+    plt = pyplot()
     fig, axes = plt.subplots(2, len(WEIGHT_KINDS), figsize=(4.2 * len(WEIGHT_KINDS), 6.4), sharex=True,
                              squeeze=False)
     series = {(p, m): tracking_series(metrics, p, m) for p in PREDICTIONS for m in ("cos", "rel")}
@@ -179,7 +132,7 @@ def plot_tracking(metrics: Sequence[Mapping[str, Any]], out_dir: str | Path, ste
 
 def plot_loss(metrics: Sequence[Mapping[str, Any]], out_dir: str | Path, stem: str = "loss") -> list[Path]:
     """Training loss (and validation loss where logged) vs step."""
-    plt = _plt()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(6.4, 3.6))
     steps = [int(r["step"]) for r in metrics if r.get("loss") is not None]
     ax.plot(steps, [float(r["loss"]) for r in metrics if r.get("loss") is not None], label="train loss")
@@ -209,7 +162,7 @@ def plot_heatmaps(
     do not wash the rest out. Rows are the matrix's row index (current / context / query token),
     columns its column index. The cosine in the title is over the (unscaled) block.
     """
-    plt = _plt()
+    plt = pyplot()
     idx = torch.as_tensor(list(token_ids), dtype=torch.long)
     labels = [vocab[i] if vocab is not None else str(i) for i in idx.tolist()]
     n = len(labels)
@@ -221,7 +174,7 @@ def plot_heatmaps(
     im = None
     for row, (t_learned, learned, t_pred, pred) in enumerate(pairs):
         raw = [mat.detach().to("cpu", torch.float64)[idx][:, idx] for mat in (learned, pred)]
-        cos = float((raw[0] * raw[1]).sum() / (raw[0].norm() * raw[1].norm()).clamp_min(1e-300))
+        cos = frobenius_cosine(raw[0], raw[1])
         blocks = []
         for b in raw:
             scale = float(torch.quantile(b.abs().flatten(), 0.99))
@@ -253,7 +206,7 @@ def plot_positional(
     stem: str = "positional",
 ) -> list[Path]:
     """Learned relative-position biases P^(l)[m] of each layer and the prediction c(s)η⁴Δ[m] vs offset m."""
-    plt = _plt()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(6.4, 3.8))
     pred = P_predicted.detach().to("cpu", torch.float64).numpy()
     m = np.arange(len(pred))

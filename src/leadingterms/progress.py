@@ -1,12 +1,10 @@
-"""Progress bars (tqdm on stderr, with rate and ETA) and the device choice."""
+"""Progress bars (tqdm on stderr, with rate and ETA)."""
 
 from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Iterator
 from typing import TypeVar
-
-import torch
 
 T = TypeVar("T")
 
@@ -23,17 +21,3 @@ def bar(iterable: Iterable[T], *, total: int | None = None, desc: str = "", unit
 
     yield from tqdm(iterable, total=total, desc=desc, unit=unit, unit_scale=unit_scale,
                     disable=not progress_enabled(), dynamic_ncols=True, leave=False)
-
-
-def resolve_device(name: str | None) -> torch.device:
-    """``None``/``"auto"`` -> cuda if available else cpu; refuse cuda where there is none."""
-    from leadingterms.errors import LeadingTermsError
-
-    if name in (None, "", "auto"):
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise LeadingTermsError(f"device {name!r} requested but CUDA is not available; use --device cpu")
-    try:
-        return torch.device(name)
-    except RuntimeError:
-        raise LeadingTermsError(f"unknown device {name!r}; use cpu or cuda") from None

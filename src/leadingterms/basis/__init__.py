@@ -1,4 +1,4 @@
-"""Corpus statistics ("basis functions", SPEC §2), exact and streaming.
+"""Corpus statistics ("basis functions", docs/theory.md §2), exact and streaming.
 
 ``tokens`` everywhere is an (N, T+1) integer array (numpy, memmap or torch): row i holds
 x_0..x_T, inputs x_0..x_{T-1}, targets y_t = x_{t+1}. Every statistic is normalised once by
@@ -23,9 +23,8 @@ strings. With K >= V nothing is remapped and ``top_k`` is recorded as None.
 
 from leadingterms.basis._tokens import OTHER_TOKEN
 from leadingterms.basis.io import BASIS_TENSORS, EXTRA_TENSORS, load_basis, save_basis
-from leadingterms.basis.runner import StatsConfig, run_stats
+from leadingterms.basis.runner import StatsConfig, StatsResult, run_stats
 from leadingterms.basis.stats import (
-    DTYPES,
     attention_kernel,
     attention_stats,
     bigram_context_stats,
@@ -37,11 +36,11 @@ from leadingterms.basis.types import Basis
 
 __all__ = [
     "BASIS_TENSORS",
-    "DTYPES",
     "EXTRA_TENSORS",
     "OTHER_TOKEN",
     "Basis",
     "StatsConfig",
+    "StatsResult",
     "attention_kernel",
     "attention_stats",
     "bigram_context_stats",

@@ -20,6 +20,7 @@ from torch import Tensor
 
 from leadingterms.errors import LeadingTermsError
 from leadingterms.progress import bar
+from leadingterms.validate import token_rows
 
 TokenArray = np.ndarray | Tensor
 
@@ -28,26 +29,6 @@ OTHER_TOKEN = "<other>"
 
 #: Rows per counting chunk (frequency / presence passes: no pair work, only bincount).
 _COUNT_ROWS = 8192
-
-
-def as_rows(tokens: Any) -> TokenArray:
-    """Check ``tokens`` is an (N, T+1) integer array (numpy, memmap or torch) with N >= 1, T >= 1."""
-    if not isinstance(tokens, (np.ndarray, Tensor)):
-        try:
-            tokens = np.asarray(tokens)
-        except Exception:  # noqa: BLE001 - anything unconvertible is bad input
-            raise LeadingTermsError("tokens must be an (N, T+1) integer array") from None
-    if tokens.ndim != 2 or tokens.shape[0] < 1 or tokens.shape[1] < 2:
-        raise LeadingTermsError(
-            f"tokens must be an (N, T+1) array with N >= 1 and T >= 1, got {tuple(tokens.shape)}")
-    integer = (
-        not (tokens.is_floating_point() or tokens.is_complex() or tokens.dtype == torch.bool)
-        if isinstance(tokens, Tensor)
-        else np.issubdtype(tokens.dtype, np.integer)
-    )
-    if not integer:
-        raise LeadingTermsError(f"tokens must hold integer ids, got dtype {tokens.dtype}")
-    return tokens
 
 
 def _to_long(block: TokenArray, device: torch.device) -> Tensor:
@@ -134,7 +115,7 @@ class Source:
 
         ``counts`` (V,): precomputed :func:`token_counts` (saves one pass).
         """
-        tokens = as_rows(tokens)
+        tokens = token_rows(tokens)
         dev = torch.device("cpu") if device is None else device
         if V < 1:
             raise LeadingTermsError(f"vocabulary size must be >= 1, got {V}")

@@ -1,4 +1,4 @@
-"""Streaming computation of the SPEC §2 statistics: O(N·T²) gathers and scatter-adds.
+"""Streaming computation of the docs/theory.md §2 statistics: O(N·T²) gathers and scatter-adds.
 
 Index conventions (sequence i, positions t = 0..T−1, x_t input, y_t = x_{t+1} target, u = 1/V):
 
@@ -28,10 +28,11 @@ import scipy.sparse as sp
 import torch
 from torch import Tensor
 
-from leadingterms.basis._tokens import OTHER_TOKEN, Source, as_rows, token_counts, top_k_map
+from leadingterms.basis._tokens import OTHER_TOKEN, Source, token_counts, top_k_map
 from leadingterms.basis.types import Basis
+from leadingterms.budget import check_memory, format_bytes, peak_rss_bytes
 from leadingterms.errors import LeadingTermsError
-from leadingterms.persist import check_memory, format_bytes, peak_rss_bytes
+from leadingterms.validate import dtype_to_name, token_rows
 
 MLike = Tensor | tuple[Tensor, Tensor]
 
@@ -39,16 +40,6 @@ MLike = Tensor | tuple[Tensor, Tensor]
 DEFAULT_CHUNK_BYTES = 96 * 2**20
 #: Bytes of chunk working set per (t, j) pair (two int64 keys, values, weights).
 _PAIR_BYTES = 32
-
-DTYPES = {"float64": torch.float64, "float32": torch.float32}
-
-
-def dtype_name(dtype: torch.dtype) -> str:
-    for name, dt in DTYPES.items():
-        if dt == dtype:
-            return name
-    raise LeadingTermsError(f"unsupported dtype {dtype}; use float64 or float32")
-
 
 def chunk_rows_for(T: int, budget_bytes: int = DEFAULT_CHUNK_BYTES) -> int:
     """Rows per chunk so that the chunk's T(T+1)/2 pairs per row fit ``budget_bytes``."""
@@ -210,14 +201,14 @@ def _finish_bigram(src: Source, counts: Tensor, c: Tensor, Phi: Tensor, A: Tenso
 
 def bigram_context_stats(tokens: Any, V: int, *, dtype: torch.dtype = torch.float64, progress: bool = False,
                          chunk_rows: int | None = None) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    """(B_bar, Phi_bar, Pi, A_bar) of ``tokens`` (N, T+1), normalised by 1/(N·T) (SPEC §2).
+    """(B_bar, Phi_bar, Pi, A_bar) of ``tokens`` (N, T+1), normalised by 1/(N·T) (docs/theory.md (2.1)–(2.7)).
 
     B_bar (V, V) row = current, col = next; Phi_bar (V, V) row = next, col = context;
     Pi (V,) frequency as current token; A_bar (V, V) row = context, col = query.
     Torch tokens are processed on their device; numpy/memmap tokens on the CPU.
     """
-    dtype_name(dtype)
-    tokens = as_rows(tokens)
+    dtype_to_name(dtype)
+    tokens = token_rows(tokens)
     dev = tokens.device if isinstance(tokens, Tensor) else torch.device("cpu")
     src = Source.build(tokens, V, device=dev)
     _check_memory(src.Vc, src.T, dtype, 4, "the bigram/context statistics")
@@ -272,7 +263,7 @@ def _attention_pass(src: Source, Mc: Tensor, dtype: torch.dtype, rows: int, prog
 
 
 def _attention_source(tokens: Any, V: int, M: MLike) -> Source:
-    tokens = as_rows(tokens)
+    tokens = token_rows(tokens)
     ref = M[0] if isinstance(M, (tuple, list)) else M
     if not isinstance(ref, Tensor):
         raise LeadingTermsError("M must be a torch tensor (V, V) or a pair of tensors (Lf, Rf)")
@@ -281,14 +272,14 @@ def _attention_source(tokens: Any, V: int, M: MLike) -> Source:
 
 def attention_stats(tokens: Any, V: int, M: MLike, *, dtype: torch.dtype = torch.float64, progress: bool = False,
                     chunk_rows: int | None = None) -> tuple[Tensor, Tensor]:
-    """(Q_bar, Delta) of ``tokens`` (N, T+1) for a given M, normalised by 1/(N·T) (SPEC §2, §5).
+    """(Q_bar, Delta) of ``tokens`` (N, T+1) for a given M, normalised by 1/(N·T) (docs/theory.md §2.4, §5).
 
     ``M`` (V, V) row = next token, col = context token (``B̄ᵀB̄Φ̄`` for the corpus basis,
     ``W_Oᵀ Vᵀ`` in the Shadow), or factors ``(Lf, Rf)`` with M = Lf @ Rf, Lf (V, r), Rf (r, V):
     then only ``M[present, present]`` is formed. Linear in M. Q_bar (V, V) row = query token,
     col = key token; Delta (T,) offset m = t − j. Computed on M's device.
     """
-    dtype_name(dtype)
+    dtype_to_name(dtype)
     src = _attention_source(tokens, V, M)
     _check_memory(src.Vc, src.T, dtype, 3, "the attention statistics")
     rows = chunk_rows or chunk_rows_for(src.T)
@@ -298,7 +289,7 @@ def attention_stats(tokens: Any, V: int, M: MLike, *, dtype: torch.dtype = torch
 
 
 def attention_kernel(tokens: Any, V: int, M: MLike, *, dtype: torch.dtype = torch.float64) -> Tensor:
-    """K_i (N, T, T) of every row (SPEC §2, unnormalised): ``K[i, t, j]`` for j <= t, 0 above.
+    """K_i (N, T, T) of every row (docs/theory.md §2.4, unnormalised): ``K[i, t, j]`` for j <= t, 0 above.
 
     For inspection and tests on small inputs (it materialises N·T² numbers).
     """
@@ -334,7 +325,7 @@ def _sparse_counts(src: Source, counts: Tensor) -> sp.csr_matrix:
 def compute_basis(tokens: Any, V: int, *, dtype: torch.dtype = torch.float64, vocab: list[str] | None = None,
                   progress: bool = True, top_k: int | None = None, chunk_rows: int | None = None,
                   reserve_matrices: int = 0) -> Basis:
-    """Every SPEC §2 statistic of ``tokens`` (N, T+1) over all rows, normalised by 1/(N·T).
+    """Every docs/theory.md §2 statistic of ``tokens`` (N, T+1) over all rows, normalised by 1/(N·T).
 
     Two streaming passes over the rows: (1) B_bar, Phi_bar, Pi, A_bar; then
     M = B̄ᵀB̄Φ̄ from the sparse bigram counts (``nnz·V`` work, no dense V³ product);
@@ -343,8 +334,8 @@ def compute_basis(tokens: Any, V: int, *, dtype: torch.dtype = torch.float64, vo
     further V×V buffers the caller needs afterwards (e.g. to save), counted in the memory check.
     """
     t0 = time.perf_counter()
-    name = dtype_name(dtype)
-    tokens = as_rows(tokens)
+    name = dtype_to_name(dtype)
+    tokens = token_rows(tokens)
     if vocab is not None and len(vocab) != V:
         raise LeadingTermsError(f"vocab has {len(vocab)} entries but V={V}")
     counts_all = token_counts(tokens, V)

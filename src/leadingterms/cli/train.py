@@ -2,100 +2,63 @@
 
 from __future__ import annotations
 
-import argparse
-from pathlib import Path
+from collections.abc import Iterator
 from typing import Any
 
-_FIELDS = ("corpus", "layers", "lr", "batch_size", "grad_accum", "steps", "epochs", "log_every",
-           "checkpoint_every", "dtype", "init", "seed", "optimizer", "device", "keep_last", "track",
-           "eval_sequences", "stats")
+from leadingterms.cli import Command
+from leadingterms.errors import LeadingTermsError
+from leadingterms.training import RunResult, TrainConfig, train
+from leadingterms.training.config import RESUME_MUST_MATCH
+from leadingterms.training.rundir import saved_config
+from leadingterms.validate import flag
+
+#: saved fields a resumed run takes when the command line does not give them
+_FROM_SAVED = ("corpus", "layers", "lr", "batch_size", "steps", "epochs", "stats", *RESUME_MUST_MATCH)
 
 
-def register(sub: Any) -> None:
-    p = sub.add_parser(
-        "train",
-        help="train the attention-only transformer, tracking the closed forms live",
-        description="Train the SPEC §1 model with SGD (or Adam, outside the theory) on a token store. "
-        "Every --log-every steps (and at step 0 and the end) RUN/metrics.jsonl gets the loss and the "
-        "cosine / relative error of every weight against the closed form (SPEC §3), the SGD shadow "
-        "(§5) and the second-order terms (§4); RUN/summary.json records the validity horizon. "
-        "Checkpoints in RUN/checkpoints/ allow a bit-identical --resume. With --resume, options not "
-        "given are taken from the saved run.",
-    )
-    p.add_argument("--corpus", metavar="DIR", help="token store from `leadingterms corpus`")
-    p.add_argument("--layers", type=int, metavar="L", help="number of attention layers")
-    p.add_argument("--lr", type=float, metavar="ETA", help="learning rate (> 0)")
-    p.add_argument("--batch-size", type=int, metavar="B", help="sequences per micro-batch (N: full-batch GD)")
-    p.add_argument("--grad-accum", type=int, metavar="K", help="micro-batches per optimizer step (default 1)")
-    n = p.add_mutually_exclusive_group()
-    n.add_argument("--steps", type=int, metavar="S", help="number of optimizer steps")
-    n.add_argument("--epochs", type=int, metavar="E", help="number of passes over the corpus")
-    p.add_argument("--log-every", type=int, metavar="N", help="log metrics every N steps (default 10)")
-    p.add_argument("--checkpoint-every", type=int, metavar="N",
-                   help="checkpoint every N steps (default: --log-every), plus steps 0, 1, 2, 4, 8, ...")
-    p.add_argument("--dtype", choices=("float32", "float64"), help="model dtype (default float32)")
-    p.add_argument("--init", metavar="zero|normal:STD", help="initialisation (default zero, the theory's)")
-    p.add_argument("--seed", type=int, help="seed of the data order and of a normal init (default 0)")
-    p.add_argument("--optimizer", choices=("sgd", "adam"), help="sgd (default, the paper's) or adam")
-    p.add_argument("--device", metavar="cpu|cuda", help="device (default cpu)")
-    p.add_argument("--keep-last", type=int, metavar="K",
-                   help="checkpoints kept besides the log-spaced ones (default 3)")
-    p.add_argument("--track", metavar="KINDS",
-                   help="comma-separated predictions to track: closed_form,shadow,second_order (default all) "
-                        "or none")
-    p.add_argument("--eval-sequences", type=int, metavar="M",
-                   help="logged loss over the first M training sequences (default: all)")
-    p.add_argument("--stats", metavar="DIR", help="precomputed basis (`leadingterms stats`) instead of RUN/basis/")
-    p.add_argument("--out", required=True, metavar="RUN", help="run directory")
-    g = p.add_mutually_exclusive_group()
-    g.add_argument("--resume", action="store_true", help="continue the run in RUN from its last checkpoint")
-    g.add_argument("--overwrite", action="store_true", help="start RUN over (its basis cache is kept)")
-    p.set_defaults(func=run)
-
-
-def build_config(args: argparse.Namespace) -> Any:
-    """argparse namespace (+ the saved config when resuming) -> TrainConfig."""
-    from leadingterms.errors import LeadingTermsError
-    from leadingterms.persist import read_json
-    from leadingterms.training import TrainConfig
-    from leadingterms.training.runner import CONFIG_FILE
-
-    given: dict[str, Any] = {k: getattr(args, k) for k in _FIELDS if getattr(args, k) is not None}
-    if "track" in given:
-        kinds = [k.strip() for k in given["track"].split(",") if k.strip()]
-        given["track"] = () if kinds == ["none"] else tuple(kinds)
+def from_args(given: dict[str, Any]) -> TrainConfig:
+    """The config from the command line; with ``--resume`` every option not given comes from the saved run
+    (and a new ``--steps``/``--epochs`` replaces the saved pair)."""
     base: dict[str, Any] = {}
-    saved = Path(args.out) / CONFIG_FILE
-    if args.resume and saved.is_file():
-        base = {k: v for k, v in read_json(saved, what="run config").get("config", {}).items() if k in _FIELDS}
-        if "steps" in given or "epochs" in given:  # how far to train: the new flag replaces the old pair
+    if given.get("resume"):
+        base = {k: v for k, v in saved_config(given["out"]).items() if k in _FROM_SAVED}
+        if "steps" in given or "epochs" in given:
             base.pop("steps", None)
             base.pop("epochs", None)
     merged = {**base, **given}
-    for req in ("corpus", "layers", "lr", "batch_size"):
-        if merged.get(req) is None:
-            raise LeadingTermsError(f"--{req.replace('_', '-')} is required")
-    if merged.get("steps") is None and merged.get("epochs") is None:
-        raise LeadingTermsError("give --steps S or --epochs E")
-    return TrainConfig(out=str(args.out), resume=args.resume, overwrite=args.overwrite, **merged)
+    missing = [flag(k) for k in ("corpus", "layers", "lr", "batch_size") if merged.get(k) is None]
+    if missing:
+        raise LeadingTermsError(f"{', '.join(missing)} {'is' if len(missing) == 1 else 'are'} required "
+                                "(or --resume an existing run)")
+    return TrainConfig(**merged)
 
 
-def run(args: argparse.Namespace) -> int:
-    from leadingterms.training import train
-
-    cfg = build_config(args)
-    res = train(cfg)
+def show(res: RunResult) -> Iterator[str]:
     final = res.final
-    print(f"wrote {res.run_dir} ({res.steps} steps, {res.steps_per_s or 0:.2f} steps/s"
-          + (f", resumed from step {res.resumed_from}" if res.resumed_from else "") + ")")
+    yield (f"wrote {res.run_dir} ({res.steps} steps, {res.steps_per_s or 0:.2f} steps/s"
+           + (f", resumed from step {res.resumed_from}" if res.resumed_from else "") + ")")
     loss = final.get("loss")
-    print(f"final loss {loss:.6f}" if loss is not None else "final loss n/a")
+    yield f"final loss {loss:.6f}" if loss is not None else "final loss n/a"
     for kind in ("closed_form", "shadow", "second_order"):
-        cmp = final.get(kind) or {}
+        cmp = {k: v for k, v in (final.get(kind) or {}).items() if v.get("rel") is not None}
         if cmp:
-            worst = max(cmp.items(), key=lambda kv: kv[1]["rel"] if kv[1]["rel"] is not None else float("inf"))
-            print(f"{kind:<13} worst rel {worst[1]['rel']} ({worst[0]}); "
-                  f"min cos {min((v['cos'] for v in cmp.values() if v['cos'] is not None), default=None)}")
-    for note in res.summary.get("theory_caveats", []):
-        print(f"note: {note}")
-    return 0
+            name, worst = max(cmp.items(), key=lambda kv: kv[1]["rel"])
+            cos = min((v["cos"] for v in cmp.values() if v.get("cos") is not None), default=float("nan"))
+            yield f"{kind:<13} worst rel {worst['rel']:.4g} ({name}); min cos {cos:.6g}"
+
+
+COMMAND = Command(
+    name="train",
+    help="train the attention-only transformer, tracking the closed forms live",
+    description="Train the model of docs/theory.md §1 with SGD (or Adam, outside the theory) on a token store. "
+    "Every --log-every steps (and at step 0 and the end) RUN/metrics.jsonl gets the loss and the cosine / "
+    "relative error of every weight against the closed form (§3), the SGD shadow (§5) and the second-order "
+    "terms (§4); RUN/summary.json records the validity horizon. Checkpoints in RUN/checkpoints/ allow a "
+    "bit-identical --resume; with --resume every option not given is taken from the saved run.",
+    usage="leadingterms train --corpus DIR --layers L --lr ETA --batch-size B (--steps S | --epochs E) "
+    "--out RUN [options]\n       leadingterms train --out RUN --resume [--steps S | --epochs E] [options]",
+    config=TrainConfig,
+    run=train,
+    show=show,
+    from_args=from_args,
+)

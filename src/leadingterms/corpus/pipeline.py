@@ -1,12 +1,12 @@
 """The corpus stage: source -> documents -> tokens -> sequences -> token store.
 
-``build_corpus(CorpusConfig(...), out_dir)`` writes ``out_dir/tokens.npy`` (N, T+1),
+``run_corpus(CorpusConfig(..., out=DIR))`` writes ``DIR/tokens.npy`` (N, T+1),
 ``out_dir/corpus.json`` (vocab, source, tokenizer settings, T, counts, content hash, the input
 fingerprint and, for the synthetic corpus, ``planted``), ``val_tokens.npy`` with a validation
 split, and ``tokenizer.json`` for bpe/hf tokenizers. A store whose fingerprint matches the
 inputs and settings is reused unless ``force``.
 
-Order of the filters (SPEC §6): the vocabulary is built from every document read; documents
+Order of the filters (docs/theory.md §7.1): the vocabulary is built from every document read; documents
 holding an out-of-vocabulary token are dropped (word tokenizer without ``<unk>``); of the rest,
 those shorter than T+1 tokens are dropped (unless packing); the survivors are truncated to
 T+1 tokens in document order.
@@ -16,158 +16,98 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from leadingterms import __version__
+from leadingterms.cache import reuse
+from leadingterms.config import check_config, option
 from leadingterms.corpus import sequences as seqs
-from leadingterms.corpus import sources, synthetic
+from leadingterms.corpus import synthetic
+from leadingterms.corpus.sources import SourceConfig, read_documents
 from leadingterms.corpus.store import META_FILE, TokenStore, load_store, write_store
-from leadingterms.corpus.tokenizers import CorpusTokenizer, make_tokenizer
+from leadingterms.corpus.tokenizers import CorpusTokenizer, check_tokenizer_spec, make_tokenizer
 from leadingterms.errors import LeadingTermsError
+from leadingterms.validate import fraction, positive_int
 
-PIPELINE_VERSION = 1
+PIPELINE_VERSION = 2
 TOP_TOKENS = 10
 
 
-@dataclass
-class CorpusConfig:
-    """Settings of ``leadingterms corpus``. At most one source; none = the synthetic corpus."""
+@dataclass(kw_only=True)
+class CorpusConfig(SourceConfig):
+    """``leadingterms corpus``: a corpus source (:class:`SourceConfig`) -> tokenizer -> sequences -> ``out``."""
 
-    text: str | None = None  # text file (.txt/.xz/.gz/.bz2)
-    jsonl: str | None = None  # JSON Lines file
-    dataset: str | None = None  # HF dataset name (or a local builder such as "json" with data_files)
-    load_from_disk: str | None = None  # folder written by Dataset.save_to_disk
-    dataset_config: str | None = None
-    data_files: list[str] | None = None
-    split: str = "train"
-    text_field: str = "text"  # JSON Lines field / dataset column
-    streaming: bool = False
-    split_by: str = "auto"  # text files: auto | eot | blank | line
-    max_documents: int | None = None
-    synthetic_docs: int = synthetic.DEFAULT_DOCS
-    synthetic_seed: int = 0
-    tokenizer: str = "word"  # word | bpe | hf:<name or path>
-    vocab_size: int | None = None  # K; None = 3000 (word), 10000 (bpe); ignored for hf
-    unk: bool = False  # word: map OOV tokens to <unk> (id V-1) instead of dropping the document
-    seq_len: int = 64  # T
-    pack: bool = False
-    stride: int | None = None  # packing stride, default T+1
-    max_sequences: int | None = None
-    val_fraction: float = 0.0
-    seed: int = 0  # validation split
-    force: bool = False  # rebuild even if the store matches
+    tokenizer: str = option("word", help="word (docs/theory.md §7.1), bpe (trained here), or "
+                            "hf:<hub name, folder or tokenizer.json>", metavar="word|bpe|hf:NAME",
+                            check=lambda v, n: check_tokenizer_spec(v), group="tokenizer")
+    vocab_size: int | None = option(None, help="K, the vocabulary size (default 3000 for word, 10000 for bpe)",
+                                    metavar="K", check=positive_int, group="tokenizer")
+    unk: bool = option(False, help="word: map out-of-vocabulary tokens to <unk> (last id) instead of dropping "
+                       "the document", group="tokenizer")
+    seq_len: int = option(64, help="T; rows hold T+1 tokens", metavar="T", check=positive_int, group="sequences")
+    pack: bool = option(False, help="pack the token stream into windows instead of one truncated sequence per "
+                        "document", group="sequences")
+    stride: int | None = option(None, help="with --pack: window start spacing (default T+1)", metavar="S",
+                                check=positive_int, group="sequences")
+    max_sequences: int | None = option(None, help="keep at most N training sequences", metavar="N",
+                                       check=positive_int, group="sequences")
+    val_fraction: float = option(0.0, help="share of documents held out for validation (val_tokens.npy)",
+                                 metavar="F", check=fraction, group="sequences")
+    seed: int = option(0, help="seed of the validation split", group="sequences")
+    out: str = option("corpus", help="token store folder to create", metavar="DIR")
+    force: bool = option(False, help="rebuild even if DIR holds a store built from the same inputs")
 
-    def source_kind(self) -> str:
-        given = [k for k in ("text", "jsonl", "dataset", "load_from_disk") if getattr(self, k)]
-        if len(given) > 1:
-            flags = " and ".join("--" + k.replace("_", "-") for k in given)
-            raise LeadingTermsError(f"give one source, not {flags}")
-        return given[0] if given else "synthetic"
+    def check(self) -> None:
+        SourceConfig.check(self)
+        if self.unk and self.tokenizer != "word":
+            raise LeadingTermsError("--unk applies to the word tokenizer only (bpe and hf have their own <unk>)")
+        if self.stride is not None and not self.pack:
+            raise LeadingTermsError("--stride needs --pack")
 
 
 @dataclass
-class BuildResult:
+class CorpusResult:
+    """What :func:`run_corpus` returns: the store, whether an existing one was reused, and notes."""
+
     store: TokenStore
     reused: bool
-
-
-def validate(cfg: CorpusConfig) -> None:
-    """Check the settings before reading anything (one-line errors)."""
-    cfg.source_kind()
-    if cfg.seq_len < 1:
-        raise LeadingTermsError(f"--seq-len must be >= 1, got {cfg.seq_len}")
-    if cfg.vocab_size is not None and cfg.vocab_size < 1:
-        raise LeadingTermsError(f"--vocab-size must be >= 1, got {cfg.vocab_size}")
-    if not (cfg.tokenizer in ("word", "bpe") or (cfg.tokenizer.startswith("hf:") and len(cfg.tokenizer) > 3)):
-        raise LeadingTermsError(f"unknown tokenizer {cfg.tokenizer!r}; use word, bpe or hf:<name or path>")
-    if cfg.unk and cfg.tokenizer != "word":
-        raise LeadingTermsError("--unk applies to the word tokenizer only (bpe and hf have their own <unk>)")
-    if cfg.split_by not in sources.SPLIT_MODES:
-        modes = ", ".join(sources.SPLIT_MODES)
-        raise LeadingTermsError(f"unknown --split-by {cfg.split_by!r}; use one of {modes}")
-    if cfg.stride is not None and (cfg.stride < 1 or not cfg.pack):
-        raise LeadingTermsError("--stride needs --pack and must be >= 1")
-    if cfg.max_sequences is not None and cfg.max_sequences < 1:
-        raise LeadingTermsError(f"--max-sequences must be >= 1, got {cfg.max_sequences}")
-    if cfg.max_documents is not None and cfg.max_documents < 1:
-        raise LeadingTermsError(f"--max-documents must be >= 1, got {cfg.max_documents}")
-    if not 0.0 <= cfg.val_fraction < 1.0:
-        raise LeadingTermsError(f"--val-fraction must be in [0, 1), got {cfg.val_fraction}")
-    if cfg.source_kind() == "synthetic" and cfg.synthetic_docs < 1:
-        raise LeadingTermsError(f"--synthetic-docs must be >= 1, got {cfg.synthetic_docs}")
+    notes: list[str] = field(default_factory=list)
 
 
 def fingerprint(cfg: CorpusConfig) -> str:
-    """Hash of every setting and the identity of the inputs (path, size, mtime; never ``force``)."""
-    settings = asdict(cfg)
-    settings.pop("force")
-    ident: dict[str, Any] = {}
-    for key in ("text", "jsonl", "load_from_disk"):
-        if getattr(cfg, key) and Path(getattr(cfg, key)).exists():
-            ident[key] = sources.tree_identity(Path(getattr(cfg, key)))
-    for f in cfg.data_files or []:
-        if Path(f).exists():
-            ident.setdefault("data_files", []).append(sources.tree_identity(Path(f)))
+    """Hash of every setting and the identity of the inputs (path, size, mtime; never ``force``/``out``)."""
+    settings = {k: v for k, v in asdict(cfg).items() if k not in ("force", "out")}
+    ident: dict[str, Any] = {"source": cfg.identity()}
     if cfg.tokenizer.startswith("hf:") and Path(cfg.tokenizer[3:]).exists():
-        ident["tokenizer"] = sources.tree_identity(Path(cfg.tokenizer[3:]))
-    blob = json.dumps({"settings": settings, "inputs": ident, "pipeline": PIPELINE_VERSION,
-                       "synthetic": synthetic.GENERATOR_VERSION}, sort_keys=True, default=str)
+        from leadingterms.corpus.sources import tree_identity
+
+        ident["tokenizer"] = tree_identity(Path(cfg.tokenizer[3:]))
+    blob = json.dumps({"settings": settings, "inputs": ident, "pipeline": PIPELINE_VERSION},
+                      sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
-def read_documents(cfg: CorpusConfig) -> sources.Documents:
-    kind = cfg.source_kind()
-    if kind == "text":
-        assert cfg.text is not None
-        return sources.text_file_documents(cfg.text, cfg.split_by, cfg.max_documents)
-    if kind == "jsonl":
-        assert cfg.jsonl is not None
-        return sources.jsonl_documents(cfg.jsonl, cfg.text_field, cfg.max_documents)
-    if kind == "dataset":
-        assert cfg.dataset is not None
-        return sources.hf_documents(cfg.dataset, cfg.dataset_config, cfg.split, cfg.text_field, cfg.streaming,
-                                    cfg.data_files, cfg.max_documents)
-    if kind == "load_from_disk":
-        assert cfg.load_from_disk is not None
-        return sources.disk_documents(cfg.load_from_disk, cfg.split, cfg.text_field, cfg.max_documents)
-    n = cfg.synthetic_docs if cfg.max_documents is None else min(cfg.synthetic_docs, cfg.max_documents)
-    return sources.Documents(
-        synthetic.generate_documents(n, cfg.synthetic_seed),
-        {"kind": "synthetic", "n_docs": n, "seed": cfg.synthetic_seed,
-         "generator_version": synthetic.GENERATOR_VERSION},
-    )
-
-
-def _try_reuse(cfg: CorpusConfig, out: Path, fp: str) -> TokenStore | None:
-    if cfg.force or not (out / META_FILE).is_file():
-        return None
-    try:
-        store = load_store(out)
-    except LeadingTermsError:
-        return None
-    return store if store.meta.get("fingerprint") == fp else None
-
-
-def build(cfg: CorpusConfig, out_dir: str | os.PathLike[str]) -> BuildResult:
-    """Build the store (or reuse a matching one). See the module docstring for the rules."""
-    validate(cfg)
-    out = Path(out_dir)
+def run_corpus(cfg: CorpusConfig) -> CorpusResult:
+    """Build the store in ``cfg.out`` (or reuse a matching one). See the module docstring for the rules."""
+    check_config(cfg)
+    out = Path(cfg.out)
     if out.exists() and not out.is_dir():
         raise LeadingTermsError(f"--out {out} exists and is not a folder")
     fp = fingerprint(cfg)
-    reused = _try_reuse(cfg, out, fp)
+    notes: list[str] = []
+    reused = reuse(out / META_FILE, {"fingerprint": fp}, lambda: load_store(out), force=cfg.force, notes=notes)
     if reused is not None:
-        return BuildResult(reused, True)
+        return CorpusResult(reused, True, notes)
 
     T = cfg.seq_len
     docs = read_documents(cfg)
     tok: CorpusTokenizer = make_tokenizer(cfg.tokenizer, cfg.vocab_size, cfg.unk)
     ids = tok.fit_encode(docs.texts)
+    notes += tok.notes
     V = len(tok.vocab)
     lengths = np.array([len(d) for d in ids], dtype=np.int64)
     flat = np.concatenate(ids) if ids else np.zeros(0, np.int64)
@@ -222,7 +162,7 @@ def build(cfg: CorpusConfig, out_dir: str | os.PathLike[str]) -> BuildResult:
         "top_tokens": [[tok.vocab[i], int(counts[i])] for i in order if counts[i] > 0],
         "notes": docs.notes,
         "fingerprint": fp,
-        "config": {k: v for k, v in asdict(cfg).items() if k != "force"},
+        "config": {k: v for k, v in asdict(cfg).items() if k not in ("force", "out")},
         "leadingterms_version": __version__,
     }
     if docs.source["kind"] == "synthetic":
@@ -231,16 +171,11 @@ def build(cfg: CorpusConfig, out_dir: str | os.PathLike[str]) -> BuildResult:
     (out / META_FILE).unlink(missing_ok=True)  # the store is incomplete until corpus.json is rewritten
     tok.save(out)
     store = write_store(out, result.train, tok.vocab, meta, val_tokens=result.val)
-    return BuildResult(store, False)
-
-
-def build_corpus(cfg: CorpusConfig, out_dir: str | os.PathLike[str]) -> TokenStore:
-    """Build (or reuse) the token store for ``cfg`` in ``out_dir`` and return it."""
-    return build(cfg, out_dir).store
+    return CorpusResult(store, False, notes)
 
 
 def summary(store: TokenStore) -> str:
-    """Human-readable summary of a store built by :func:`build` (several lines)."""
+    """Human-readable summary of a store built by :func:`run_corpus` (several lines)."""
     m = store.meta
     c = m.get("counts", {})
     src = m.get("source", {})

@@ -24,7 +24,10 @@ from itertools import islice
 from pathlib import Path
 from typing import Any
 
-from leadingterms.errors import LeadingTermsError
+from leadingterms.config import option
+from leadingterms.corpus import synthetic
+from leadingterms.errors import LeadingTermsError, first_line
+from leadingterms.validate import positive_int
 
 EOT = "<|endoftext|>"
 SPLIT_MODES = ("auto", "eot", "blank", "line")
@@ -40,6 +43,102 @@ class Documents:
     source: dict[str, Any]
     notes: list[str] = field(default_factory=list)  # e.g. an unterminated trailing story dropped
     n_unterminated: int = 0
+
+
+SOURCE_GROUP = "corpus source (at most one; none = the embedded synthetic stories)"
+
+
+@dataclass(kw_only=True)
+class SourceConfig:
+    """Where documents come from: the same fields (and flags) for every command that reads a corpus.
+
+    At most one of ``text``, ``jsonl``, ``dataset``, ``load_from_disk``; none = the embedded
+    synthetic stories (``synthetic_docs`` of them, seeded by ``synthetic_seed``).
+    """
+
+    text: str | None = option(None, help="text file (.txt, .xz, .gz, .bz2); documents split by --split-by",
+                              metavar="PATH", group=SOURCE_GROUP)
+    jsonl: str | None = option(None, help="JSON Lines file, one document per line (field --text-field)",
+                               metavar="PATH", group=SOURCE_GROUP)
+    dataset: str | None = option(None, help="Hugging Face dataset (a datasets.load_dataset name or builder)",
+                                 metavar="NAME", group=SOURCE_GROUP)
+    load_from_disk: str | None = option(None, help="folder written by Dataset.save_to_disk", metavar="DIR",
+                                        group=SOURCE_GROUP)
+    dataset_config: str | None = option(None, help="dataset configuration name", metavar="NAME",
+                                        group=SOURCE_GROUP)
+    data_files: list[str] | None = option(None, help="data files for a --dataset builder such as json or text",
+                                          metavar="FILE", nargs="+", group=SOURCE_GROUP)
+    split: str = option("train", help="dataset split", group=SOURCE_GROUP)
+    text_field: str = option("text", help="JSON Lines field / dataset column holding the text", metavar="NAME",
+                             group=SOURCE_GROUP)
+    streaming: bool = option(False, help="stream the --dataset (use with --max-documents)", group=SOURCE_GROUP)
+    split_by: str = option("auto", help="text files: documents end at <|endoftext|> lines (eot), blank lines "
+                           "(blank), every line (line), or the first that applies (auto)",
+                           choices=SPLIT_MODES, group=SOURCE_GROUP)
+    max_documents: int | None = option(None, help="read at most N documents", metavar="N", check=positive_int,
+                                       group=SOURCE_GROUP)
+    synthetic_docs: int = option(synthetic.DEFAULT_DOCS, help="number of synthetic stories (no source given)",
+                                 metavar="N", check=positive_int, group=SOURCE_GROUP)
+    synthetic_seed: int = option(0, help="seed of the synthetic stories", metavar="S", group=SOURCE_GROUP)
+
+    def source_kind(self) -> str:
+        """``text``, ``jsonl``, ``dataset``, ``load_from_disk`` or ``synthetic``."""
+        given = [k for k in ("text", "jsonl", "dataset", "load_from_disk") if getattr(self, k)]
+        if len(given) > 1:
+            flags = " and ".join("--" + k.replace("_", "-") for k in given)
+            raise LeadingTermsError(f"give one source, not {flags}")
+        return given[0] if given else "synthetic"
+
+    def check(self) -> None:
+        """Options that only make sense with a dataset are refused without one."""
+        kind = self.source_kind()
+        if kind != "dataset":
+            for name in ("data_files", "streaming", "dataset_config"):
+                if getattr(self, name):
+                    raise LeadingTermsError(f"--{name.replace('_', '-')} needs --dataset NAME")
+
+    def identity(self) -> dict[str, Any]:
+        """What identifies the input (settings, and path/size/mtime of the files read; content not read)."""
+        ident: dict[str, Any] = source_fields(self)
+        for key in ("text", "jsonl", "load_from_disk", "dataset"):
+            value = getattr(self, key)
+            if value and Path(value).exists():
+                ident[f"{key}_identity"] = tree_identity(Path(value))
+        ident["data_files_identity"] = [tree_identity(Path(f)) for f in self.data_files or [] if Path(f).exists()]
+        if self.source_kind() == "synthetic":
+            ident["generator_version"] = synthetic.GENERATOR_VERSION
+        return ident
+
+
+def source_fields(src: SourceConfig) -> dict[str, Any]:
+    """The :class:`SourceConfig` fields of ``src`` (which may be any config extending it)."""
+    from dataclasses import fields
+
+    return {f.name: getattr(src, f.name) for f in fields(SourceConfig)}
+
+
+def read_documents(src: SourceConfig) -> Documents:
+    """The documents of a source, in source order (``max_documents`` caps them)."""
+    kind = src.source_kind()
+    if kind == "text":
+        assert src.text is not None
+        return text_file_documents(src.text, src.split_by, src.max_documents)
+    if kind == "jsonl":
+        assert src.jsonl is not None
+        return jsonl_documents(src.jsonl, src.text_field, src.max_documents)
+    if kind == "dataset":
+        assert src.dataset is not None
+        if is_saved_dataset(src.dataset):  # a save_to_disk folder given as --dataset
+            return disk_documents(src.dataset, src.split, src.text_field, src.max_documents)
+        return hf_documents(src.dataset, src.dataset_config, src.split, src.text_field, src.streaming,
+                            src.data_files, src.max_documents)
+    if kind == "load_from_disk":
+        assert src.load_from_disk is not None
+        return disk_documents(src.load_from_disk, src.split, src.text_field, src.max_documents)
+    n = src.synthetic_docs if src.max_documents is None else min(src.synthetic_docs, src.max_documents)
+    return Documents(synthetic.generate_documents(n, src.synthetic_seed),
+                     {"kind": "synthetic", "n_docs": n, "seed": src.synthetic_seed,
+                      "generator_version": synthetic.GENERATOR_VERSION})
 
 
 # ----------------------------------------------------------------------------- files
@@ -168,11 +267,6 @@ def jsonl_documents(path: str | os.PathLike[str], text_field: str = "text",
 # ----------------------------------------------------------------------------- HF datasets
 
 
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return (text[0] if text else exc.__class__.__name__)[:200]
-
-
 def _column_texts(rows: Iterable[Any], column: str, what: str, max_documents: int | None) -> list[str]:
     docs: list[str] = []
     for val in islice(rows, max_documents):
@@ -230,17 +324,23 @@ def hf_documents(name: str, config: str | None = None, split: str = "train", tex
     except LeadingTermsError:
         raise
     except Exception as exc:  # datasets raises many types (connection, missing split, bad files)
-        raise LeadingTermsError(f"cannot load dataset {name!r}: {_first_line(exc)}") from None
+        raise LeadingTermsError(f"cannot load dataset {name!r}: {first_line(exc)}") from None
     what = f"dataset {name!r} split {split!r}"
     try:
         docs = _dataset_texts(ds, text_column, what, max_documents)
     except LeadingTermsError:
         raise
     except Exception as exc:  # streaming reads lazily
-        raise LeadingTermsError(f"cannot read dataset {name!r}: {_first_line(exc)}") from None
+        raise LeadingTermsError(f"cannot read dataset {name!r}: {first_line(exc)}") from None
     source = {"kind": "hf_dataset", "name": name, "config": config, "split": split, "text_column": text_column,
               "streaming": streaming, "data_files": list(data_files) if data_files else None}
     return Documents(docs, source)
+
+
+def is_saved_dataset(path: str | os.PathLike[str]) -> bool:
+    """True for a folder written by ``Dataset.save_to_disk`` / ``DatasetDict.save_to_disk``."""
+    p = Path(path)
+    return p.is_dir() and ((p / "dataset_dict.json").is_file() or (p / "state.json").is_file())
 
 
 def disk_documents(path: str | os.PathLike[str], split: str = "train", text_column: str = "text",
@@ -253,7 +353,7 @@ def disk_documents(path: str | os.PathLike[str], split: str = "train", text_colu
     try:
         ds = datasets.load_from_disk(str(p))
     except Exception as exc:
-        raise LeadingTermsError(f"cannot read dataset folder {p}: {_first_line(exc)}") from None
+        raise LeadingTermsError(f"cannot read dataset folder {p}: {first_line(exc)}") from None
     if isinstance(ds, datasets.DatasetDict):
         if split not in ds:
             splits = ", ".join(ds)

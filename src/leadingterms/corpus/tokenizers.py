@@ -1,10 +1,10 @@
-"""Tokenizers of the corpus stage: ``word`` (SPEC §6), ``bpe`` (SPEC §6) and ``hf:<name or path>``.
+"""Tokenizers of the corpus stage: ``word``, ``bpe`` (docs/theory.md §7.1) and ``hf:<name or path>``.
 
 Every tokenizer maps documents (strings) to int64 id arrays. The id ``-1`` marks an
 out-of-vocabulary token (only the word tokenizer without ``<unk>`` produces it; the pipeline
 drops such documents, the paper's filter).
 
-Word tokenizer (SPEC §6): lowercase; every maximal run of ``str.isalpha`` characters is one
+Word tokenizer (docs/theory.md §7.1): lowercase; every maximal run of ``str.isalpha`` characters is one
 token; every other character is its own token; the tokens ``' '`` and ``'\\n'`` are dropped
 (``'\\t'``, ``'\\r'`` and every other character stay). Vocabulary = the K most frequent tokens,
 ids in order of decreasing frequency, ties broken by first appearance. With ``unk=True`` the
@@ -26,8 +26,9 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from leadingterms.errors import LeadingTermsError
+from leadingterms.errors import LeadingTermsError, first_line
 from leadingterms.persist import atomic_path
+from leadingterms.validate import positive_int
 
 UNK = "<unk>"
 BPE_SPECIAL_TOKENS = ["<unk>", "<pad>", "<s>", "</s>"]
@@ -64,7 +65,7 @@ def _word_pattern(max_code_point: int) -> re.Pattern[str]:
 
 
 def word_tokens(text: str) -> list[str]:
-    """SPEC §6 word tokens of ``text`` (lowercased), in order."""
+    """Word tokens of ``text`` (lowercased), in order (docs/theory.md §7.1)."""
     low = text.lower()
     if low.isascii():
         limit = _ASCII_MAX
@@ -92,6 +93,7 @@ class CorpusTokenizer(Protocol):
     """What the pipeline needs from a tokenizer."""
 
     kind: str
+    notes: list[str]  # what the caller should tell the user (e.g. a vocabulary smaller than asked)
 
     @property
     def vocab(self) -> list[str]: ...  # token strings in id order
@@ -108,13 +110,8 @@ class CorpusTokenizer(Protocol):
     def save(self, out_dir: Path) -> None: ...
 
 
-def warn(msg: str) -> None:
-    """One line on stderr."""
-    print(f"leadingterms corpus: warning: {msg}", file=sys.stderr)
-
-
 class WordTokenizer:
-    """SPEC §6 word tokenizer. ``fit`` builds the vocabulary from the documents."""
+    """The word tokenizer of docs/theory.md §7.1. ``fit_encode`` builds the vocabulary from the documents."""
 
     kind = "word"
 
@@ -124,6 +121,7 @@ class WordTokenizer:
         self._vocab: list[str] = list(vocab) if vocab is not None else []
         self._index: dict[str, int] = {t: i for i, t in enumerate(self._vocab)}
         self.n_types = 0  # distinct tokens seen by fit_encode
+        self.notes: list[str] = []
 
     @property
     def vocab(self) -> list[str]:
@@ -143,7 +141,8 @@ class WordTokenizer:
         self.n_types = len(vocab)
         if K > len(vocab):
             if self.vocab_size is not None:
-                warn(f"--vocab-size {K} is larger than the {len(vocab)} distinct tokens; using all {len(vocab)}")
+                self.notes.append(f"--vocab-size {K} is larger than the {len(vocab)} distinct tokens; "
+                                  f"using all {len(vocab)}")
         else:
             vocab = vocab[:K]
         if self.unk:
@@ -203,6 +202,7 @@ class BackendTokenizer:
         self.tok = tokenizer
         self.vocab_size = vocab_size
         self._vocab: list[str] = [] if tokenizer is None else _vocab_of(tokenizer)
+        self.notes: list[str] = []
 
     @property
     def vocab(self) -> list[str]:
@@ -238,8 +238,8 @@ class BackendTokenizer:
         self.tok = tok
         self._vocab = _vocab_of(tok)
         if self.vocab_size is not None and len(self._vocab) < K:
-            warn(f"--vocab-size {K} is larger than the {len(self._vocab)} BPE tokens this corpus supports; "
-                 f"using {len(self._vocab)}")
+            self.notes.append(f"--vocab-size {K} is larger than the {len(self._vocab)} BPE tokens this corpus "
+                              f"supports; using {len(self._vocab)}")
 
     def encode_docs(self, docs: Sequence[str]) -> list[np.ndarray]:
         from leadingterms.progress import bar
@@ -273,7 +273,7 @@ def _load_pretrained(name: str) -> Any:
         try:
             return Tokenizer.from_file(str(p))
         except Exception as exc:
-            raise LeadingTermsError(f"cannot read tokenizer {p}: {_first_line(exc)}") from None
+            raise LeadingTermsError(f"cannot read tokenizer {p}: {first_line(exc)}") from None
     try:
         from transformers import AutoTokenizer
     except ImportError:  # pragma: no cover - transformers is an optional extra
@@ -282,33 +282,34 @@ def _load_pretrained(name: str) -> Any:
         tok = AutoTokenizer.from_pretrained(name, use_fast=True, trust_remote_code=False)
     except Exception as exc:
         where = "folder" if p.exists() else "name (the Hugging Face hub may be unreachable)"
-        raise LeadingTermsError(f"cannot load tokenizer {name!r} by {where}: {_first_line(exc)}") from None
+        raise LeadingTermsError(f"cannot load tokenizer {name!r} by {where}: {first_line(exc)}") from None
     if not getattr(tok, "is_fast", False):
         raise LeadingTermsError(f"tokenizer {name!r} has no fast (tokenizers) version; save it as tokenizer.json")
     return tok.backend_tokenizer
 
 
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return (text[0] if text else exc.__class__.__name__)[:200]
+def check_tokenizer_spec(spec: str) -> str:
+    """``word``, ``bpe`` or ``hf:<name or path>``; one-line error otherwise."""
+    if not (spec in ("word", "bpe") or (isinstance(spec, str) and spec.startswith("hf:") and len(spec) > 3)):
+        raise LeadingTermsError(f"unknown tokenizer {spec!r}; use word, bpe or hf:<name or path>")
+    return spec
 
 
 def make_tokenizer(spec: str, vocab_size: int | None = None, unk: bool = False) -> CorpusTokenizer:
     """``word`` | ``bpe`` | ``hf:<name, folder or tokenizer.json>``."""
-    if vocab_size is not None and vocab_size < 1:
-        raise LeadingTermsError(f"--vocab-size must be >= 1, got {vocab_size}")
+    check_tokenizer_spec(spec)
+    if vocab_size is not None:
+        positive_int(vocab_size, "vocab_size")
     if spec == "word":
         return WordTokenizer(vocab_size, unk)
     if spec == "bpe":
         return BackendTokenizer("bpe", {"name": "bpe", "vocab_size": vocab_size,
                                         "special_tokens": BPE_SPECIAL_TOKENS, "pre_tokenizer": "Whitespace",
                                         "template": "<s> $A </s>"}, vocab_size=vocab_size)
-    if spec.startswith("hf:") and len(spec) > 3:
-        name = spec[3:]
-        if vocab_size is not None:
-            warn("--vocab-size is ignored for a pretrained hf: tokenizer")
-        return BackendTokenizer("hf", {"name": spec}, _load_pretrained(name))
-    raise LeadingTermsError(f"unknown tokenizer {spec!r}; use word, bpe or hf:<name or path>")
+    tok = BackendTokenizer("hf", {"name": spec}, _load_pretrained(spec[3:]))
+    if vocab_size is not None:
+        tok.notes.append("--vocab-size is ignored for a pretrained hf: tokenizer")
+    return tok
 
 
 def load_tokenizer(store_dir: str | os.PathLike[str]) -> WordTokenizer | BackendTokenizer:

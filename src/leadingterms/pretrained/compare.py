@@ -1,4 +1,4 @@
-"""``compare-pretrained``: SPEC §6 similarities between a pretrained LM and the corpus statistics.
+"""``compare-pretrained``: similarities (docs/theory.md §8) between a pretrained LM and the corpus statistics.
 
 For every model/revision (:mod:`~leadingterms.pretrained.loading`), the K most frequent corpus
 tokens under the model's own tokenizer (:mod:`~leadingterms.pretrained.stats`) are fed alone
@@ -34,20 +34,24 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from leadingterms.budget import check_memory
+from leadingterms.config import check_config, option
+from leadingterms.corpus.sources import SourceConfig
 from leadingterms.errors import LeadingTermsError
-from leadingterms.persist import check_memory, write_json
+from leadingterms.metrics import frobenius_cosine
+from leadingterms.persist import write_json
 from leadingterms.pretrained.features import SingleTokenFeatures, extract_features
 from leadingterms.pretrained.loading import LoadedModel, load_model, resolve_refs, step_of
 from leadingterms.pretrained.similarity import (
     centred_gram,
     double_centre,
-    frobenius_cosine,
     gram_similarity,
     row_centre,
     target_gram,
 )
-from leadingterms.pretrained.stats import CorpusSpec, TopKStats, corpus_stats, save_stats, tokenizer_fingerprint
-from leadingterms.progress import bar, resolve_device
+from leadingterms.pretrained.stats import TopKStats, corpus_stats, save_stats, tokenizer_fingerprint
+from leadingterms.progress import bar
+from leadingterms.validate import device_spec, positive_int, resolve_device
 
 RESID_KEYS = ("resid_pre", "resid_mid", "resid_post")
 
@@ -58,21 +62,33 @@ def default_cache_dir() -> Path:
     return Path(root) / "pretrained"
 
 
-@dataclass
-class CompareConfig:
-    """Everything ``compare-pretrained`` needs; ``corpus`` says where the statistics' text comes from."""
+_MODELS = "models"
 
-    models: list[str]
-    out: str
-    top_k: int
-    corpus: CorpusSpec
-    revisions: list[str] = field(default_factory=list)
-    revisions_spec: str | None = None  # "pythia", "pythia:A-B" or "local"
-    device: str = "cpu"
-    batch_size: int = 256
-    trust_remote_code: bool = False
-    cache_dir: str | None = None
-    plots: bool = True
+
+@dataclass(kw_only=True)
+class CompareConfig(SourceConfig):
+    """``leadingterms compare-pretrained``: models (and revisions) against the statistics of a corpus
+    (:class:`SourceConfig`) under each model's own tokenizer."""
+
+    models: list[str] = option(help="hub name or local folder (repeat for several)", flag="--model",
+                               metavar="NAME_OR_PATH", repeat=True, group=_MODELS)
+    revisions: list[str] = option(help="revision (hub branch/tag/commit, or a sub-folder of a local model); "
+                                  "repeatable", flag="--revision", metavar="R", repeat=True, group=_MODELS,
+                                  exclusive="revisions", default_factory=list)
+    revisions_spec: str | None = option(None, help="pythia (Pythia's 154 checkpoints), pythia:FIRST-LAST (a step "
+                                        "range of them) or local (every DIR/step<N> folder)", flag="--revisions",
+                                        metavar="SPEC", group=_MODELS, exclusive="revisions")
+    trust_remote_code: bool = option(False, help="allow models with custom code (only for models you trust)",
+                                     group=_MODELS)
+    seq_len: int = option(128, help="documents with >= T+1 tokens, truncated to T+1", metavar="T",
+                          check=positive_int)
+    top_k: int = option(help="compare over the K most frequent tokens", metavar="K", check=positive_int)
+    cache_dir: str | None = option(None, help="statistics cache (default $LEADINGTERMS_CACHE/pretrained, else "
+                                   "~/.cache/leadingterms/pretrained)", metavar="DIR")
+    device: str = option("cpu", help="cpu, cuda, cuda:N or auto", check=device_spec)
+    batch_size: int = option(256, help="tokens per forward pass", metavar="B", check=positive_int)
+    plots: bool = option(True, help="skip the figures", flag="--no-plots", negate=True)
+    out: str = option(help="output folder to create", metavar="DIR")
 
 
 @dataclass(frozen=True)
@@ -104,13 +120,13 @@ def _sim(G: Tensor, target: Tensor, extra: dict[str, dict[str, float]], key: str
 
 
 def layer_similarities(feats: SingleTokenFeatures, targets: Targets) -> list[dict[str, Any]]:
-    """One record per layer: resid_pre/mid/post, qk_mean and qk_heads (SPEC §6).
+    """One record per layer: resid_pre/mid/post, qk_mean and qk_heads (docs/theory.md §8).
 
     ``null``: the same similarities after permuting the model's tokens (rows and columns of its
     Gram, one fixed permutation): what a Gram with the same spectrum and diagonal but no token
     correspondence scores — Gram similarities of unrelated matrices are far from 0.
     ``token_centred``: both Grams double-centred (also over tokens) before the cosine, i.e. linear
-    CKA; it ignores the direction shared by all tokens, which dominates the SPEC §6 number.
+    CKA; it ignores the direction shared by all tokens, which dominates the raw number.
     """
     rows = []
     perm = null_permutation(int(targets.value.shape[0]))
@@ -185,12 +201,9 @@ def compare_one(loaded: LoadedModel, stats: TopKStats, targets: Targets, *, devi
     }
 
 
-def run_compare(cfg: CompareConfig) -> dict[str, Any]:
+def run_compare(cfg: CompareConfig) -> CompareResult:
     """Run every model/revision; write OUT as described in the module docstring; return the index."""
-    corpus = cfg.corpus
-    corpus.validate()
-    if cfg.batch_size < 1:
-        raise LeadingTermsError(f"--batch-size must be >= 1, got {cfg.batch_size}")
+    check_config(cfg)
     device = resolve_device(cfg.device)
     refs = resolve_refs(cfg.models, cfg.revisions, cfg.revisions_spec)
     out = Path(cfg.out)
@@ -208,7 +221,7 @@ def run_compare(cfg: CompareConfig) -> dict[str, Any]:
                             before_weights=before_weights)
         fp = tokenizer_fingerprint(loaded.tokenizer)
         if fp not in by_fp:
-            stats = corpus_stats(loaded.folder, loaded.tokenizer, corpus, cfg.top_k, cache)
+            stats = corpus_stats(loaded.folder, loaded.tokenizer, cfg, cfg.seq_len, cfg.top_k, cache)
             stem = "basis" if not by_fp else f"basis-{fp}"
             save_stats(out, stats, stem)
             by_fp[fp] = (stats, Targets.from_stats(stats), stem)
@@ -222,20 +235,31 @@ def run_compare(cfg: CompareConfig) -> dict[str, Any]:
 
     index = {"config": asdict(cfg), "entries": entries}
     write_json(out / "index.json", index)
+    figures: list[Path] = []
     if cfg.plots:
         from leadingterms.pretrained.plots import plot_all
 
-        index["figures"] = [str(p) for p in plot_all(out)]
-    return index
+        figures = plot_all(out)
+    return CompareResult(out, index, figures)
 
 
-def summary_lines(index: dict[str, Any], out: str | Path) -> list[str]:
+@dataclass
+class CompareResult:
+    """The output folder, its index.json record and the figures drawn."""
+
+    path: Path
+    index: dict[str, Any]
+    figures: list[Path] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
+def summary_lines(result: CompareResult) -> list[str]:
     """One line per model/revision: mean over layers of each similarity."""
     from leadingterms.persist import read_json
 
     lines = []
-    for e in index["entries"]:
-        rec = read_json(Path(out) / e["label"] / "similarity.json")
+    for e in result.index["entries"]:
+        rec = read_json(result.path / e["label"] / "similarity.json")
         means = {k: sum(r[k] for r in rec["layers"]) / len(rec["layers"]) for k in (*RESID_KEYS, "qk_mean")}
         ml = rec["model_level"]
         lines.append(f"{e['label']}: " + " ".join(f"{k}={v:.3f}" for k, v in means.items())

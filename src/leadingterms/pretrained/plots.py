@@ -1,4 +1,4 @@
-"""Figures of ``compare-pretrained`` and the report's HTML section.
+"""Figures of ``compare-pretrained``.
 
 Reads ``OUT/index.json`` and ``OUT/<label>/similarity.json`` and writes (PNG + SVG):
 
@@ -13,8 +13,6 @@ labels in order.
 
 from __future__ import annotations
 
-import base64
-import html
 from pathlib import Path
 from typing import Any
 
@@ -51,16 +49,6 @@ def _x(records: list[dict[str, Any]]) -> tuple[np.ndarray, bool]:
     return np.arange(len(records), dtype=float), False
 
 
-def _plt() -> Any:
-    import matplotlib
-
-    matplotlib.use("Agg", force=True)
-    import matplotlib.pyplot as plt
-
-    plt.rcParams["svg.hashsalt"] = "leadingterms"
-    return plt
-
-
 def _xticks(ax: Any, records: list[dict[str, Any]], axis_is_step: bool, heat: bool = False) -> None:
     n = len(records)
     idx = np.unique(np.linspace(0, n - 1, min(n, 12)).round().astype(int))
@@ -75,9 +63,9 @@ def _xticks(ax: Any, records: list[dict[str, Any]], axis_is_step: bool, heat: bo
 
 def plot_all(out_dir: str | Path) -> list[Path]:
     """Write every figure into ``out_dir``; return the paths."""
-    from leadingterms.plots import save_figure
+    from leadingterms.plotting import pyplot, save_figure
 
-    plt = _plt()
+    plt = pyplot()
     records = load_results(out_dir)
     x, is_step = _x(records)
     paths: list[Path] = []
@@ -91,7 +79,7 @@ def plot_all(out_dir: str | Path) -> list[Path]:
         _xticks(ax, records, is_step, heat=True)
         fig.colorbar(im, ax=ax, fraction=0.046)
     fig.suptitle("Gram similarity with the predicted features (rows: layer, columns: checkpoint)", y=1.03)
-    paths += save_figure(fig, out_dir, "similarity_heatmap")
+    paths += save_figure(fig, out_dir, "similarity_heatmap", tight=True)
 
     fig, axes = plt.subplots(1, len(METRICS) + 1, figsize=(3.6 * (len(METRICS) + 1), 3.4), squeeze=False)
     cmap = plt.get_cmap("plasma")
@@ -125,8 +113,9 @@ def plot_all(out_dir: str | Path) -> list[Path]:
         ax.set_xlabel("step")
     _xticks(ax, records, is_step)
     ax.legend(fontsize=6)
-    fig.suptitle("Similarity across checkpoints (solid: SPEC §6; dashed: permuted null; dotted: CKA)", y=1.03)
-    paths += save_figure(fig, out_dir, "similarity_lines")
+    fig.suptitle("Similarity across checkpoints (solid: docs/theory.md (8.3); dashed: permuted null; "
+                 "dotted: CKA)", y=1.03)
+    paths += save_figure(fig, out_dir, "similarity_lines", tight=True)
 
     H = max(r["n_heads"] for r in records)
     L = max(r["n_layers"] for r in records)
@@ -143,41 +132,5 @@ def plot_all(out_dir: str | Path) -> list[Path]:
     _xticks(ax, records, is_step, heat=True)
     fig.colorbar(im, ax=ax, fraction=0.046)
     ax.set_title("per-head qk similarity with Q̄")
-    paths += save_figure(fig, out_dir, "similarity_heads")
+    paths += save_figure(fig, out_dir, "similarity_heads", tight=True)
     return paths
-
-
-def render_section(out_dir: str | Path) -> str:
-    """An HTML ``<section>`` for the report: a table of layer-averaged similarities and the
-    figures as inline base64 PNGs (drawn first if missing)."""
-    out = Path(out_dir)
-    records = load_results(out)
-    if not all((out / f"{f}.png").is_file() for f in FIGURES):
-        plot_all(out)
-    head = "".join(f"<th>{html.escape(h)}</th>" for h in ("checkpoint", "commit", *METRICS, "null qk_mean",
-                                                              "CKA resid_post", "CKA qk_mean", "direct_gram",
-                                                              "null direct_gram"))
-    rows = []
-    for r in records:
-        means = [np.mean([row[m] for row in r["layers"]]) for m in METRICS]
-        null_qk = np.mean([row["null"]["qk_mean"] for row in r["layers"]])
-        cka = [np.mean([row["token_centred"][m] for row in r["layers"]]) for m in ("resid_post", "qk_mean")]
-        ml = r["model_level"]
-        cells = [html.escape(str(r["label"])), html.escape(str(r.get("commit") or "local")[:12])]
-        cells += [f"{v:.3f}" for v in (*means, null_qk, *cka, ml["direct_gram"], ml["direct_gram_null"])]
-        rows.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
-    imgs = []
-    for f in FIGURES:
-        data = base64.b64encode((out / f"{f}.png").read_bytes()).decode("ascii")
-        imgs.append(f'<figure><img alt="{f}" src="data:image/png;base64,{data}"/>'
-                    f"<figcaption>{f}</figcaption></figure>")
-    K = records[0]["K"] if records else 0
-    return (
-        '<section id="pretrained"><h2>Pretrained models (SPEC §6)</h2>'
-        f"<p>Gram similarity (Frobenius cosine of K×K Gram matrices, K = {K}) between single-token "
-        "residual streams and the rows of Φ̄ᵀB̄ᵀ, and between query-key scores and Q̄; averaged over layers. "
-        "The null column permutes the model's tokens: values near it carry no token-level agreement; "
-        "CKA columns centre both Grams over tokens as well (linear CKA).</p>"
-        f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
-        + "".join(imgs) + "</section>"
-    )

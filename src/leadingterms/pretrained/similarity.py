@@ -1,4 +1,4 @@
-"""Gram similarity (SPEC §6): compare two sets of n row vectors by their n×n Gram matrices.
+"""Gram similarity (docs/theory.md §8): compare two sets of n row vectors by their n×n Gram matrices.
 
 For an (n, m) matrix S whose row a describes token a (a residual state, a row of attention
 scores, a row of Φ̄ᵀB̄ᵀ or Q̄):
@@ -8,7 +8,7 @@ scores, a row of Φ̄ᵀB̄ᵀ or Q̄):
 
 and two Gram matrices are compared by the Frobenius cosine of the matrices each divided by its
 Frobenius norm, ``⟨G1, G2⟩_F / (‖G1‖_F ‖G2‖_F)``. The corpus side is L2-normalised row by row
-before its Gram (:func:`target_gram`); the model side is not (SPEC §6).
+before its Gram (:func:`target_gram`); the model side is not.
 
 Attention scores ``S = Q Kᵀ`` (n queries × n keys, rank ≤ d_head) are never formed: with
 ``K_c = K − mean over keys``, ``S_c = Q K_cᵀ`` and ``G = Q (K_cᵀ K_c) Qᵀ / (n − 1)``, which costs
@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import torch
 from torch import Tensor
+
+from leadingterms.metrics import frobenius_cosine
 
 
 def row_normalize(X: Tensor) -> Tensor:
@@ -49,21 +51,8 @@ def target_gram(S: Tensor) -> Tensor:
     return centred_gram(row_normalize(S.to(torch.float64)))
 
 
-def frobenius_cosine(A: Tensor, B: Tensor) -> float:
-    """⟨A/‖A‖_F, B/‖B‖_F⟩_F for two same-shape matrices (0.0 if either is zero)."""
-    a = A.to(torch.float64)
-    b = B.to(torch.float64)
-    na = torch.linalg.matrix_norm(a) if a.ndim == 2 else torch.linalg.vector_norm(a)
-    nb = torch.linalg.matrix_norm(b) if b.ndim == 2 else torch.linalg.vector_norm(b)
-    if float(na) == 0.0 or float(nb) == 0.0:
-        return 0.0
-    return float((a / na * (b / nb)).sum())
-
-
 def gram_similarity(G_model: Tensor, G_target: Tensor) -> float:
-    """SPEC §6 similarity of two (n, n) Gram matrices: Frobenius cosine after dividing each by its norm."""
-    if G_model.shape != G_target.shape:
-        raise ValueError(f"Gram shapes differ: {tuple(G_model.shape)} vs {tuple(G_target.shape)}")
+    """Similarity of two (n, n) Gram matrices (docs/theory.md (8.3)): their Frobenius cosine."""
     return frobenius_cosine(G_model, G_target)
 
 

@@ -1,9 +1,9 @@
 """Corpus statistics for a pretrained model: its own tokenizer, the top-K tokens, cached.
 
-The corpus (a text file or a dataset) is tokenized with the model's tokenizer by the corpus
-pipeline (``tokenizer = "hf:<model folder>"``, so ids are the model's ids), cut into sequences
-by SPEC §6's rule (documents with >= seq_len+1 tokens, truncated to their first seq_len+1
-tokens; ``max_docs`` caps the documents read), and the basis is computed with
+The corpus (any :class:`~leadingterms.corpus.sources.SourceConfig`) is tokenized with the model's
+tokenizer by the corpus pipeline (``tokenizer = "hf:<model folder>"``, so ids are the model's ids),
+cut into sequences by the rule of docs/theory.md §7.1 (documents with >= seq_len+1 tokens, truncated
+to their first seq_len+1 tokens; ``max_documents`` caps the documents read), and the basis is computed with
 ``compute_basis(tokens, V, top_k=K)``: tokens outside the K most frequent become one
 ``<other>`` token, the statistics are those of the corpus over that K+1 vocabulary.
 
@@ -15,8 +15,8 @@ intermediate next token includes ``<other>``), ``Q̄[:K, :K]`` (M = B̄ᵀB̄Φ�
 
 Cache: ``CACHE/<tokenizer fingerprint>-<corpus hash>-T<seq_len>/`` holds the token store and
 ``K<K>/stats.safetensors`` + ``stats.json``; the key is the tokenizer fingerprint (sha256 of its
-``tokenizer.json`` serialisation), the corpus hash (text file content, or the dataset's name,
-config, split, column and local-folder fingerprint; plus ``max_docs``), seq_len and K.
+``tokenizer.json`` serialisation), the source hash (its settings and the path, size and mtime of the
+files it reads), seq_len and K.
 """
 
 from __future__ import annotations
@@ -24,68 +24,25 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import Tensor
 
+from leadingterms.cache import reuse
+from leadingterms.corpus.sources import SourceConfig, source_fields
 from leadingterms.errors import LeadingTermsError
 from leadingterms.persist import load_tensors, save_tensors, write_json
 
 STATS_NAMES = ("B_bar", "Phi_bar", "Q_bar", "value")
 
 
-@dataclass(frozen=True)
-class CorpusSpec:
-    """Where the text comes from (exactly one of ``text`` / ``dataset``) and how it is cut."""
-
-    text: str | None = None
-    dataset: str | None = None
-    dataset_config: str | None = None
-    split: str = "train"
-    text_column: str = "text"
-    max_docs: int | None = None
-    seq_len: int = 128
-
-    def validate(self) -> None:
-        """One-line errors for a spec that names no source (or two) or nonsensical sizes."""
-        if (self.text is None) == (self.dataset is None):
-            raise LeadingTermsError("give exactly one of --text PATH or --dataset NAME")
-        if self.seq_len < 1:
-            raise LeadingTermsError(f"--seq-len must be >= 1, got {self.seq_len}")
-        if self.max_docs is not None and self.max_docs < 1:
-            raise LeadingTermsError(f"--max-docs must be >= 1, got {self.max_docs}")
-
-    def identity(self) -> dict[str, Any]:
-        """What the cache key hashes (content of a text file, description of a dataset)."""
-        ident: dict[str, Any] = {"max_docs": self.max_docs}
-        if self.text is not None:
-            p = Path(self.text)
-            if not p.is_file():
-                raise LeadingTermsError(f"text file not found: {p}")
-            h = hashlib.sha256()
-            with open(p, "rb") as f:
-                for chunk in iter(lambda: f.read(1 << 20), b""):
-                    h.update(chunk)
-            ident["text_sha256"] = h.hexdigest()
-        else:
-            from leadingterms.corpus.sources import tree_identity
-
-            ident.update(dataset=self.dataset, config=self.dataset_config, split=self.split,
-                         text_column=self.text_column)
-            if self.dataset and Path(self.dataset).exists():
-                ident["local"] = tree_identity(Path(self.dataset))
-        return ident
-
-    def hash(self) -> str:
-        return hashlib.sha256(json.dumps(self.identity(), sort_keys=True).encode()).hexdigest()[:16]
-
-
 @dataclass
 class TopKStats:
-    """SPEC §2 statistics over the K kept tokens (float64). Row/col i = model token ``token_ids[i]``."""
+    """The docs/theory.md §2 statistics over the K kept tokens (float64); row/col i = model token
+    ``token_ids[i]``."""
 
     B_bar: Tensor  # (K, K) row = current token, col = next token
     Phi_bar: Tensor  # (K, K) row = next token, col = context token
@@ -133,33 +90,25 @@ def stats_memory_bytes(K: int) -> int:
     return 12 * (K + 1) ** 2 * 8
 
 
-def _build_store(folder: Path, corpus: CorpusSpec, store_dir: Path) -> Any:
-    """Tokenize the corpus with the tokenizer in ``folder`` (SPEC §6 sequences) -> TokenStore.
-
-    ``dataset`` is a hub dataset name, or a local folder written by ``Dataset.save_to_disk``.
-    """
-    from leadingterms.corpus.pipeline import CorpusConfig, build_corpus
-
-    on_disk = corpus.dataset is not None and Path(corpus.dataset).is_dir()
-    cfg = CorpusConfig(
-        text=corpus.text,
-        dataset=None if on_disk else corpus.dataset,
-        load_from_disk=corpus.dataset if on_disk else None,
-        dataset_config=corpus.dataset_config,
-        split=corpus.split,
-        text_field=corpus.text_column,
-        max_documents=corpus.max_docs,
-        tokenizer=f"hf:{folder}",
-        seq_len=corpus.seq_len,
-    )
-    return build_corpus(cfg, store_dir)
+def source_hash(source: SourceConfig) -> str:
+    """16 hex digits identifying a corpus source (settings and file identities)."""
+    return hashlib.sha256(json.dumps(source.identity(), sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def corpus_stats(folder: Path, tokenizer: Any, corpus: CorpusSpec, K: int, cache_dir: str | os.PathLike[str],
-                 *, progress: bool = True) -> TopKStats:
-    """Top-K statistics of ``corpus`` under the tokenizer of ``folder`` (from the cache if present)."""
+def _build_store(folder: Path, source: SourceConfig, seq_len: int, store_dir: Path) -> Any:
+    """Tokenize the corpus with the tokenizer in ``folder`` (docs/theory.md §7.1 sequences) -> TokenStore."""
+    from leadingterms.corpus.pipeline import CorpusConfig, run_corpus
+
+    cfg = CorpusConfig(**source_fields(source), tokenizer=f"hf:{folder}", seq_len=seq_len, out=str(store_dir))
+    return run_corpus(cfg).store
+
+
+def corpus_stats(folder: Path, tokenizer: Any, source: SourceConfig, seq_len: int, K: int,
+                 cache_dir: str | os.PathLike[str], *, progress: bool = True) -> TopKStats:
+    """Top-K statistics of the corpus ``source`` (sequences of ``seq_len``) under the tokenizer of ``folder``
+    (from the cache if present)."""
     from leadingterms.basis import compute_basis
-    from leadingterms.persist import check_memory
+    from leadingterms.budget import check_memory
 
     n_vocab = len(tokenizer)
     if K < 2:
@@ -167,16 +116,14 @@ def corpus_stats(folder: Path, tokenizer: Any, corpus: CorpusSpec, K: int, cache
     if K > n_vocab:
         raise LeadingTermsError(f"--top-k {K} is larger than the tokenizer's vocabulary ({n_vocab} tokens)")
     fp = tokenizer_fingerprint(tokenizer)
-    root = Path(cache_dir) / f"{fp}-{corpus.hash()}-T{corpus.seq_len}"
+    root = Path(cache_dir) / f"{fp}-{source_hash(source)}-T{seq_len}"
     kdir = root / f"K{K}"
-    if (kdir / "stats.json").is_file():
-        try:
-            return load_stats(kdir, "stats")
-        except LeadingTermsError:
-            pass  # recompute a broken cache entry
+    cached = reuse(kdir / "stats.json", {"K": K, "tokenizer_fingerprint": fp}, lambda: load_stats(kdir, "stats"))
+    if cached is not None:
+        return cached
     check_memory(stats_memory_bytes(K), f"the top-{K} statistics",
                  "lower --top-k (memory grows as K²)")
-    store = _build_store(folder, corpus, root / "store")  # reuses a matching store
+    store = _build_store(folder, source, seq_len, root / "store")  # reuses a matching store
     tokens = store.tokens
     distinct = int(len(torch.unique(torch.from_numpy(tokens.astype("int64")))))
     if K > distinct:
@@ -202,8 +149,8 @@ def corpus_stats(folder: Path, tokenizer: Any, corpus: CorpusSpec, K: int, cache
         tokens=[store.vocab[i] for i in token_ids[:K]],
         meta={
             "tokenizer_fingerprint": fp,
-            "corpus": {k: v for k, v in asdict(corpus).items()},
-            "corpus_hash": corpus.hash(),
+            "corpus": source_fields(source),
+            "corpus_hash": source_hash(source),
             "store_content_hash": store.content_hash,
             "N": store.N,
             "T": store.T,

@@ -19,45 +19,53 @@ import math
 import os
 import shutil
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from leadingterms.config import check_config, option
+from leadingterms.corpus.sources import SourceConfig, read_documents
 from leadingterms.errors import LeadingTermsError
 from leadingterms.persist import write_json
 from leadingterms.progress import bar
+from leadingterms.validate import nonnegative_int, positive_float, positive_int
+
+
+@dataclass(kw_only=True)
+class SuiteConfig(SourceConfig):
+    """``leadingterms pretrain-small``: a corpus source (default: the synthetic stories) -> a small
+    GPT-NeoX trained with AdamW, saved at log-spaced steps."""
+
+    out: str = option(help="output folder to create (DIR/step<N>/, DIR/suite.json)", metavar="DIR")
+    steps: int = option(128, help="optimizer steps", check=positive_int)
+    layers: int = option(2, help="layers", check=positive_int)
+    d_model: int = option(128, help="model width", check=positive_int)
+    heads: int = option(4, help="attention heads", check=positive_int)
+    vocab_size: int = option(2048, help="BPE vocabulary", metavar="K", check=positive_int)
+    seq_len: int = option(128, help="training context", metavar="T", check=positive_int)
+    batch_size: int = option(16, help="sequences per step", metavar="B", check=positive_int)
+    lr: float = option(3e-3, help="peak AdamW learning rate", check=positive_float)
+    warmup: int = option(16, help="linear warm-up steps", check=nonnegative_int)
+    seed: int = option(0, help="seed of the initialisation and the data order", check=nonnegative_int)
+    threads: int | None = option(None, help="torch CPU threads (default: torch's choice)", metavar="N",
+                                 check=positive_int)
+
+    def check(self) -> None:
+        SourceConfig.check(self)
+        if self.d_model % self.heads:
+            raise LeadingTermsError(f"--d-model {self.d_model} is not divisible by --heads {self.heads}")
 
 
 @dataclass
-class SuiteConfig:
-    """Settings of ``pretrain-small``. ``corpus_text=None`` uses the embedded synthetic stories."""
+class SuiteResult:
+    """The suite folder and its suite.json record (settings, checkpoints, loss curve, time)."""
 
-    out: str
-    corpus_text: str | None = None
-    max_docs: int | None = None
-    steps: int = 128
-    layers: int = 2
-    d_model: int = 128
-    heads: int = 4
-    vocab_size: int = 2048
-    seq_len: int = 128
-    batch_size: int = 16
-    lr: float = 3e-3
-    warmup: int = 16
-    seed: int = 0
-    threads: int | None = None
-
-    def validate(self) -> None:
-        for name in ("steps", "layers", "d_model", "heads", "vocab_size", "seq_len", "batch_size"):
-            if getattr(self, name) < 1:
-                raise LeadingTermsError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
-        if self.d_model % self.heads:
-            raise LeadingTermsError(f"--d-model {self.d_model} is not divisible by --heads {self.heads}")
-        if self.lr <= 0:
-            raise LeadingTermsError(f"--lr must be > 0, got {self.lr}")
+    path: Path
+    record: dict[str, Any]
+    notes: list[str] = field(default_factory=list)
 
 
 def checkpoint_steps(steps: int) -> list[int]:
@@ -78,16 +86,6 @@ def lr_at(step: int, cfg: SuiteConfig) -> float:
         return cfg.lr * (step + 1) / cfg.warmup
     frac = (step - cfg.warmup) / max(cfg.steps - cfg.warmup, 1)
     return cfg.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(frac, 1.0))))
-
-
-def _documents(cfg: SuiteConfig) -> tuple[list[str], dict[str, Any]]:
-    from leadingterms.corpus import sources, synthetic
-
-    if cfg.corpus_text is None:
-        n = synthetic.DEFAULT_DOCS if cfg.max_docs is None else cfg.max_docs
-        return synthetic.generate_documents(n, cfg.seed), {"kind": "synthetic", "n_docs": n}
-    docs = sources.text_file_documents(cfg.corpus_text, "auto", cfg.max_docs)
-    return docs.texts, docs.source
 
 
 def train_tokenizer(docs: list[str], vocab_size: int) -> tuple[Any, list[np.ndarray]]:
@@ -129,18 +127,19 @@ def _save(model: Any, tokenizer: Any, folder: Path) -> None:
     os.replace(tmp, folder)
 
 
-def run_suite(cfg: SuiteConfig) -> dict[str, Any]:
+def run_suite(cfg: SuiteConfig) -> SuiteResult:
     """Train and save the checkpoints; return the suite.json record."""
     from leadingterms.corpus.sequences import pack
     from leadingterms.pretrained.loading import quiet_transformers
 
-    cfg.validate()
+    check_config(cfg)
     quiet_transformers()
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     out = Path(cfg.out)
     t0 = time.perf_counter()
-    docs, source = _documents(cfg)
+    documents = read_documents(cfg)
+    docs, source = documents.texts, documents.source
     tokenizer, ids = train_tokenizer(docs, cfg.vocab_size)
     data = torch.from_numpy(np.array(pack(ids, cfg.seq_len)))  # (N, T+1) windows of the packed stream
     if len(data) < cfg.batch_size:
@@ -184,4 +183,4 @@ def run_suite(cfg: SuiteConfig) -> dict[str, Any]:
         "seconds": round(time.perf_counter() - t0, 1),
     }
     write_json(out / "suite.json", record)
-    return record
+    return SuiteResult(out, record)

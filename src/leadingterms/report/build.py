@@ -10,15 +10,18 @@ data URIs.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import torch
-
+from leadingterms import analyses
+from leadingterms.basis import Basis
+from leadingterms.config import check_config, option
+from leadingterms.corpus.store import TokenStore
 from leadingterms.errors import LeadingTermsError
-from leadingterms.report import compare
-from leadingterms.report.html import esc, fmt, image, kv_table, page, table
+from leadingterms.report.html import esc, html_table, image, kv_table, page, table, tokens_cell
+from leadingterms.training.runs import Run
+from leadingterms.validate import nonnegative_int, positive_int
 
 REPORT_FILE = "report.html"
 FIGURES_DIR = "figures"
@@ -29,25 +32,43 @@ _PRED_LABELS = {"closed_form": "closed form §3", "second_order": "second order 
 BASIS_READOUTS = ("bigram", "value", "composition", "attention", "interchange-next", "interchange-prev")
 
 
-@dataclass
+def _at_least_two(value: Any, name: str) -> int:
+    if positive_int(value, name) < 2:
+        raise LeadingTermsError(f"--{name.replace('_', '-')} must be an integer >= 2, got {value!r}")
+    return int(value)
+
+
+@dataclass(kw_only=True)
 class ReportConfig:
-    """``leadingterms report``: the run, where to write (default RUN/report.html), the tokens whose
-    rows are listed (default: the most frequent few + planted subjects), top-k, the checkpoint
-    compared (default: the latest; ``within_horizon``: the last checkpoint before any closed-form
-    relative error exceeds 20%, see :func:`compare_step`), the heatmap size and a
-    compare-pretrained folder."""
+    """``leadingterms report``: one self-contained HTML page about a training run."""
 
-    run: str
-    out: str | None = None
-    tokens: list[str] | None = None
-    k: int = 5
-    step: int | None = None
-    heatmap_tokens: int = 50
-    pretrained: str | None = None
-    within_horizon: bool = False
+    run: str = option(help="run folder from `leadingterms train`", metavar="RUN")
+    out: str | None = option(None, help="output file (default RUN/report.html)", metavar="FILE")
+    tokens: list[str] | None = option(None, help="tokens whose rows are listed (default: the 3 most frequent and "
+                                      "planted subjects)", metavar="T1,T2,...", sep=",")
+    k: int = option(5, help="top-k of each readout", check=positive_int)
+    step: int | None = option(None, help="checkpoint compared with the predictions (default: the latest)",
+                              metavar="S", check=nonnegative_int, exclusive="which_step")
+    within_horizon: bool = option(False, help="compare the last checkpoint before any closed-form relative error "
+                                  "exceeds 20%", exclusive="which_step")
+    heatmap_tokens: int = option(50, help="heatmaps and overlap over the N most frequent tokens", metavar="N",
+                                 check=_at_least_two)
+    pretrained: str | None = option(None, help="a `compare-pretrained --out DIR` folder to include",
+                                    metavar="DIR")
 
 
-def compare_step(run: Any, step: int | None = None, within_horizon: bool = False) -> int | None:
+@dataclass
+class ReportResult:
+    """The page written and the analyses it shows (the demo prints them)."""
+
+    path: Path
+    step: int | None  # the checkpoint compared (None: no checkpoint after step 0)
+    planted: list[dict[str, Any]] = field(default_factory=list)  # analyses.planted_recovery
+    overlaps: list[dict[str, Any]] = field(default_factory=list)  # analyses.overlap_summary, every layer
+    notes: list[str] = field(default_factory=list)
+
+
+def compare_step(run: Run, step: int | None = None, within_horizon: bool = False) -> int | None:
     """The checkpoint whose weights the report compares with the predictions.
 
     ``step`` if given; else with ``within_horizon`` the last checkpoint (after step 0) before the
@@ -71,30 +92,15 @@ def compare_step(run: Any, step: int | None = None, within_horizon: bool = False
     return steps[-1]
 
 
-def _tokens_cell(top: Sequence[tuple[str, float]], common: set[str] | None = None) -> str:
-    parts = []
-    for t, _ in top:
-        s = esc(t)
-        parts.append(f"<b>{s}</b>" if common and t in common else s)
-    return '<span class="tokens">' + " · ".join(parts) + "</span>"
-
-
-def _html_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    """A table whose cells are already HTML."""
-    head = "".join(f"<th>{esc(h)}</th>" for h in header)
-    body = "".join("<tr>" + "".join(f"<td>{c}</td>" for c in r) + "</tr>" for r in rows)
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
-
-
 # ----------------------------------------------------------------------------- sections
 
 
-def section_configuration(run: Any) -> str:
+def section_configuration(run: Run) -> str:
     info = run.info
     items: list[tuple[str, Any]] = [("run directory", str(run.path))]
     items += [(k, info.get(k)) for k in ("V", "T", "N", "steps_per_epoch", "total_steps") if k in info]
     items += [(k, v if not isinstance(v, (list, tuple)) else ", ".join(map(str, v)))
-              for k, v in run.config.to_json().items() if k not in ("overwrite", "resume", "progress")]
+              for k, v in run.config.to_json().items() if k not in ("force", "resume", "progress")]
     s = run.summary or {}
     for k in ("wall_time_s", "steps_per_s"):
         if s.get(k) is not None:
@@ -109,7 +115,7 @@ def section_configuration(run: Any) -> str:
     return warn + kv_table(items)
 
 
-def section_corpus(store: Any, corpus_path: str) -> str:
+def section_corpus(store: TokenStore | None, corpus_path: str) -> str:
     if store is None:
         return (f'<p class="warn">the run\'s token store {esc(corpus_path)} could not be read; '
                 'no corpus summary.</p>')
@@ -128,34 +134,37 @@ def section_corpus(store: Any, corpus_path: str) -> str:
         kinds: dict[str, list[str]] = {}
         for p in planted:
             kinds.setdefault(p["kind"], []).append(f"{p['a']}→{p['b']}")
-        out += "<h3>Planted associations (ground truth of the synthetic corpus)</h3>" + _html_table(
+        out += "<h3>Planted associations (ground truth of the synthetic corpus)</h3>" + html_table(
             ("kind", "pairs (a→b)"), [(esc(k), f'<span class="tokens">{esc(", ".join(v))}</span>')
                                       for k, v in kinds.items()])
     return out
 
 
-def section_basis(basis: Any, vocab: Sequence[str], tokens: Sequence[str], k: int) -> str:
-    from leadingterms.associations import AXES, basis_associations
+def section_basis(basis: Basis, vocab: Sequence[str], tokens: Sequence[str], k: int) -> str:
+    from leadingterms.associations import basis_associations
+    from leadingterms.theory import MATRICES
 
     rows = []
     for tok in tokens:
         cells = [f'<span class="tokens"><b>{esc(tok)}</b></span>']
         for name in BASIS_READOUTS:
-            cells.append(_tokens_cell(basis_associations(basis, vocab, name, tok, k,
+            cells.append(tokens_cell(basis_associations(basis, vocab, name, tok, k,
                                                          exclude_self=name.startswith("interchange"))))
         rows.append(cells)
-    header = ["token (row)"] + [f"{n} ({AXES[n][1]})" for n in BASIS_READOUTS]
-    intro = (f"<p>Top-{k} entries of each token's row (largest first) in the corpus statistics of SPEC §2: "
+    header = ["token (row)"] + [f"{n} ({MATRICES[n].cols})" for n in BASIS_READOUTS]
+    intro = (f"<p>Top-{k} entries of each token's row (largest first) in the corpus statistics of "
+             "docs/theory.md §2: "
              "bigram B̄ (next tokens), value Φ̄ᵀB̄ᵀ (the residual direction V writes when a token is attended), "
              "composition Ḡ = Φ̄ᵀB̄ᵀB̄ (next tokens promoted through value and output), attention Q̄ (keys a "
              "query attends to), and the interchangeability maps B̄ᵀB̄ / B̄B̄ᵀ (the token itself left out). "
              "Same readouts as <code>leadingterms associations</code>.</p>")
-    return intro + _html_table(header, rows)
+    return intro + html_table(header, rows)
 
 
 def section_tracking(fig_dir: Path, have_positional: bool, have_val: bool = False) -> str:
     out = ("<p>Cosine similarity and relative error ‖W − Ŵ‖<sub>F</sub>/‖W‖<sub>F</sub> between each learned "
-           "weight and its prediction: the closed form of SPEC §3 (full-corpus statistics), the second-order "
+           "weight and its prediction: the closed form of docs/theory.md §3 (full-corpus statistics), the "
+           "second-order "
            "terms of §4 (W_O and V only) and the path-dependent shadow of §5 (the batches actually seen). "
            "Lines: mean over layers; bands: range across layers. Dotted: 5% and 20%. Cosine hides what the "
            "relative error shows (1 − cos ≈ rel²/2).</p>")
@@ -168,7 +177,7 @@ def section_tracking(fig_dir: Path, have_positional: bool, have_val: bool = Fals
     return out
 
 
-def section_horizon(run: Any) -> str:
+def section_horizon(run: Run) -> str:
     from leadingterms.training.tracking import validity_horizon
 
     horizon = (run.summary or {}).get("validity_horizon") or validity_horizon(run.metrics)
@@ -223,43 +232,39 @@ def section_intervention(run_path: Path) -> str:
                          numeric=(False, False, True, True, True, True, True, True))
 
 
-def section_associations(comps: Sequence[compare.Comparison], basis: Any, vocab: Sequence[str],
-                         tokens: Sequence[str], k: int, step: int, fig_dir: Path, n_heat: int,
-                         planted: Sequence[Mapping[str, str]], weights: Mapping[str, torch.Tensor],
-                         step_note: str = "") -> str:
-    freq = compare.frequent_ids(basis, n_heat)
-    summary = compare.overlap_summary(comps, freq, k)
+def section_associations(comps: Sequence[analyses.Comparison], vocab: Sequence[str], tokens: Sequence[str], k: int,
+                         step: int, fig_dir: Path, summary: Sequence[Mapping[str, Any]],
+                         planted: Sequence[Mapping[str, Any]], n_freq: int, step_note: str = "") -> str:
     chosen = [vocab.index(t) for t in tokens]
-    summary_chosen = compare.overlap_summary(comps, chosen, k)
+    summary_chosen = analyses.overlap_summary(comps, chosen, k)
     rows = [(s["learned"], s["predicted"], s["cos"], s["overlap"], c["overlap"])
             for s, c in zip(summary, summary_chosen, strict=True)]
     out = (f"<p>Learned weights at step {step} ({esc(step_note)}) against the basis matrices they are "
            f"predicted to be proportional to. overlap@{k} = mean over rows of |top-{k}(learned row) ∩ "
            f"top-{k}(predicted row)|/{k}, "
-           f"over the {len(freq)} most frequent tokens and over the listed tokens.</p>")
-    out += table(("learned", "predicted", "cos (Frobenius)", f"overlap@{k}, top-{len(freq)} tokens",
+           f"over the {n_freq} most frequent tokens and over the listed tokens.</p>")
+    out += table(("learned", "predicted", "cos (Frobenius)", f"overlap@{k}, top-{n_freq} tokens",
                   f"overlap@{k}, listed tokens"), rows, numeric=(False, False, True, True, True))
     if planted:
-        rec = compare.planted_recovery(basis, vocab, planted, weights=weights, k=k)
         out += (f"<h3>Planted associations found in the top-{k}</h3>"
                 + table(("kind", "readout", "found", "of", "definition", "missed"),
                         [(r["kind"], r["readout"], r["hits"], r["total"], r["description"],
                           ", ".join(r["missed"][:8]) + (" …" if len(r["missed"]) > 8 else ""))
-                         for r in rec], numeric=(False, False, True, True, False, False)))
+                         for r in planted], numeric=(False, False, True, True, False, False)))
     shown = [c for c in comps if c.layer in (None, 0)]
     for c in shown:
-        sbs = compare.side_by_side(c, vocab, tokens, k)
+        sbs = analyses.side_by_side(c, vocab, tokens, k)
         body = [(f'<span class="tokens"><b>{esc(r["token"])}</b></span>',
-                 _tokens_cell(r["learned"], {t for t, _ in r["predicted"]}),
-                 _tokens_cell(r["predicted"], {t for t, _ in r["learned"]}), f'{r["common"]}/{k}') for r in sbs]
+                 tokens_cell(r["learned"], {t for t, _ in r["predicted"]}),
+                 tokens_cell(r["predicted"], {t for t, _ in r["learned"]}), f'{r["common"]}/{k}') for r in sbs]
         out += (f"<h3>{esc(c.learned_label)} vs {esc(c.predicted_label)} "
                 f"(row = {esc(c.rows)}, top-{k} {esc(c.cols)}s)</h3>"
-                + _html_table(("token", f"learned {c.learned_label}", f"predicted {c.predicted_label}", "common"),
+                + html_table(("token", f"learned {c.learned_label}", f"predicted {c.predicted_label}", "common"),
                               body))
     out += '<p class="note">Bold: tokens in both lists. Layers other than 0 are in the overlap table above.</p>'
     if (fig_dir / "heatmaps.png").is_file():
         out += image(fig_dir / "heatmaps.png",
-                     f"learned (left) vs predicted (right) on the {len(freq)} most frequent tokens; each panel "
+                     f"learned (left) vs predicted (right) on the {n_freq} most frequent tokens; each panel "
                      "scaled by its largest |entry|")
     return out
 
@@ -267,7 +272,7 @@ def section_associations(comps: Sequence[compare.Comparison], basis: Any, vocab:
 # ----------------------------------------------------------------------------- assembly
 
 
-def _step_note(run: Any, step: int, cfg: ReportConfig) -> str:
+def _step_note(run: Run, step: int, cfg: ReportConfig) -> str:
     latest = max(run.checkpoints)
     if cfg.step is not None:
         return "chosen with --step" if step != latest else "the last checkpoint"
@@ -277,7 +282,7 @@ def _step_note(run: Any, step: int, cfg: ReportConfig) -> str:
     return "the last checkpoint"
 
 
-def _store_or_none(path: str) -> Any:
+def _store_or_none(path: str) -> TokenStore | None:
     from leadingterms.corpus.store import load_store
 
     try:
@@ -286,17 +291,16 @@ def _store_or_none(path: str) -> Any:
         return None
 
 
-def build_report(cfg: ReportConfig) -> Path:
-    """Draw the figures and write the report; -> the path of report.html."""
+def build_report(cfg: ReportConfig) -> ReportResult:
+    """Draw the figures, write the report and return it with the analyses it shows."""
     from leadingterms import plots
+    from leadingterms.associations import token_index
     from leadingterms.persist import atomic_path
     from leadingterms.predict import closed_form
+    from leadingterms.theory import param_name
     from leadingterms.training import load_run
 
-    if not isinstance(cfg.k, int) or cfg.k < 1:
-        raise LeadingTermsError(f"--k must be a positive integer, got {cfg.k!r}")
-    if not isinstance(cfg.heatmap_tokens, int) or cfg.heatmap_tokens < 2:
-        raise LeadingTermsError(f"--heatmap-tokens must be an integer >= 2, got {cfg.heatmap_tokens!r}")
+    check_config(cfg)
     run = load_run(cfg.run)
     run_path = Path(cfg.run)
     fig_dir = run_path / FIGURES_DIR
@@ -306,10 +310,8 @@ def build_report(cfg: ReportConfig) -> Path:
     if vocab is None:
         raise LeadingTermsError(f"no vocabulary: the run's basis has none and its corpus {run.config.corpus} "
                                 "is unreadable")
-    planted = list((store.meta.get("planted") or []) if store is not None else [])
-    tokens = list(cfg.tokens) if cfg.tokens else compare.default_tokens(basis, vocab, planted)
-    from leadingterms.associations import token_index
-
+    planted_pairs = list((store.meta.get("planted") or []) if store is not None else [])
+    tokens = list(cfg.tokens) if cfg.tokens else analyses.default_tokens(basis, vocab, planted_pairs)
     for t in tokens:
         token_index(vocab, t)  # one-line error for an unknown token
     k = min(cfg.k, len(vocab))
@@ -327,20 +329,25 @@ def build_report(cfg: ReportConfig) -> Path:
         ("corpus", "Corpus", section_corpus(store, run.config.corpus)),
         ("basis", "Basis functions: top associations", section_basis(basis, vocab, tokens, k)),
     ]
+    result = ReportResult(path=Path(cfg.out) if cfg.out else run_path / REPORT_FILE, step=step)
     assoc_html = "<p>No checkpoint after step 0: nothing learned to compare.</p>"
     have_positional = False
     if step is not None and model is not None:
         weights = model.weights()
         L = model.cfg.layers
-        comps = compare.comparisons(weights, basis, L)
-        freq = compare.frequent_ids(basis, cfg.heatmap_tokens)
+        comps = analyses.comparisons(weights, basis, L)
+        freq = analyses.frequent_ids(basis, cfg.heatmap_tokens)
+        result.overlaps = analyses.overlap_summary(comps, freq, k)
+        result.planted = analyses.planted_recovery(basis, vocab, planted_pairs, weights=weights, k=k)
         plots.plot_heatmaps([(f"learned {c.learned_label}", c.learned, f"predicted {c.predicted_label}",
                               c.predicted) for c in comps if c.layer in (None, 0)], freq, vocab, fig_dir)
         pred = closed_form(basis, step, run.config.lr, L)
-        plots.plot_positional({l: weights[f"layers.{l}.P"] for l in range(L)}, pred["layers.0.P"], fig_dir)
+        plots.plot_positional({l: weights[param_name("P", l)] for l in range(L)}, pred[param_name("P", 0)],
+                              fig_dir)
         have_positional = True
-        assoc_html = section_associations(comps, basis, vocab, tokens, k, step, fig_dir, cfg.heatmap_tokens,
-                                          planted, weights, _step_note(run, step, cfg))
+        assoc_html = section_associations(comps, vocab, tokens, k, step, fig_dir, result.overlaps,
+                                          result.planted if planted_pairs else [], len(freq),
+                                          _step_note(run, step, cfg))
     sections += [
         ("tracking", "Tracking the theory during training", section_tracking(
             fig_dir, have_positional, any(r.get("val_loss") is not None for r in run.metrics))),
@@ -348,22 +355,17 @@ def build_report(cfg: ReportConfig) -> Path:
         ("intervention", "Causal intervention", section_intervention(run_path)),
         ("associations", "Learned vs predicted associations", assoc_html),
     ]
-    raw = []
     if (pre_dir / "index.json").is_file():
-        from leadingterms.pretrained.plots import render_section
+        from leadingterms.pretrained.report import pretrained_section
 
-        raw.append(("pretrained", "Pretrained models", render_section(pre_dir)))
+        sections.append(("pretrained", "Pretrained models (docs/theory.md §8)", pretrained_section(pre_dir)))
     cfgd = run.config
     subtitle = (f"{cfgd.layers}-layer attention-only transformer, lr {cfgd.lr:g}, batch {cfgd.batch_size}"
                 f"×{cfgd.grad_accum}, {run.info.get('total_steps', '?')} steps on {run.info.get('N', '?')} "
                 f"sequences (V = {run.info.get('V', '?')}, T = {run.info.get('T', '?')}); leading terms of "
                 "Im et al. (ICLR 2026)")
-    doc = page(f"leadingterms report — {run_path.name}", subtitle, sections, raw)
-    out = Path(cfg.out) if cfg.out else run_path / REPORT_FILE
-    with atomic_path(out) as tmp:
+    doc = page(f"leadingterms report — {run_path.name}", subtitle, sections)
+    with atomic_path(result.path) as tmp:
         tmp.write_text(doc, encoding="utf-8")
         tmp.chmod(0o644)  # a document to open and share, not a private temp file
-    return out
-
-
-__all__ = ["REPORT_FILE", "ReportConfig", "build_report", "compare_step", "fmt"]
+    return result

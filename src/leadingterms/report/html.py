@@ -82,6 +82,19 @@ def table(header: Sequence[str], rows: Iterable[Sequence[Any]], *, numeric: Sequ
     return "".join(out)
 
 
+def html_table(header: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
+    """A <table> whose cells are already HTML (the header is escaped)."""
+    head = "".join(f"<th>{esc(h)}</th>" for h in header)
+    body = "".join("<tr>" + "".join(f"<td>{c}</td>" for c in r) + "</tr>" for r in rows)
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def tokens_cell(top: Sequence[tuple[str, float]], common: set[str] | None = None) -> str:
+    """Token strings of a readout, separated by middots; those in ``common`` in bold."""
+    parts = [f"<b>{esc(t)}</b>" if common and t in common else esc(t) for t, _ in top]
+    return '<span class="tokens">' + " · ".join(parts) + "</span>"
+
+
 def kv_table(items: Iterable[tuple[str, Any]]) -> str:
     """Two-column key/value table."""
     return table(("setting", "value"), [(k, v if isinstance(v, (int, float)) or v is None else str(v))
@@ -100,15 +113,10 @@ def section(sid: str, title: str, body: str) -> str:
     return f'<section id="{esc(sid)}"><h2>{esc(title)}</h2>{body}</section>'
 
 
-def page(title: str, subtitle: str, sections: Sequence[tuple[str, str, str]],
-         raw_sections: Sequence[tuple[str, str, str]] = ()) -> str:
-    """The whole document with a table of contents; inline CSS only.
-
-    ``sections``: (id, title, body HTML); ``raw_sections``: (id, title, a complete ``<section>``
-    whose id is ``id``), appended after them (e.g. the pretrained comparison's own section).
-    """
-    nav = "".join(f'<a href="#{esc(sid)}">{esc(t)}</a>' for sid, t, _ in (*sections, *raw_sections))
-    body = "".join(section(sid, t, b) for sid, t, b in sections) + "".join(h for _, _, h in raw_sections)
+def page(title: str, subtitle: str, sections: Sequence[tuple[str, str, str]]) -> str:
+    """The whole document with a table of contents; inline CSS only. ``sections``: (id, title, body HTML)."""
+    nav = "".join(f'<a href="#{esc(sid)}">{esc(t)}</a>' for sid, t, _ in sections)
+    body = "".join(section(sid, t, b) for sid, t, b in sections)
     return (
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"/>"
         "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"/>"

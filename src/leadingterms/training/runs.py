@@ -4,16 +4,21 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from leadingterms.errors import LeadingTermsError
 from leadingterms.persist import read_json
+from leadingterms.theory import layered
 from leadingterms.training.checkpoints import checkpoint_paths, list_checkpoints, load_checkpoint_raw
 from leadingterms.training.config import TrainConfig
-from leadingterms.training.runner import BASIS_DIR, CONFIG_FILE, SUMMARY_FILE
+from leadingterms.training.rundir import BASIS_DIR, CONFIG_FILE, SUMMARY_FILE
 from leadingterms.training.tracking import read_metrics
+
+if TYPE_CHECKING:
+    from leadingterms.basis import Basis
+    from leadingterms.model import AttentionOnlyTransformer
 
 
 @dataclass
@@ -45,7 +50,8 @@ class Run:
             )
         return step
 
-    def load_checkpoint(self, step: int | None = None, *, device: torch.device | str | None = None) -> Any:
+    def load_checkpoint(self, step: int | None = None, *,
+                        device: torch.device | str | None = None) -> AttentionOnlyTransformer:
         """The model (AttentionOnlyTransformer, eval mode) at checkpoint ``step`` (None: the latest)."""
         from leadingterms.model import AttentionOnlyTransformer
 
@@ -61,16 +67,14 @@ class Run:
         return load_checkpoint_raw(self.path, self._step(step))
 
     def shadow_weights(self, step: int | None = None) -> dict[str, torch.Tensor]:
-        """The SPEC §5 shadow weights stored with checkpoint ``step`` (model parameter names)."""
+        """The shadow weights (docs/theory.md §5) stored with checkpoint ``step`` (model parameter names)."""
         groups, _ = self.checkpoint_state(step)
         sh = groups["shadow"]
         if not sh:
             raise LeadingTermsError(f"run {self.path} did not track the shadow")
-        from leadingterms.predict import layered
+        return layered({k: sh[k] for k in ("W_O", "W", "V", "P")}, self.config.layers)
 
-        return layered(W_O=sh["W_O"], W=sh["W"], V=sh["V"], P=sh["P"], layers=self.config.layers)
-
-    def basis(self) -> Any:
+    def basis(self) -> Basis:
         """The full-corpus basis the run compared with (--stats DIR or RUN/basis/)."""
         from leadingterms.basis import load_basis
 

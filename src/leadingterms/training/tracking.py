@@ -3,9 +3,9 @@
 A metrics.jsonl row (one per logged step s, i.e. after s optimizer updates)::
 
     {"step": s, "epoch": e, "loss": l, "batch_loss": b|null, "val_loss": v|null,
-     "closed_form":  {"W_O": {"cos": c, "rel": r}, "layers.0.W": {...}, ...},   SPEC §3 at s
-     "shadow":       {... same keys ...},                                       SPEC §5 (batches seen)
-     "second_order": {"W_O": {...}, "layers.0.V": {...}, ...},                  SPEC §4 (W_O and V only)
+     "closed_form":  {"W_O": {"cos": c, "rel": r}, "layers.0.W": {...}, ...},   docs/theory.md §3 at s
+     "shadow":       {... same keys ...},                                       §5 (batches seen)
+     "second_order": {"W_O": {...}, "layers.0.V": {...}, ...},                  §4 (W_O and V only)
      "layer_spread": {"V": x, "W": x, "P": x} | null}
 
 - ``loss``: mean cross-entropy of the weights at step s over the training set (or its first
@@ -13,11 +13,12 @@ A metrics.jsonl row (one per logged step s, i.e. after s optimizer updates)::
 - ``batch_loss``: mean cross-entropy of the batch of step s at the weights before that update
   (what SGD minimised; null at step 0 -- before any update).
 - ``val_loss``: over the store's val_tokens.npy (null when it has none).
-- cos = Frobenius cosine, rel = ||learned - predicted||_F / ||learned||_F; a weight that is
-  still exactly zero is omitted (predict.compare), and a non-finite number is written as null.
+- cos = Frobenius cosine, rel = ||learned - predicted||_F / ||learned||_F (docs/theory.md §6.1,
+  :func:`leadingterms.metrics.compare`); a weight that is still exactly zero is omitted, and a
+  non-finite number is written as null.
 - ``layer_spread[kind]`` = max_l ||theta_l - mean_l theta||_F / ||mean_l theta||_F over the
   layers' weights of that kind (V, W, P); null for L = 1 or when the mean is zero. The theory
-  predicts equal layers (SPEC §3: spread O(eta^2) relative), so a growing spread marks where
+  predicts equal layers (docs/theory.md §3.4: spread O(eta^2) relative), so a growing spread marks where
   the layers start to specialise.
 """
 
@@ -25,17 +26,22 @@ from __future__ import annotations
 
 import json
 import math
-import re
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
+from leadingterms.metrics import compare
+from leadingterms.theory import LAYER_KINDS, param_name, parse_param
+
+if TYPE_CHECKING:
+    from leadingterms.basis import Basis
+
 METRICS_FILE = "metrics.jsonl"
 HORIZON_THRESHOLDS = (0.05, 0.20)
-LAYER_KINDS = ("V", "W", "P")
-_SECOND_ORDER_KEY = re.compile(r"^(W_O|layers\.\d+\.V)$")
+#: The weight kinds the second-order terms refine (docs/theory.md §4); W and P keep the closed form.
+SECOND_ORDER_KINDS = ("W_O", "V")
 
 
 def finite_or_none(x: float | None) -> float | None:
@@ -52,8 +58,8 @@ def clean_comparison(cmp: Mapping[str, Mapping[str, float]]) -> dict[str, dict[s
 
 
 def second_order_keys(pred: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """The weights SPEC §4 refines (W_O and every V); W and P there equal the closed form."""
-    return {k: v for k, v in pred.items() if _SECOND_ORDER_KEY.match(k)}
+    """The weights the second-order terms refine (W_O and every V); W and P there equal the closed form."""
+    return {k: v for k, v in pred.items() if parse_param(k)[0] in SECOND_ORDER_KINDS}
 
 
 def layer_spread(weights: Mapping[str, torch.Tensor], layers: int) -> dict[str, float | None] | None:
@@ -62,7 +68,7 @@ def layer_spread(weights: Mapping[str, torch.Tensor], layers: int) -> dict[str, 
         return None
     out: dict[str, float | None] = {}
     for kind in LAYER_KINDS:
-        stack = torch.stack([weights[f"layers.{l}.{kind}"].detach().double().cpu() for l in range(layers)])
+        stack = torch.stack([weights[param_name(kind, l)].detach().double().cpu() for l in range(layers)])
         mean = stack.mean(0)
         denom = float(torch.linalg.vector_norm(mean))
         if denom == 0.0:
@@ -71,6 +77,43 @@ def layer_spread(weights: Mapping[str, torch.Tensor], layers: int) -> dict[str, 
         dev = max(float(torch.linalg.vector_norm(stack[l] - mean)) for l in range(layers))
         out[kind] = finite_or_none(dev / denom)
     return out
+
+
+def predictions(kind: str, step: int, *, layers: int, lr: float, basis: Basis | None,
+                shadow: Mapping[str, torch.Tensor] | None,
+                like: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The prediction of ``kind`` (closed_form, second_order or shadow) for the weights after ``step`` steps.
+
+    At step 0 nothing has moved: every prediction is zero (shaped like ``like``)."""
+    from leadingterms.predict import predict
+
+    if kind == "shadow":
+        assert shadow is not None
+        return dict(shadow)
+    if step == 0:
+        return {k: torch.zeros_like(v, dtype=torch.float64) for k, v in like.items()}
+    assert basis is not None
+    pred = predict(basis, step, lr, layers, order=2 if kind == "second_order" else 1)
+    return second_order_keys(pred) if kind == "second_order" else pred
+
+
+def metrics_row(step: int, *, epoch: float, weights: Mapping[str, torch.Tensor], layers: int, lr: float,
+                track: Iterable[str], basis: Basis | None, shadow: Mapping[str, torch.Tensor] | None,
+                loss: float, batch_loss: float | None, val_loss: float | None) -> dict[str, Any]:
+    """One metrics.jsonl row (see the module docstring): losses, and the learned ``weights``
+    compared with every tracked prediction; untracked kinds are null."""
+    learned = {k: v.detach().cpu() for k, v in weights.items()}
+    row: dict[str, Any] = {"step": step, "epoch": epoch, "loss": finite_or_none(loss),
+                           "batch_loss": finite_or_none(batch_loss), "val_loss": finite_or_none(val_loss)}
+    tracked = set(track)
+    for kind in ("closed_form", "shadow", "second_order"):
+        if kind not in tracked:
+            row[kind] = None
+            continue
+        pred = predictions(kind, step, layers=layers, lr=lr, basis=basis, shadow=shadow, like=learned)
+        row[kind] = clean_comparison(compare(learned, pred))
+    row["layer_spread"] = layer_spread(learned, layers)
+    return row
 
 
 Horizon = dict[str, dict[str, dict[str, "int | None"]]]

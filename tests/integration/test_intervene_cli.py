@@ -1,0 +1,41 @@
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from leadingterms.cli import main
+
+
+@pytest.fixture(scope="module")
+def tiny_run(run_factory):
+    return run_factory("iv", layers=2, steps=3)
+
+
+def test_intervene_cli_table_and_json(capsys, tiny_run):
+    assert main(["intervene", "--run", str(tiny_run), "--max-sequences", "8"]) == 0
+    out = capsys.readouterr().out
+    for name in ("W_O", "layers.0.W", "layers.0.V", "layers.0.P", "layers.1.P"):
+        assert f"\n{name} " in out
+    res = json.loads((tiny_run / "intervention.json").read_text())
+    assert res["step"] == 3 and res["n_sequences"] == 8 and len(res["rows"]) == 7
+    assert main(["intervene", "--run", str(tiny_run), "--step", "2"]) == 0
+    res = json.loads((tiny_run / "intervention.json").read_text())
+    assert res["step"] == 2 and res["n_sequences"] == 20
+
+
+@pytest.mark.parametrize("args, msg", [
+    (["--step", "0"], "step 0 is the initialisation"),
+    (["--step", "7"], "no checkpoint at step 7"),
+    (["--max-sequences", "0"], "--max-sequences must be a positive integer"),
+])
+def test_intervene_cli_errors_one_line(capsys, tiny_run, args, msg):
+    assert main(["intervene", "--run", str(tiny_run), *args]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and msg in err
+
+
+def test_intervene_cli_missing_run(capsys, tmp_path):
+    assert main(["intervene", "--run", str(tmp_path / "nope")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "run directory not found" in err

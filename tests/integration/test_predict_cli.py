@@ -1,0 +1,89 @@
+"""``leadingterms predict``: output file, metadata, bounds printout, one-line errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from reference.naive import NaiveBasis, markov_corpus
+
+from leadingterms.cli import main
+from leadingterms.persist import load_tensors
+from leadingterms.predict import paper_bounds
+from leadingterms.theory import c_s
+
+V_, T_ = 9, 5
+
+
+@pytest.fixture(scope="module")
+def corpus():
+    return markov_corpus(V_, T_, 16, seed=7)
+
+
+@pytest.fixture(scope="module")
+def stats_dir(tmp_path_factory, corpus) -> Path:
+    from leadingterms.basis import compute_basis, save_basis
+
+    d = tmp_path_factory.mktemp("stats")
+    save_basis(d, compute_basis(corpus, V_, vocab=[f"w{i}" for i in range(V_)], progress=False))
+    return d
+
+
+def one_line_error(capsys) -> str:
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "error" in err, err
+    return err
+
+
+@pytest.mark.parametrize("order", [1, 2])
+def test_predict_writes_weights_and_metadata(stats_dir, corpus, tmp_path, capsys, order) -> None:
+    out = tmp_path / "pred.safetensors"
+    rc = main(["predict", "--stats", str(stats_dir), "--steps", "7", "--lr", "0.01", "--layers", "2",
+               "--order", str(order), "--out", str(out)])
+    assert rc == 0
+    printed = capsys.readouterr()
+    assert "bound" in printed.out and "loose" in printed.err
+    tensors, meta = load_tensors(out)
+    assert set(tensors) == {"W_O"} | {f"layers.{l}.{k}" for l in range(2) for k in "WVP"}
+    assert meta["steps"] == 7 and meta["lr"] == 0.01 and meta["layers"] == 2 and meta["order"] == order
+    assert meta["bounds"] == pytest.approx(paper_bounds(7, 0.01, T_))
+    assert "corpus_hash" in meta
+    ref = NaiveBasis(corpus, V_)  # independent reference for the written weights
+    W_O = tensors["W_O"].to(torch.float64)
+    expect = 7 * 0.01 * ref.B_bar
+    tol = 1e-10 if order == 1 else 0.02
+    assert float(torch.linalg.vector_norm(W_O - expect) / torch.linalg.vector_norm(expect)) < tol
+    W1 = tensors["layers.1.W"].to(torch.float64)
+    expect_W = c_s(7) * 1e-8 * ref.Q_bar
+    assert float(torch.linalg.vector_norm(W1 - expect_W) / torch.linalg.vector_norm(expect_W)) < 1e-10
+
+
+@pytest.mark.parametrize(
+    "args, needle",
+    [
+        (["--steps", "0", "--lr", "0.1", "--layers", "1"], "steps"),
+        (["--steps", "3", "--lr", "0", "--layers", "1"], "--lr must be a finite number > 0"),
+        (["--steps", "3", "--lr", "-0.5", "--layers", "1"], "--lr must be a finite number > 0"),
+        (["--steps", "3", "--lr", "0.1", "--layers", "0"], "layers"),
+    ],
+)
+def test_predict_bad_numbers(stats_dir, tmp_path, capsys, args, needle) -> None:
+    out = tmp_path / "x.safetensors"
+    assert main(["predict", "--stats", str(stats_dir), *args, "--out", str(out)]) == 2
+    assert needle in one_line_error(capsys)
+    assert not out.exists()
+
+
+def test_predict_missing_and_corrupt_stats(tmp_path, capsys) -> None:
+    out = tmp_path / "x.safetensors"
+    base = ["--steps", "3", "--lr", "0.1", "--layers", "1", "--out", str(out)]
+    assert main(["predict", "--stats", str(tmp_path / "nope"), *base]) == 2
+    assert "not found" in one_line_error(capsys)
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "basis.safetensors").write_bytes(b"not a safetensors file")
+    (bad / "basis.json").write_text("{corrupt")
+    assert main(["predict", "--stats", str(bad), *base]) == 2
+    one_line_error(capsys)
+    assert not out.exists()

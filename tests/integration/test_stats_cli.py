@@ -1,0 +1,100 @@
+"""``leadingterms stats``: files, names, shapes, reuse, top-k, and one-line errors (exit 2)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from leadingterms.basis import BASIS_TENSORS, EXTRA_TENSORS, compute_basis, load_basis
+from leadingterms.cli import main
+from leadingterms.corpus.store import write_store
+from leadingterms.persist import load_tensors
+
+V_, T_ = 7, 6
+
+
+@pytest.fixture
+def store_dir(tmp_path):
+    rng = np.random.default_rng(0)
+    tokens = rng.integers(0, V_, size=(10, T_ + 1))
+    d = tmp_path / "corpus"
+    write_store(d, tokens, [f"w{i}" for i in range(V_)], {"source": "test"})
+    return d
+
+
+def one_line_error(capsys) -> str:
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "error" in err, err
+    return err
+
+
+def test_stats_writes_named_tensors_and_metadata(store_dir, tmp_path, capsys):
+    out = tmp_path / "basis"
+    assert main(["stats", "--corpus", str(store_dir), "--out", str(out)]) == 0
+    assert "V=7" in capsys.readouterr().out
+    tensors, _ = load_tensors(out / "basis.safetensors")
+    assert set(tensors) == set(BASIS_TENSORS)
+    for name in ("B_bar", "Phi_bar", "Q_bar", "A_bar"):
+        assert tuple(tensors[name].shape) == (V_, V_)
+    assert tuple(tensors["Delta"].shape) == (T_,) and tuple(tensors["Pi"].shape) == (V_,)
+    assert all(t.dtype == torch.float64 for t in tensors.values())
+    meta = json.loads((out / "basis.json").read_text())
+    from leadingterms.corpus.store import load_store
+
+    store = load_store(store_dir)
+    assert meta["corpus_hash"] == store.content_hash
+    assert (meta["N"], meta["T"], meta["V"], meta["dtype"]) == (10, T_, V_, "float64")
+    assert meta["vocab"] == store.vocab
+    assert meta["seconds"] >= 0 and meta["peak_memory_bytes"] > 0
+    ref = compute_basis(store.tokens, V_, progress=False)
+    assert torch.equal(tensors["Q_bar"], ref.Q_bar)
+    # same corpus and settings: reused; --force recomputes
+    assert main(["stats", "--corpus", str(store_dir), "--out", str(out)]) == 0
+    assert "up to date" in capsys.readouterr().out
+    assert main(["stats", "--corpus", str(store_dir), "--out", str(out), "--force"]) == 0
+    assert "up to date" not in capsys.readouterr().out
+
+
+def test_stats_extras_float32_and_top_k(store_dir, tmp_path, capsys):
+    out = tmp_path / "basis"
+    assert main(["stats", "--corpus", str(store_dir), "--out", str(out), "--extras", "--dtype", "float32",
+                 "--top-k", "3"]) == 0
+    tensors, _ = load_tensors(out / "basis.safetensors")
+    assert set(tensors) == set(BASIS_TENSORS) | set(EXTRA_TENSORS)
+    assert tuple(tensors["G_bar"].shape) == (4, 4) and tensors["G_bar"].dtype == torch.float32
+    meta = json.loads((out / "basis.json").read_text())
+    assert meta["top_k"] == 3 and len(meta["token_ids"]) == 4 and meta["token_ids"][-1] == -1
+    assert meta["vocab"][-1] == "<other>"
+    # a different setting is not reused
+    assert main(["stats", "--corpus", str(store_dir), "--out", str(out)]) == 0
+    assert "up to date" not in capsys.readouterr().out
+    assert load_basis(out).V == V_
+
+
+def test_corrupt_existing_basis_is_recomputed(store_dir, tmp_path, capsys):
+    out = tmp_path / "basis"
+    assert main(["stats", "--corpus", str(store_dir), "--out", str(out)]) == 0
+    (out / "basis.safetensors").write_bytes(b"junk")
+    assert main(["stats", "--corpus", str(store_dir), "--out", str(out)]) == 0
+    assert load_basis(out).V == V_
+
+
+@pytest.mark.parametrize("case", ["missing", "corrupt_tokens", "out_of_range", "bad_top_k", "bad_dtype"])
+def test_bad_inputs_exit_2_with_one_line(case, store_dir, tmp_path, capsys):
+    args = ["stats", "--corpus", str(store_dir), "--out", str(tmp_path / "b")]
+    if case == "missing":
+        args[2] = str(tmp_path / "nope")
+    elif case == "corrupt_tokens":
+        (store_dir / "tokens.npy").write_bytes(b"not an npy file")
+    elif case == "out_of_range":
+        tokens = np.full((10, T_ + 1), V_ + 3, dtype=np.uint16)
+        np.save(store_dir / "tokens.npy", tokens)
+    elif case == "bad_top_k":
+        args += ["--top-k", "0"]
+    elif case == "bad_dtype":
+        args += ["--dtype", "float16"]
+    assert main(args) == 2
+    one_line_error(capsys)

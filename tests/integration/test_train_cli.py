@@ -1,0 +1,87 @@
+"""``leadingterms train`` end to end through the CLI: outputs, resume, one-line errors."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from leadingterms.cli import main
+from leadingterms.corpus.store import write_store
+
+
+@pytest.fixture
+def corpus(tmp_path):
+    rng = np.random.default_rng(0)
+    tok = rng.integers(0, 6, size=(10, 7))
+    tok[:, 1::2] = (tok[:, 0::2][:, : tok[:, 1::2].shape[1]] + 1) % 6  # strong bigrams a -> a+1
+    write_store(tmp_path / "corpus", tok, [f"t{i}" for i in range(6)], {})
+    return tmp_path / "corpus"
+
+
+def args(corpus, out, *extra):
+    return ["train", "--corpus", str(corpus), "--out", str(out), "--layers", "2", "--lr", "0.01",
+            "--batch-size", "4", "--steps", "6", "--log-every", "3", "--dtype", "float64", *extra]
+
+
+def one_line_error(capsys, argv, match):
+    assert main(argv) == 2
+    err = [l for l in capsys.readouterr().err.splitlines() if "error" in l]
+    assert len(err) == 1 and match in err[0], err  # (notes such as "outside the theory" may precede it)
+
+
+def test_train_writes_run_and_resumes_with_saved_options(corpus, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(args(corpus, out)) == 0
+    printed = capsys.readouterr().out
+    assert "wrote" in printed and "closed_form" in printed and "steps/s" in printed
+    rows = [json.loads(l) for l in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [0, 3, 6]
+    assert {"step", "epoch", "loss", "val_loss", "closed_form", "shadow", "second_order", "layer_spread"} <= set(rows[-1])
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["steps"] == 6 and summary["steps_per_s"] > 0 and "validity_horizon" in summary
+    assert (out / "checkpoints" / "step_000006.safetensors").is_file() and (out / "basis").is_dir()
+    # --resume with only the new length: the other options come from the saved run
+    assert main(["train", "--out", str(out), "--resume", "--steps", "9"]) == 0
+    assert "resumed from step 6" in capsys.readouterr().out
+    rows = [json.loads(l) for l in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [0, 3, 6, 9]
+
+
+def test_adam_is_flagged(corpus, tmp_path, capsys):
+    assert main(args(corpus, tmp_path / "run", "--optimizer", "adam", "--track", "closed_form")) == 0
+    captured = capsys.readouterr()
+    assert "outside the theory" in captured.err and "note:" in captured.err
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["theory_caveats"] and summary["final"]["shadow"] is None
+
+
+@pytest.mark.parametrize("extra,match", [
+    (["--batch-size", "0"], "--batch-size must be a positive integer"),
+    (["--lr", "0"], "--lr must be a finite number > 0"),
+    (["--batch-size", "11"], "exceeds the 10 training sequences"),
+    (["--init", "normal:x"], "bad --init"),
+    (["--track", "closed_form,bogus"], "--track must be one of closed_form, shadow, second_order, got 'bogus'"),
+    (["--keep-last", "-1"], "--keep-last"),
+])
+def test_bad_sizes(corpus, tmp_path, capsys, extra, match):
+    one_line_error(capsys, args(corpus, tmp_path / "run", *extra), match)
+
+
+def test_missing_corpus_and_missing_options(tmp_path, capsys):
+    one_line_error(capsys, args(tmp_path / "nope", tmp_path / "run"), "token store not found")
+    one_line_error(capsys, ["train", "--out", str(tmp_path / "r2"), "--lr", "0.1"], "--corpus, --layers, --batch-size are required")
+
+
+def test_existing_run_mismatch_and_divergence(corpus, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(args(corpus, out, "--track", "none")) == 0
+    capsys.readouterr()
+    one_line_error(capsys, args(corpus, out, "--track", "none"), "already exists")
+    one_line_error(capsys, args(corpus, out, "--track", "none", "--resume", "--seed", "3"), "config differs")
+    other = tmp_path / "other"
+    write_store(other, np.zeros((10, 7), dtype=np.int64), [f"t{i}" for i in range(6)], {})
+    one_line_error(capsys, args(other, out, "--track", "none", "--resume"), "trained on corpus")
+    one_line_error(capsys, args(corpus, tmp_path / "div", "--lr", "1e30", "--init", "normal:1", "--dtype",
+                                "float32", "--track", "none", "--log-every", "1"), "diverged at step")

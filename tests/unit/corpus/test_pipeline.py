@@ -1,0 +1,185 @@
+"""The corpus pipeline end to end: SPEC §6 on the shared TinyStories head (against the test's own
+implementation), the synthetic default, reuse, validation split, <unk>, bpe and datasets."""
+
+from __future__ import annotations
+
+import json
+import lzma
+
+import numpy as np
+import pytest
+
+from leadingterms.corpus.pipeline import CorpusConfig, fingerprint, run_corpus, summary
+from leadingterms.corpus.store import load_store
+from leadingterms.corpus.synthetic import planted_associations
+from leadingterms.corpus.tokenizers import load_tokenizer
+from leadingterms.errors import LeadingTermsError
+
+
+def spec6_reference(text: str, K: int, T: int) -> tuple[list[str], np.ndarray, dict[str, int]]:
+    """SPEC §6 written out with plain loops: stories end at '<|endoftext|>' lines (text after the
+    last one is an unterminated story and is not read); per-character word tokens; the K most
+    frequent tokens by decreasing count, ties by first appearance; stories with an
+    out-of-vocabulary token dropped; stories with >= T+1 tokens truncated to T+1."""
+    stories, current = [], []
+    for line in text.split("\n"):
+        if line == "<|endoftext|>":
+            stories.append("\n".join(current).strip())
+            current = []
+        else:
+            current.append(line)
+    stories = [s for s in stories if s]
+
+    def tokens(s: str) -> list[str]:
+        out, run = [], ""
+        for ch in s.lower():
+            if ch.isalpha():
+                run += ch
+                continue
+            if run:
+                out.append(run)
+                run = ""
+            if ch not in (" ", "\n"):
+                out.append(ch)
+        if run:
+            out.append(run)
+        return out
+
+    toks = [tokens(s) for s in stories]
+    count: dict[str, int] = {}
+    first: dict[str, int] = {}
+    for ts in toks:
+        for t in ts:
+            if t not in first:
+                first[t] = len(first)
+                count[t] = 0
+            count[t] += 1
+    vocab = sorted(count, key=lambda t: (-count[t], first[t]))[:K]
+    index = {t: i for i, t in enumerate(vocab)}
+    rows, n_oov, n_short = [], 0, 0
+    for ts in toks:
+        if any(t not in index for t in ts):
+            n_oov += 1
+        elif len(ts) < T + 1:
+            n_short += 1
+        else:
+            rows.append([index[t] for t in ts[: T + 1]])
+    covered = sum(count[t] for t in vocab)
+    stats = {"read": len(stories), "oov": n_oov, "short": n_short, "tokens": sum(count.values()),
+             "covered": covered}
+    return vocab, np.array(rows), stats
+
+
+@pytest.mark.parametrize("K,T", [(2000, 64), (6000, 200)])
+def test_tinystories_matches_spec6(tinystories_path, tmp_path, K, T):
+    text = lzma.decompress(tinystories_path.read_bytes()).decode("utf-8")
+    vocab, rows, stats = spec6_reference(text, K, T)
+    store = run_corpus(CorpusConfig(text=str(tinystories_path), vocab_size=K, seq_len=T, out=str(tmp_path / "s"))).store
+    assert store.vocab == vocab
+    np.testing.assert_array_equal(np.asarray(store.tokens), rows)
+    c = store.meta["counts"]
+    assert c["documents_read"] == stats["read"] == 2316
+    assert c["documents_dropped_oov"] == stats["oov"] and c["documents_dropped_short"] == stats["short"]
+    assert c["documents_kept"] == len(rows) == stats["read"] - stats["oov"] - stats["short"]
+    assert c["tokens_read"] == stats["tokens"]
+    assert store.meta["vocab_coverage"] == pytest.approx(stats["covered"] / stats["tokens"], rel=1e-12)
+    assert store.meta["counts"]["documents_unterminated"] == 1
+    assert store.tokens.dtype == np.uint16 and store.T == T
+
+
+def test_synthetic_default_and_planted(tmp_path):
+    store = run_corpus(CorpusConfig(synthetic_docs=200, out=str(tmp_path / "syn"))).store
+    assert store.meta["source"]["kind"] == "synthetic"
+    assert store.meta["planted"] == planted_associations()
+    assert (store.N, store.T) == (200, 64)  # every story is long enough
+    assert store.meta["counts"]["documents_dropped_oov"] == 0
+    words = set(store.vocab)
+    for p in planted_associations():
+        assert p["a"] in words and p["b"] in words
+    # the first 200 stories of the default corpus, same ids -> same store content
+    again = run_corpus(CorpusConfig(synthetic_docs=200, out=str(tmp_path / "syn2"))).store
+    assert again.content_hash == store.content_hash
+
+
+def test_reuse_and_force(tmp_path, capsys):
+    cfg = CorpusConfig(synthetic_docs=50, seq_len=16, out=str(tmp_path / "s"))
+    first = run_corpus(cfg)
+    assert not first.reused
+    second = run_corpus(cfg)
+    assert second.reused and second.store.content_hash == first.store.content_hash
+    assert not run_corpus(CorpusConfig(synthetic_docs=50, seq_len=16, force=True, out=str(tmp_path / "s"))).reused
+    assert not run_corpus(CorpusConfig(synthetic_docs=50, seq_len=17, out=str(tmp_path / "s"))).reused
+    assert load_store(tmp_path / "s").T == 17
+    # a changed input file changes the fingerprint
+    f = tmp_path / "c.txt"
+    f.write_text("a b c d\n")
+    fp1 = fingerprint(CorpusConfig(text=str(f)))
+    f.write_text("a b c d e f\n")
+    assert fingerprint(CorpusConfig(text=str(f))) != fp1
+    assert fingerprint(CorpusConfig(text=str(f), force=True)) == fingerprint(CorpusConfig(text=str(f)))
+
+
+def test_validation_split_and_cap(tmp_path):
+    full = run_corpus(CorpusConfig(synthetic_docs=100, seq_len=32, out=str(tmp_path / "a"))).store
+    s = run_corpus(CorpusConfig(synthetic_docs=100, seq_len=32, val_fraction=0.2, seed=3, out=str(tmp_path / "b"))).store
+    assert s.N == 80 and s.val_tokens is not None and len(s.val_tokens) == 20
+    all_rows = {tuple(r) for r in np.asarray(full.tokens)}
+    assert {tuple(r) for r in np.asarray(s.tokens)} | {tuple(r) for r in np.asarray(s.val_tokens)} == all_rows
+    assert (tmp_path / "b" / "val_tokens.npy").is_file()
+    c = run_corpus(CorpusConfig(synthetic_docs=100, seq_len=32, max_sequences=10, out=str(tmp_path / "c"))).store
+    np.testing.assert_array_equal(np.asarray(c.tokens), np.asarray(full.tokens)[:10])
+    assert c.meta["counts"]["sequences_capped"] == 90
+    p = run_corpus(CorpusConfig(synthetic_docs=20, seq_len=32, pack=True, stride=16, out=str(tmp_path / "p"))).store
+    rows = np.asarray(p.tokens)
+    np.testing.assert_array_equal(rows[1:, :17], rows[:-1, 16:])  # windows overlap by 17 tokens
+
+
+def test_unk_option(tmp_path):
+    f = tmp_path / "c.txt"
+    f.write_text("the cat sat on the mat\nthe cat sat\nthe cat ate the rat today\n")
+    drop = run_corpus(CorpusConfig(text=str(f), vocab_size=3, seq_len=2, out=str(tmp_path / "d"))).store
+    assert drop.vocab == ["the", "cat", "sat"] and drop.meta["counts"]["documents_dropped_oov"] == 2
+    np.testing.assert_array_equal(np.asarray(drop.tokens), [[0, 1, 2]])
+    unk = run_corpus(CorpusConfig(text=str(f), vocab_size=3, seq_len=2, unk=True, out=str(tmp_path / "u"))).store
+    assert unk.vocab == ["the", "cat", "sat", "<unk>"] and unk.N == 3
+    np.testing.assert_array_equal(np.asarray(unk.tokens), [[0, 1, 2], [0, 1, 2], [0, 1, 3]])
+    assert unk.meta["vocab_coverage"] == pytest.approx(10 / 15)
+    assert load_tokenizer(tmp_path / "u").encode("The rat sat") == [0, 3, 2]
+    with pytest.raises(LeadingTermsError, match="every one of the 3 documents"):
+        run_corpus(CorpusConfig(text=str(f), vocab_size=1, seq_len=2, out=str(tmp_path / "x")))
+
+
+def test_no_long_document_message(tmp_path):
+    f = tmp_path / "c.txt"
+    f.write_text("a b c\nd e\n")
+    with pytest.raises(LeadingTermsError, match=r"no document has T\+1 = 11 tokens \(2 documents, the longest has 3\)"):
+        run_corpus(CorpusConfig(text=str(f), seq_len=10, out=str(tmp_path / "o")))
+
+
+def test_bpe_store_and_tokenizer_file(tmp_path):
+    store = run_corpus(CorpusConfig(synthetic_docs=60, tokenizer="bpe", vocab_size=200, seq_len=16, out=str(tmp_path / "b"))).store
+    assert (tmp_path / "b" / "tokenizer.json").is_file()
+    assert store.vocab[:4] == ["<unk>", "<pad>", "<s>", "</s>"] and store.V <= 200
+    assert (np.asarray(store.tokens)[:, 0] == 2).all()  # every sequence starts with <s>
+    tok = load_tokenizer(tmp_path / "b")
+    from leadingterms.corpus.synthetic import generate_documents
+
+    assert tok.encode(generate_documents(1)[0])[:17] == list(np.asarray(store.tokens)[0])
+    # rebuilding with the word tokenizer in the same folder removes the stale tokenizer.json
+    run_corpus(CorpusConfig(synthetic_docs=60, seq_len=16, out=str(tmp_path / "b")))
+    assert not (tmp_path / "b" / "tokenizer.json").exists()
+
+
+def test_dataset_sources_in_pipeline(tmp_path):
+    datasets = pytest.importorskip("datasets")
+    texts = [f"story number {i} is about a cat and a dog ." for i in range(6)]
+    datasets.Dataset.from_dict({"body": texts}).save_to_disk(str(tmp_path / "ds"))
+    a = run_corpus(CorpusConfig(load_from_disk=str(tmp_path / "ds"), text_field="body", seq_len=8, out=str(tmp_path / "a"))).store
+    jf = tmp_path / "d.jsonl"
+    jf.write_text("".join(json.dumps({"body": t}) + "\n" for t in texts))
+    b = run_corpus(CorpusConfig(dataset="json", data_files=[str(jf)], text_field="body", seq_len=8, out=str(tmp_path / "b"))).store
+    c = run_corpus(CorpusConfig(jsonl=str(jf), text_field="body", seq_len=8, out=str(tmp_path / "c"))).store
+    assert a.vocab == b.vocab == c.vocab and a.N == 6
+    np.testing.assert_array_equal(np.asarray(a.tokens), np.asarray(b.tokens))
+    np.testing.assert_array_equal(np.asarray(a.tokens), np.asarray(c.tokens))
+    assert "documents: 6 read, 6 kept, 0 dropped" in summary(a)

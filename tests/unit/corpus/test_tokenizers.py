@@ -1,0 +1,189 @@
+"""Tokenizers: the SPEC §6 word rule against a per-character loop, id order, <unk>, bpe and hf."""
+
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from leadingterms.corpus.tokenizers import (
+    UNK,
+    BackendTokenizer,
+    WordTokenizer,
+    build_word_vocab,
+    make_tokenizer,
+    word_tokens,
+)
+from leadingterms.errors import LeadingTermsError
+
+
+def naive_word_tokens(text: str) -> list[str]:
+    """SPEC §6, literally: lowercase, maximal isalpha runs, every other character alone, drop ' ' '\\n'."""
+    out: list[str] = []
+    run = ""
+    for ch in text.lower():
+        if ch.isalpha():
+            run += ch
+        else:
+            if run:
+                out.append(run)
+                run = ""
+            out.append(ch)
+    if run:
+        out.append(run)
+    return [t for t in out if t not in (" ", "\n")]
+
+
+def naive_vocab(docs: list[list[str]], K: int) -> list[str]:
+    count: dict[str, int] = {}
+    first: dict[str, int] = {}
+    for toks in docs:
+        for t in toks:
+            first.setdefault(t, len(first))
+            count[t] = count.get(t, 0) + 1
+    return sorted(count, key=lambda t: (-count[t], first[t]))[:K]
+
+
+HAND = [
+    ("Hello, world!", ["hello", ",", "world", "!"]),
+    ("It's 42nd", ["it", "'", "s", "4", "2", "nd"]),
+    ("don\u2019t", ["don", "\u2019", "t"]),
+    ("a\tb\r\nc", ["a", "\t", "b", "\r", "c"]),  # \t and \r stay; only ' ' and '\n' go
+    ("  \n\n ", []),
+    ("Ça ÉTÉ naïve Ωmega straße", ["ça", "été", "naïve", "ωmega", "straße"]),
+    ("x²½Ⅻ٣", ["x", "²", "½", "ⅻ", "٣"]),  # digits/numerics are not alpha ('Ⅻ' lowercases to 'ⅻ', not alpha)
+    ("snake_case-word", ["snake", "_", "case", "-", "word"]),
+    ("日本語テキスト", ["日本語テキスト"]),
+    ("e\u0301", ["e", "\u0301"]),  # a combining mark is not isalpha
+    ("ªº", ["ªº"]),  # ordinal indicators are letters (Lo)
+    ("İstanbul", ["i", "\u0307", "stanbul"]),  # lowercasing first: 'İ' -> 'i' + combining dot
+    ("<|endoftext|>", ["<", "|", "endoftext", "|", ">"]),
+    ("\u00a0\u2003x", ["\u00a0", "\u2003", "x"]),  # other spaces are kept
+    ("\U0001d400b\U0001f600c", ["\U0001d400b", "\U0001f600", "c"]),  # astral letter (no lowercase), symbol
+    ("\U00010428\U00010400x", ["\U00010428\U00010428x"]),  # Deseret: astral letters with case
+]
+
+
+@pytest.mark.parametrize("text,expected", HAND)
+def test_word_tokens_hand_written(text, expected):
+    assert naive_word_tokens(text) == expected  # the test's own reading of SPEC §6
+    assert word_tokens(text) == expected
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(max_size=60))
+def test_word_tokens_match_per_character_rule_on_unicode(text):
+    assert word_tokens(text) == naive_word_tokens(text)
+
+
+@pytest.mark.parametrize("max_cp", [0x7F, 0xFFFF, sys.maxunicode])
+@settings(max_examples=150, deadline=None)
+@given(data=st.data())
+def test_word_tokens_each_code_point_domain(max_cp, data):
+    """word_tokens picks an ASCII, BMP or full-unicode letter class by the text's largest code point."""
+    text = data.draw(st.text(alphabet=st.characters(max_codepoint=max_cp), max_size=50))
+    assert word_tokens(text) == naive_word_tokens(text)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(alphabet=st.sampled_from(list("aZ \n\t\r'’.,1²½_-ªİßǅ\u0301\u0345ⅫⅰÅ")), max_size=40))
+def test_word_tokens_match_on_adversarial_alphabet(text):
+    assert word_tokens(text) == naive_word_tokens(text)
+
+
+def test_word_tokens_every_code_point():
+    """Each code point alone and inside a letter run (all of unicode, in one string per block)."""
+    chars = [chr(c) for c in range(0, sys.maxunicode + 1, 7) if not 0xD800 <= c <= 0xDFFF]
+    text = "a".join(chars)
+    assert word_tokens(text) == naive_word_tokens(text)
+
+
+def test_vocab_order_and_ties():
+    docs = [["b", "a", "c", "a"], ["c", "d", "b", "e"]]
+    vocab, counts = build_word_vocab(docs, None)
+    # a:2 b:2 c:2 (tie -> first appearance: b, a, c), then d, e
+    assert vocab == ["b", "a", "c", "d", "e"] == naive_vocab(docs, 10)
+    assert build_word_vocab(docs, 4)[0] == ["b", "a", "c", "d"]
+    assert counts["a"] == 2
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.lists(st.sampled_from(list("abcdefgh")), max_size=12), max_size=6), st.integers(1, 9))
+def test_vocab_matches_naive(docs, K):
+    assert build_word_vocab(docs, K)[0] == naive_vocab(docs, K)
+
+
+def test_word_tokenizer_oov_and_unk(capsys):
+    docs = ["the cat sat.", "the dog sat!", "the cat ran"]
+    tok = WordTokenizer(vocab_size=3)
+    ids = tok.fit_encode(docs)
+    assert tok.vocab == ["the", "cat", "sat"]
+    assert [list(d) for d in ids] == [[0, 1, 2, -1], [0, -1, 2, -1], [0, 1, -1]]
+    tok_u = WordTokenizer(vocab_size=3, unk=True)
+    ids_u = tok_u.fit_encode(docs)
+    assert tok_u.vocab == ["the", "cat", "sat", UNK] and tok_u.unk_id == 3
+    assert [list(d) for d in ids_u] == [[0, 1, 2, 3], [0, 3, 2, 3], [0, 1, 3]]
+    assert tok_u.encode("The cat, the END") == [0, 1, 3, 0, 3]
+    assert capsys.readouterr().err == ""
+
+
+def test_word_tokenizer_k_too_large_notes_once(capsys):
+    tok = WordTokenizer(vocab_size=50)
+    tok.fit_encode(["a b a c"])
+    assert capsys.readouterr().err == ""  # the library does not print; it returns notes
+    assert len(tok.notes) == 1 and "50" in tok.notes[0] and "using all 3" in tok.notes[0]
+    assert tok.vocab == ["a", "b", "c"]
+
+
+def test_unknown_tokenizer():
+    for spec in ("wordpiece", "hf:", "BPE"):
+        with pytest.raises(LeadingTermsError, match="unknown tokenizer"):
+            make_tokenizer(spec)
+
+
+STORIES = [
+    "The little bird flew to the nest. The bird was happy.",
+    "A dog barked at the cat, and the cat ran up the tree.",
+    "Lily found a shell at the beach. She gave the shell to her mom.",
+] * 4
+
+
+def test_bpe_spec_settings_and_determinism(tmp_path):
+    a, b = make_tokenizer("bpe", vocab_size=120), make_tokenizer("bpe", vocab_size=120)
+    ids_a, ids_b = a.fit_encode(STORIES), b.fit_encode(STORIES)
+    assert isinstance(a, BackendTokenizer)
+    assert a.vocab[:4] == ["<unk>", "<pad>", "<s>", "</s>"] and a.unk_id == 0
+    assert a.vocab == b.vocab and all(np.array_equal(x, y) for x, y in zip(ids_a, ids_b, strict=True))
+    assert len(a.vocab) <= 120
+    for d in ids_a:  # post-processor template "<s> $A </s>"
+        assert d[0] == 2 and d[-1] == 3 and (d >= 0).all()
+    from tokenizers import pre_tokenizers
+
+    assert isinstance(a.tok.pre_tokenizer, pre_tokenizers.Whitespace)
+    a.save(tmp_path)
+    again = make_tokenizer(f"hf:{tmp_path / 'tokenizer.json'}")
+    assert again.vocab == a.vocab
+    assert np.array_equal(again.encode_docs(STORIES[:1])[0], ids_a[0])
+
+
+def test_hf_pretrained_folder(tmp_path, capsys):
+    """A tiny tokenizer built here and saved with save_pretrained, loaded through AutoTokenizer."""
+    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    raw = Tokenizer(models.BPE(unk_token="[UNK]"))
+    raw.pre_tokenizer = pre_tokenizers.Whitespace()
+    raw.train_from_iterator(STORIES, trainers.BpeTrainer(vocab_size=80, special_tokens=["[UNK]"], show_progress=False))
+    PreTrainedTokenizerFast(tokenizer_object=raw, unk_token="[UNK]").save_pretrained(tmp_path / "tiny")
+    tok = make_tokenizer(f"hf:{tmp_path / 'tiny'}", vocab_size=5)
+    assert any("ignored" in n for n in tok.notes)  # --vocab-size does not apply
+    assert tok.vocab == [raw.id_to_token(i) for i in range(raw.get_vocab_size())]
+    ids = tok.fit_encode(STORIES[:2])
+    assert list(ids[0]) == raw.encode(STORIES[0]).ids
+    with pytest.raises(LeadingTermsError, match="cannot load tokenizer"):
+        make_tokenizer(f"hf:{tmp_path / 'missing-folder'}")
+    with pytest.raises(LeadingTermsError, match="not found"):
+        make_tokenizer(f"hf:{tmp_path / 'missing.json'}")

@@ -1,0 +1,44 @@
+"""pretrain-small: log-spaced HF checkpoints that compare-pretrained can sweep."""
+
+from __future__ import annotations
+
+import pytest
+
+from leadingterms.cli import main
+from leadingterms.config import check_config
+from leadingterms.errors import LeadingTermsError
+from leadingterms.persist import read_json
+from leadingterms.pretrained.suite import SuiteConfig, checkpoint_steps, lr_at
+
+
+def test_checkpoint_schedule_and_lr():
+    assert checkpoint_steps(8) == [0, 1, 2, 4, 8]
+    assert checkpoint_steps(10) == [0, 1, 2, 4, 8, 10]
+    assert checkpoint_steps(1) == [0, 1]
+    cfg = SuiteConfig(out="x", steps=100, lr=1.0, warmup=10)
+    assert lr_at(0, cfg) == pytest.approx(0.1) and lr_at(9, cfg) == pytest.approx(1.0)
+    assert lr_at(100, cfg) == pytest.approx(0.1)
+    with pytest.raises(LeadingTermsError):
+        check_config(SuiteConfig(out="x", d_model=30, heads=4))
+
+
+def test_tiny_suite_then_compare(tiny_text, tmp_path, capsys):
+    suite = tmp_path / "suite"
+    assert main(["pretrain-small", "--text", str(tiny_text), "--out", str(suite), "--steps", "3",
+                 "--layers", "1", "--d-model", "16", "--heads", "2", "--vocab-size", "60", "--seq-len", "16",
+                 "--batch-size", "4"]) == 0
+    rec = read_json(suite / "suite.json")
+    assert rec["checkpoints"] == ["step0", "step1", "step2", "step3"] and len(rec["loss"]) == 3
+    for s in rec["checkpoints"]:
+        assert (suite / s / "config.json").is_file() and (suite / s / "tokenizer.json").is_file()
+    from transformers import AutoModelForCausalLM
+
+    m0 = AutoModelForCausalLM.from_pretrained(suite / "step0")
+    m3 = AutoModelForCausalLM.from_pretrained(suite / "step3")
+    assert m0.config.model_type == "gpt_neox" and m0.config.num_hidden_layers == 1
+    assert any((a - b).abs().max() > 0 for a, b in zip(m0.parameters(), m3.parameters(), strict=True))
+    out = tmp_path / "cmp"
+    assert main(["compare-pretrained", "--model", str(suite), "--revisions", "local", "--text", str(tiny_text),
+                 "--seq-len", "16", "--top-k", "8", "--cache-dir", str(tmp_path / "cache"), "--out", str(out),
+                 "--no-plots"]) == 0
+    assert [e["label"] for e in read_json(out / "index.json")["entries"]] == rec["checkpoints"]

@@ -1,0 +1,160 @@
+"""The HTML report: every section, only inline resources, learned-vs-predicted helpers; and a
+headless-Chromium render (skips where Chromium is absent) that keeps a screenshot."""
+
+from __future__ import annotations
+
+import base64
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import torch
+
+from leadingterms.analyses import default_tokens, frequent_ids, planted_recovery
+from leadingterms.errors import LeadingTermsError
+from leadingterms.report import ReportConfig, build_report, compare_step
+from leadingterms.report.build import SECTION_IDS
+
+
+@pytest.fixture(scope="module")
+def run_dir(run_factory) -> Path:
+    """A 2-layer run on 40 synthetic stories with its intervention, and its report (RUN/report.html)."""
+    run = run_factory("report", docs=40, seq_len=24, layers=2, lr=1.0, batch_size=10, steps=6, log_every=2,
+                      eval_sequences=10, intervene_sequences=8)
+    build_report(ReportConfig(run=str(run), k=5, within_horizon=True, heatmap_tokens=12))
+    return run
+
+
+def test_report_sections_and_inline_only(run_dir):
+    html = (run_dir / "report.html").read_text(encoding="utf-8")
+    for sid in SECTION_IDS:
+        assert f'<section id="{sid}">' in html and f'href="#{sid}"' in html, sid
+    assert "Planted associations" in html and "Causal intervention" in html
+    lower = html.lower()
+    # nothing outside the page: no remote or relative resources
+    assert not re.search(r'src\s*=\s*"(?!data:)', lower)
+    assert "<link" not in lower and "<script" not in lower and "@import" not in lower
+    assert not re.search(r"url\(\s*['\"]?(?!data:)", lower)
+    imgs = re.findall(r'<img [^>]*src="data:image/png;base64,([^"]+)"', html)
+    assert len(imgs) >= 4  # tracking, loss, positional, heatmaps
+    for b64 in imgs:
+        assert base64.b64decode(b64)[:8] == b"\x89PNG\r\n\x1a\n"
+    # the figures also exist as PNG + SVG next to the run
+    figs = run_dir / "figures"
+    for stem in ("tracking", "loss", "heatmaps", "positional"):
+        assert (figs / f"{stem}.png").is_file() and (figs / f"{stem}.svg").is_file()
+
+
+def test_report_pretrained_section_and_options(run_dir, monkeypatch, tmp_path):
+    import leadingterms.pretrained.report as pr
+
+    run = run_dir
+    pre = tmp_path / "pre"
+    pre.mkdir()
+    (pre / "index.json").write_text("{}")
+    monkeypatch.setattr(pr, "pretrained_section", lambda d: f"MARK {Path(d).name}")
+    out = build_report(ReportConfig(run=str(run), out=str(tmp_path / "r.html"), tokens=["bird", "the"], k=3,
+                                    step=2, heatmap_tokens=6, pretrained=str(pre)))
+    html = out.path.read_text(encoding="utf-8")
+    assert "MARK pre" in html and 'href="#pretrained"' in html
+    assert "step 2 (chosen with --step)" in html
+    with pytest.raises(LeadingTermsError, match="unknown token"):
+        build_report(ReportConfig(run=str(run), out=str(tmp_path / "x.html"), tokens=["zzzz-not-a-token"]))
+    with pytest.raises(LeadingTermsError, match="index.json"):
+        build_report(ReportConfig(run=str(run), out=str(tmp_path / "x.html"), pretrained=str(tmp_path)))
+    with pytest.raises(LeadingTermsError, match="no checkpoint at step 5"):
+        build_report(ReportConfig(run=str(run), out=str(tmp_path / "x.html"), step=5))
+
+
+def test_compare_step_within_horizon():
+    class FakeRun:
+        checkpoints = {0: "", 1: "", 2: "", 4: "", 8: "", 12: ""}
+        summary = {"validity_horizon": {"closed_form": {"W_O": {"5%": 4, "20%": None},
+                                                        "layers.0.W": {"5%": 2, "20%": 9}}}}
+        metrics: list = []
+
+    assert compare_step(FakeRun()) == 12
+    assert compare_step(FakeRun(), within_horizon=True) == 8
+    assert compare_step(FakeRun(), step=2, within_horizon=True) == 2
+    FakeRun.summary["validity_horizon"]["closed_form"]["W_O"]["20%"] = 1
+    assert compare_step(FakeRun(), within_horizon=True) == 1  # nothing before: the first checkpoint
+
+
+def test_planted_recovery_matches_naive_topk(run_dir):
+    from leadingterms.training import load_run
+
+    run = load_run(run_dir)
+    basis = run.basis()
+    vocab = basis.vocab
+    planted = [{"kind": "bigram", "a": "bird", "b": "flew"}, {"kind": "bigram", "a": "the", "b": "flew"},
+               {"kind": "context", "a": "beach", "b": "shell"}, {"kind": "bigram", "a": "bird", "b": "nope"}]
+    rec = planted_recovery(basis, vocab, planted, k=5)
+    by = {(r["kind"], r["readout"]): r for r in rec}
+    # naive: sort row a of B_bar, top 5
+    B = basis.B_bar
+    expect = 0
+    for a, b in [("bird", "flew"), ("the", "flew")]:
+        row = B[vocab.index(a)].tolist()
+        top = sorted(range(len(row)), key=lambda j: (-row[j], j))[:5]
+        expect += vocab.index(b) in top
+    assert by[("bigram", "B̄")]["hits"] == expect and by[("bigram", "B̄")]["total"] == 2
+    assert ("bigram", "W_O") not in by  # no learned weights given
+    assert by[("context", "Φ̄/π")]["total"] == 1
+
+
+def test_default_tokens(run_dir):
+    from leadingterms.training import load_run
+
+    basis = load_run(run_dir).basis()
+    vocab = basis.vocab
+    planted = [{"kind": "bigram", "a": "bird", "b": "flew"}, {"kind": "context", "a": "beach", "b": "shell"},
+               {"kind": "bigram", "a": "fish", "b": "swam"}, {"kind": "bigram", "a": "zzz", "b": "x"}]
+    toks = default_tokens(basis, vocab, planted, n_frequent=2, n_planted=3)
+    freq = [vocab[i] for i in frequent_ids(basis, 2)]
+    assert toks[:2] == freq
+    assert [t for t in toks[2:]] == [t for t in ["bird", "beach", "fish"] if t in vocab and t not in freq][:3]
+    assert float(basis.Pi[vocab.index(freq[0])]) == float(torch.max(basis.Pi))
+
+
+def _chromium() -> str | None:
+    for name in ("chromium", "chromium-browser", "google-chrome"):
+        p = shutil.which(name) or (f"/usr/bin/{name}" if os.path.exists(f"/usr/bin/{name}") else None)
+        if p:
+            return p
+    return None
+
+
+CHROME_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                "--hide-scrollbars"]
+
+
+def test_report_renders_in_headless_chromium(run_dir, tmp_path):
+    chrome = _chromium()
+    if chrome is None:
+        pytest.skip("Chromium not installed (apt-get install chromium); the browser check is skipped")
+    report = run_dir / "report.html"
+    # 1. screenshot + console: no script errors, nothing failed to load
+    shot = tmp_path / "report.png"
+    proc = subprocess.run([chrome, *CHROME_FLAGS, f"--user-data-dir={tmp_path / 'ud1'}", "--enable-logging=stderr",
+                           "--v=0", f"--screenshot={shot}", "--window-size=1280,4000", report.as_uri()],
+                          capture_output=True, text=True, timeout=120)
+    assert shot.is_file() and shot.stat().st_size > 20_000, proc.stderr[-2000:]
+    log = proc.stderr
+    for bad in ("Uncaught", "ERROR:CONSOLE", "net::ERR_", "Failed to load resource"):
+        assert bad not in log, [line for line in log.splitlines() if bad in line][:5]
+    # 2. every image decoded: a copy of the page with a probe script writes a marker into the DOM
+    probe = tmp_path / "probe.html"
+    script = ("<script>window.addEventListener('load',function(){var im=Array.from(document.images);"
+              "var ok=im.filter(function(i){return i.complete&&i.naturalWidth>0;}).length;"
+              "document.body.setAttribute('data-probe','imgs='+im.length+' ok='+ok);});</script>")
+    probe.write_text(report.read_text(encoding="utf-8").replace("</body>", script + "</body>"), encoding="utf-8")
+    dom = subprocess.run([chrome, *CHROME_FLAGS, f"--user-data-dir={tmp_path / 'ud2'}", "--virtual-time-budget=10000",
+                          "--dump-dom", probe.as_uri()], capture_output=True, text=True, timeout=120).stdout
+    m = re.search(r'data-probe="imgs=(\d+) ok=(\d+)"', dom)
+    assert m, dom[-500:]
+    n, ok = int(m.group(1)), int(m.group(2))
+    assert n >= 4 and ok == n, (n, ok)
