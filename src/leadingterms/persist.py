@@ -99,3 +99,10 @@ def load_tensors(
             f"{what} is corrupt or not a safetensors file ({p}): {str(exc).splitlines()[0][:120]}"
         ) from None
     return tensors, meta
+
+
+def folder_of(path: str | os.PathLike[str], files: tuple[str, ...]) -> Path:
+    """A loader's folder: ``path`` itself, or its parent when ``path`` names one of the folder's ``files``
+    (``load_basis(".../basis.safetensors")`` works like ``load_basis(".../")``)."""
+    p = Path(path)
+    return p.parent if p.name in files and not p.is_dir() else p

@@ -3,15 +3,22 @@
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Iterable, Iterator
 from typing import TypeVar
 
 T = TypeVar("T")
+_YES = ("1", "true", "yes")
 
 
 def progress_enabled() -> bool:
-    """Bars are on unless ``LEADINGTERMS_NO_PROGRESS=1`` is set."""
-    return os.environ.get("LEADINGTERMS_NO_PROGRESS", "") not in ("1", "true", "yes")
+    """Bars are drawn when stderr is a terminal (a log file or pipe gets none: no bar text mixed into
+    the lines around it). ``LEADINGTERMS_PROGRESS=1`` forces them on, ``LEADINGTERMS_NO_PROGRESS=1`` off."""
+    if os.environ.get("LEADINGTERMS_NO_PROGRESS", "").lower() in _YES:
+        return False
+    if os.environ.get("LEADINGTERMS_PROGRESS", "").lower() in _YES:
+        return True
+    return sys.stderr.isatty()
 
 
 def bar(iterable: Iterable[T], *, total: int | None = None, desc: str = "", unit: str = "it",

@@ -17,7 +17,7 @@ import torch
 
 from leadingterms.basis.types import Basis
 from leadingterms.errors import LeadingTermsError
-from leadingterms.persist import load_tensors, read_json, save_tensors, write_json
+from leadingterms.persist import folder_of, load_tensors, read_json, save_tensors, write_json
 
 TENSORS_FILE = "basis.safetensors"
 META_FILE = "basis.json"
@@ -56,9 +56,10 @@ def save_basis(out_dir: str | Path, basis: Basis, extra_meta: dict[str, Any] | N
 def load_basis(path: str | Path, expected_hash: str | None = None) -> Basis:
     """Load a basis written by :func:`save_basis`; one-line errors for missing/corrupt/mismatched files.
 
-    ``expected_hash``: the token store's ``content_hash``; a basis of another corpus is refused.
+    ``path``: the basis folder, or its basis.safetensors / basis.json. ``expected_hash``: the token
+    store's ``content_hash``; a basis of another corpus is refused.
     """
-    p = Path(path)
+    p = folder_of(path, (TENSORS_FILE, META_FILE))
     if not p.is_dir():
         raise LeadingTermsError(
             f"basis not found: {p} (make one with `leadingterms stats --corpus DIR --out {p}`)")

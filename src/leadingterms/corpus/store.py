@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from leadingterms.errors import LeadingTermsError
-from leadingterms.persist import atomic_path, read_json, write_json
+from leadingterms.persist import atomic_path, folder_of, read_json, write_json
 
 TOKENS_FILE = "tokens.npy"
 VAL_TOKENS_FILE = "val_tokens.npy"
@@ -133,8 +133,9 @@ def _load_npy(path: Path, what: str) -> np.ndarray:
 
 
 def load_store(path: str | Path) -> TokenStore:
-    """Load a store written by :func:`write_store`, checking it is complete and consistent."""
-    p = Path(path)
+    """Load a store written by :func:`write_store` (its folder, or a file in it), checking it is complete
+    and consistent."""
+    p = folder_of(path, (TOKENS_FILE, VAL_TOKENS_FILE, META_FILE))
     if not p.is_dir():
         raise LeadingTermsError(f"token store not found: {p} (make one with `leadingterms corpus --out {p}`)")
     if not (p / TOKENS_FILE).is_file():

@@ -9,12 +9,12 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from leadingterms.errors import LeadingTermsError
-from leadingterms.persist import read_json
+from leadingterms.persist import folder_of, read_json
 from leadingterms.theory import layered
 from leadingterms.training.checkpoints import checkpoint_paths, list_checkpoints, load_checkpoint_raw
 from leadingterms.training.config import TrainConfig
 from leadingterms.training.rundir import BASIS_DIR, CONFIG_FILE, SUMMARY_FILE
-from leadingterms.training.tracking import read_metrics
+from leadingterms.training.tracking import METRICS_FILE, read_metrics
 
 if TYPE_CHECKING:
     from leadingterms.basis import Basis
@@ -82,8 +82,9 @@ class Run:
 
 
 def load_run(run_dir: str | Path) -> Run:
-    """Read RUN/config.json, metrics.jsonl, summary.json and the checkpoint list."""
-    p = Path(run_dir)
+    """Read RUN/config.json, metrics.jsonl, summary.json and the checkpoint list (``run_dir``: the run
+    folder, or one of those files in it)."""
+    p = folder_of(run_dir, (CONFIG_FILE, METRICS_FILE, SUMMARY_FILE))
     if not p.is_dir():
         raise LeadingTermsError(f"run directory not found: {p} (make one with `leadingterms train --out {p}`)")
     info = read_json(p / CONFIG_FILE, what="run config")

@@ -8,6 +8,7 @@ import lzma
 
 import numpy as np
 import pytest
+from reference.words import naive_counts, naive_word_tokens
 
 from leadingterms.corpus.pipeline import CorpusConfig, fingerprint, run_corpus, summary
 from leadingterms.corpus.store import load_store
@@ -30,31 +31,9 @@ def spec6_reference(text: str, K: int, T: int) -> tuple[list[str], np.ndarray, d
             current.append(line)
     stories = [s for s in stories if s]
 
-    def tokens(s: str) -> list[str]:
-        out, run = [], ""
-        for ch in s.lower():
-            if ch.isalpha():
-                run += ch
-                continue
-            if run:
-                out.append(run)
-                run = ""
-            if ch not in (" ", "\n"):
-                out.append(ch)
-        if run:
-            out.append(run)
-        return out
-
-    toks = [tokens(s) for s in stories]
-    count: dict[str, int] = {}
-    first: dict[str, int] = {}
-    for ts in toks:
-        for t in ts:
-            if t not in first:
-                first[t] = len(first)
-                count[t] = 0
-            count[t] += 1
-    vocab = sorted(count, key=lambda t: (-count[t], first[t]))[:K]
+    toks = [naive_word_tokens(s) for s in stories]
+    ordered, count = naive_counts(toks)
+    vocab = ordered[:K]
     index = {t: i for i, t in enumerate(vocab)}
     rows, n_oov, n_short = [], 0, 0
     for ts in toks:

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from reference.words import naive_vocab, naive_word_tokens
 
 from leadingterms.corpus.tokenizers import (
     UNK,
@@ -18,34 +19,6 @@ from leadingterms.corpus.tokenizers import (
     word_tokens,
 )
 from leadingterms.errors import LeadingTermsError
-
-
-def naive_word_tokens(text: str) -> list[str]:
-    """SPEC §6, literally: lowercase, maximal isalpha runs, every other character alone, drop ' ' '\\n'."""
-    out: list[str] = []
-    run = ""
-    for ch in text.lower():
-        if ch.isalpha():
-            run += ch
-        else:
-            if run:
-                out.append(run)
-                run = ""
-            out.append(ch)
-    if run:
-        out.append(run)
-    return [t for t in out if t not in (" ", "\n")]
-
-
-def naive_vocab(docs: list[list[str]], K: int) -> list[str]:
-    count: dict[str, int] = {}
-    first: dict[str, int] = {}
-    for toks in docs:
-        for t in toks:
-            first.setdefault(t, len(first))
-            count[t] = count.get(t, 0) + 1
-    return sorted(count, key=lambda t: (-count[t], first[t]))[:K]
-
 
 HAND = [
     ("Hello, world!", ["hello", ",", "world", "!"]),
