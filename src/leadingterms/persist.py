@@ -13,12 +13,14 @@ import os
 import tempfile
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 
 from leadingterms.errors import LeadingTermsError
+
+if TYPE_CHECKING:  # torch is imported where tensors are written or read, not by every caller of atomic_path
+    import torch
 
 
 @contextlib.contextmanager
@@ -64,6 +66,7 @@ def save_tensors(
     ``metadata`` (any JSON-serialisable mapping) is stored in the safetensors header under
     the key ``"json"``.
     """
+    import torch
     from safetensors.torch import save_file
 
     out = {

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Iterable, Iterator
-from typing import TypeVar
+from typing import Any, TypeVar
 
 T = TypeVar("T")
 _YES = ("1", "true", "yes")
@@ -22,9 +22,18 @@ def progress_enabled() -> bool:
 
 
 def bar(iterable: Iterable[T], *, total: int | None = None, desc: str = "", unit: str = "it",
-        unit_scale: bool = False) -> Iterator[T]:
-    """Wrap ``iterable`` in a tqdm bar on stderr showing rate and ETA."""
+        unit_scale: bool = False, initial: int = 0) -> Iterator[T]:
+    """Wrap ``iterable`` in a tqdm bar on stderr showing rate and ETA (``initial``: items already done,
+    e.g. by an earlier run that is resumed)."""
     from tqdm.auto import tqdm
 
-    yield from tqdm(iterable, total=total, desc=desc, unit=unit, unit_scale=unit_scale,
+    yield from tqdm(iterable, total=total, desc=desc, unit=unit, unit_scale=unit_scale, initial=initial,
                     disable=not progress_enabled(), dynamic_ncols=True, leave=False)
+
+
+def meter(*, total: float | None, desc: str = "", unit: str = "B", unit_scale: bool = True) -> Any:
+    """A tqdm bar advanced by hand (``.update(n)``, ``.close()``), e.g. bytes of a file read."""
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=desc, unit=unit, unit_scale=unit_scale, disable=not progress_enabled(),
+                dynamic_ncols=True, leave=False)

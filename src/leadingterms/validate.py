@@ -153,9 +153,15 @@ def check_schedule(steps: Any, lr: Any, layers: Any) -> None:
     positive_int(layers, "layers")
 
 
+def _row_array(obj: Any) -> bool:
+    """An array-like read by rows without loading it (e.g. a sharded token store): shape, dtype, slicing."""
+    return hasattr(obj, "shape") and hasattr(obj, "dtype") and hasattr(obj, "__getitem__") and hasattr(obj, "max")
+
+
 def token_rows(tokens: Any, *, what: str = "tokens", V: int | None = None, width: int | None = None,
                max_width: int | None = None, min_width: int = 2) -> Any:
-    """Check an (N, W) integer id array (numpy, memmap or torch) with N >= 1 (by default W = T+1 >= 2).
+    """Check an (N, W) integer id array with N >= 1 (by default W = T+1 >= 2): numpy, memmap, torch, or a
+    row array such as a sharded store.
 
     ``width``: the required number of columns; or ``min_width``..``max_width``. ``V``: also check every
     id is in [0, V) (a full scan: pass it only where the caller indexes V-sized tables and no other
@@ -163,7 +169,7 @@ def token_rows(tokens: Any, *, what: str = "tokens", V: int | None = None, width
     """
     import torch
 
-    if not isinstance(tokens, (np.ndarray, torch.Tensor)):
+    if not isinstance(tokens, (np.ndarray, torch.Tensor)) and not _row_array(tokens):
         try:
             tokens = np.asarray(tokens)
         except Exception:  # noqa: BLE001 - anything unconvertible is bad input

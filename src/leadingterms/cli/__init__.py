@@ -147,14 +147,17 @@ def given_options(ns: argparse.Namespace) -> dict[str, Any]:
 
 
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:
-    """The ``leadingterms`` parser (every command, or with ``only`` just that one fully built)."""
+    """The ``leadingterms`` parser: every command, or with ``only`` (a command's name) just that one."""
     parser = _Parser(
         prog="leadingterms",
         description="Gradient leading terms of attention-only transformers (Im et al., ICLR 2026).",
     )
     parser.add_argument("--version", action="version", version=f"leadingterms {__version__}")
     sub = parser.add_subparsers(dest="_command", metavar="COMMAND", parser_class=_Parser)
-    for module in COMMAND_MODULES:
+    modules: tuple[str, ...] = COMMAND_MODULES
+    if only is not None and only.replace("-", "_") in COMMAND_MODULES:
+        modules = (only.replace("-", "_"),)  # import only the command run (corpus never loads torch)
+    for module in modules:
         cmd = load_command(module)
         p = sub.add_parser(cmd.name, help=cmd.help, description=cmd.description, usage=cmd.usage)
         if only is None or only == cmd.name:

@@ -1,10 +1,15 @@
-"""The corpus stage: source -> documents -> tokens -> sequences -> token store.
+"""The corpus stage: source -> documents -> tokens -> sequences -> token store, streamed.
 
-``run_corpus(CorpusConfig(..., out=DIR))`` writes ``DIR/tokens.npy`` (N, T+1),
-``out_dir/corpus.json`` (vocab, source, tokenizer settings, T, counts, content hash, the input
-fingerprint and, for the synthetic corpus, ``planted``), ``val_tokens.npy`` with a validation
-split, and ``tokenizer.json`` for bpe/hf tokenizers. A store whose fingerprint matches the
-inputs and settings is reused unless ``force``.
+``run_corpus(CorpusConfig(..., out=DIR))`` writes the token rows (``DIR/tokens.npy``, or shards
+``tokens-00000.npy``, ... of bounded size), ``DIR/corpus.json`` (vocab, source, tokenizer
+settings, T, counts, shards, content hash, the input fingerprint and, for the synthetic corpus,
+``planted``), the validation rows with a validation split, and ``tokenizer.json`` for bpe/hf
+tokenizers. A store whose fingerprint matches the inputs and settings is reused unless ``force``.
+
+The corpus is never held in memory: documents are read a chunk at a time, tokenized (in this
+process or on Dask workers, ``--workers``/``--scheduler``; the output is the same bit for bit)
+and passed through the three streaming passes of :mod:`leadingterms.corpus.ingest`; memory holds
+a few chunks, the vocabulary counts and 9 bytes per document.
 
 Order of the filters (docs/theory.md §7.1): the vocabulary is built from every document read; documents
 holding an out-of-vocabulary token are dropped (word tokenizer without ``<unk>``); of the rest,
@@ -23,22 +28,40 @@ from typing import Any
 import numpy as np
 
 from leadingterms import __version__
+from leadingterms.budget import check_disk
 from leadingterms.cache import reuse
 from leadingterms.config import check_config, option
-from leadingterms.corpus import sequences as seqs
 from leadingterms.corpus import synthetic
-from leadingterms.corpus.sources import SourceConfig, read_documents
-from leadingterms.corpus.store import META_FILE, TokenStore, load_store, write_store
-from leadingterms.corpus.tokenizers import CorpusTokenizer, check_tokenizer_spec, make_tokenizer
+from leadingterms.corpus.ingest import RawCorpus, encode_corpus, part_rows, scan_corpus, write_sequences
+from leadingterms.corpus.sequences import caps, split_by_document
+from leadingterms.corpus.sources import SourceConfig, open_documents
+from leadingterms.corpus.store import (
+    DEFAULT_SHARD_BYTES,
+    META_FILE,
+    StoreWriter,
+    TokenStore,
+    build_folder,
+    files_hash,
+    load_store,
+    publish,
+    store_meta,
+    token_dtype,
+)
+from leadingterms.corpus.tokenizers import CorpusTokenizer, check_keep_tokens, check_tokenizer_spec, make_tokenizer
+from leadingterms.distributed import ParallelConfig, open_engine
 from leadingterms.errors import LeadingTermsError
 from leadingterms.validate import fraction, positive_int
 
 PIPELINE_VERSION = 2
 TOP_TOKENS = 10
+#: Characters of text per tokenization task.
+DEFAULT_CHUNK_CHARS = 1 << 20
+#: Settings that change how the store is built, not what it holds (left out of the fingerprint).
+_NOT_CONTENT = ("force", "out", "workers", "scheduler", "chunk_chars", "shard_bytes")
 
 
 @dataclass(kw_only=True)
-class CorpusConfig(SourceConfig):
+class CorpusConfig(SourceConfig, ParallelConfig):
     """``leadingterms corpus``: a corpus source (:class:`SourceConfig`) -> tokenizer -> sequences -> ``out``."""
 
     tokenizer: str = option("word", help="word (docs/theory.md §7.1), bpe (trained here), or "
@@ -48,6 +71,10 @@ class CorpusConfig(SourceConfig):
                                     metavar="K", check=positive_int, group="tokenizer")
     unk: bool = option(False, help="word: map out-of-vocabulary tokens to <unk> (last id) instead of dropping "
                        "the document", group="tokenizer")
+    keep_tokens: list[str] = option(help="word: strings kept as one token, separated by spaces (e.g. '<unk>' "
+                                    "'@-@' '@,@' for WikiText; docs/theory.md §7.1)", metavar="STRING",
+                                    nargs="+", check=lambda v, n: check_keep_tokens(v, n), group="tokenizer",
+                                    default_factory=list)
     seq_len: int = option(64, help="T; rows hold T+1 tokens", metavar="T", check=positive_int, group="sequences")
     pack: bool = option(False, help="pack the token stream into windows instead of one truncated sequence per "
                         "document", group="sequences")
@@ -60,11 +87,17 @@ class CorpusConfig(SourceConfig):
     seed: int = option(0, help="seed of the validation split", group="sequences")
     out: str = option("corpus", help="token store folder to create", metavar="DIR")
     force: bool = option(False, help="rebuild even if DIR holds a store built from the same inputs")
+    chunk_chars: int = option(DEFAULT_CHUNK_CHARS, help="characters of text per tokenization task", cli=False,
+                              check=positive_int)
+    shard_bytes: int = option(DEFAULT_SHARD_BYTES, help="largest token shard file (bytes)", cli=False,
+                              check=positive_int)
 
     def check(self) -> None:
         SourceConfig.check(self)
         if self.unk and self.tokenizer != "word":
             raise LeadingTermsError("--unk applies to the word tokenizer only (bpe and hf have their own <unk>)")
+        if self.keep_tokens and self.tokenizer != "word":
+            raise LeadingTermsError("--keep-tokens applies to the word tokenizer only")
         if self.stride is not None and not self.pack:
             raise LeadingTermsError("--stride needs --pack")
 
@@ -78,21 +111,31 @@ class CorpusResult:
     notes: list[str] = field(default_factory=list)
 
 
+def _settings(cfg: CorpusConfig) -> dict[str, Any]:
+    """The settings that decide a store's content (``keep_tokens`` only when given)."""
+    out = {k: v for k, v in asdict(cfg).items() if k not in _NOT_CONTENT}
+    if not out["keep_tokens"]:
+        del out["keep_tokens"]
+    return out
+
+
 def fingerprint(cfg: CorpusConfig) -> str:
-    """Hash of every setting and the identity of the inputs (path, size, mtime; never ``force``/``out``)."""
-    settings = {k: v for k, v in asdict(cfg).items() if k not in ("force", "out")}
+    """Hash of every setting and the identity of the inputs (path, size, mtime; never ``force``/``out`` or
+    the engine)."""
     ident: dict[str, Any] = {"source": cfg.identity()}
     if cfg.tokenizer.startswith("hf:") and Path(cfg.tokenizer[3:]).exists():
         from leadingterms.corpus.sources import tree_identity
 
         ident["tokenizer"] = tree_identity(Path(cfg.tokenizer[3:]))
-    blob = json.dumps({"settings": settings, "inputs": ident, "pipeline": PIPELINE_VERSION},
+    blob = json.dumps({"settings": _settings(cfg), "inputs": ident, "pipeline": PIPELINE_VERSION},
                       sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
 def run_corpus(cfg: CorpusConfig) -> CorpusResult:
-    """Build the store in ``cfg.out`` (or reuse a matching one). See the module docstring for the rules."""
+    """Build the store in ``cfg.out`` (or reuse a matching one). See the module docstring for the rules.
+
+    Nothing in ``cfg.out`` changes until the new store is complete; a failure leaves it as it was."""
     check_config(cfg)
     out = Path(cfg.out)
     if out.exists() and not out.is_dir():
@@ -104,74 +147,103 @@ def run_corpus(cfg: CorpusConfig) -> CorpusResult:
         return CorpusResult(reused, True, notes)
 
     T = cfg.seq_len
-    docs = read_documents(cfg)
-    tok: CorpusTokenizer = make_tokenizer(cfg.tokenizer, cfg.vocab_size, cfg.unk)
-    ids = tok.fit_encode(docs.texts)
-    notes += tok.notes
-    V = len(tok.vocab)
-    lengths = np.array([len(d) for d in ids], dtype=np.int64)
-    flat = np.concatenate(ids) if ids else np.zeros(0, np.int64)
-    oov = flat < 0
-    has_oov = np.bincount(np.repeat(np.arange(len(ids)), lengths)[oov], minlength=len(ids)) > 0
-    n_oov_occ = int(oov.sum())
-    counts = np.bincount(flat[~oov], minlength=V)
-    n_tokens = int(lengths.sum())
-    n_unk_occ = int(counts[tok.unk_id]) if tok.unk_id is not None and tok.unk_id < V else 0
-    in_vocab = [d for d, bad in zip(ids, has_oov, strict=True) if not bad]
-    short = ~has_oov & (lengths < T + 1)
-    n_short = 0 if cfg.pack else int(short.sum())
+    stream = open_documents(cfg)
+    tok: CorpusTokenizer = make_tokenizer(cfg.tokenizer, cfg.vocab_size, cfg.unk, cfg.keep_tokens)
+    with build_folder(out) as build:
+        tok.prepare(stream)  # bpe: one pass to train it
+        raw = RawCorpus(build)
+        with open_engine(cfg) as engine:
+            encode_corpus(stream, tok, engine, raw, cfg.chunk_chars)
+        lut = tok.finish()
+        notes += tok.notes
+        V = len(tok.vocab)
+        scan = scan_corpus(raw, lut, V)
+        meta, part = _plan(cfg, raw, scan, tok, stream)
+        counts = meta["counts"]
+        rows = {"tokens": counts["sequences"], "val_tokens": counts["val_sequences"] if cfg.val_fraction else None}
+        item = np.dtype(token_dtype(V)).itemsize
+        check_disk(out, (rows["tokens"] + (rows["val_tokens"] or 0)) * (T + 1) * item, "the token store")
+        writer = StoreWriter(build, V, T, rows, cfg.shard_bytes)
+        try:
+            write_sequences(raw, lut, part, T, pack=cfg.pack, stride=cfg.stride, writer=writer)
+            shards = writer.close()
+        except BaseException:
+            writer.abort()
+            raise
+        raw.path.unlink()
+        chash = files_hash(build, tok.vocab, shards, T + 1)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / META_FILE).unlink(missing_ok=True)
+        tok.save(out)
+        publish(build, out, store_meta(meta, tok.vocab, T, shards, chash))
+    return CorpusResult(load_store(out), False, notes)
 
-    if not in_vocab:
-        raise LeadingTermsError(f"every one of the {len(ids)} documents holds an out-of-vocabulary token; "
+
+def _plan(cfg: CorpusConfig, raw: RawCorpus, scan: Any, tok: CorpusTokenizer, stream: Any
+          ) -> tuple[dict[str, Any], np.ndarray]:
+    """The filters and the split -> (corpus.json fields, ``part`` (n_docs,) int8: 0 train, 1 val, −1 out).
+
+    One-line errors when nothing is left."""
+    T, lengths, has_oov = cfg.seq_len, raw.lengths, scan.has_oov
+    n_docs = raw.n_docs
+    in_vocab = ~has_oov
+    eligible = in_vocab if cfg.pack else in_vocab & (lengths >= T + 1)
+    n_short = 0 if cfg.pack else int((in_vocab & (lengths < T + 1)).sum())
+    if not in_vocab.any():
+        raise LeadingTermsError(f"every one of the {n_docs} documents holds an out-of-vocabulary token; "
                                 f"raise --vocab-size or use --unk")
-    result = seqs.make_sequences(in_vocab, T, pack_stream=cfg.pack, stride=cfg.stride,
-                                 max_sequences=cfg.max_sequences, val_fraction=cfg.val_fraction, seed=cfg.seed)
-    if len(result.train) == 0:
-        longest = int(lengths[~has_oov].max()) if (~has_oov).any() else 0
+    is_val = split_by_document(int(eligible.sum()), cfg.val_fraction, cfg.seed)
+    part = np.full(n_docs, -1, dtype=np.int8)
+    part[eligible] = is_val
+    n_rows = part_rows(lengths, part, T, cfg.pack, cfg.stride)
+    cap_train, cap_val = caps(cfg.max_sequences, cfg.val_fraction)
+    n_train = n_rows[0] if cap_train is None else min(n_rows[0], cap_train)
+    n_val = n_rows[1] if cap_val is None else min(n_rows[1], cap_val)
+    if n_train == 0:
         if cfg.pack:
-            total = int(lengths[~has_oov].sum())
-            raise LeadingTermsError(f"the {len(in_vocab)} documents hold {total} tokens in all, "
+            total = int(lengths[in_vocab].sum())
+            raise LeadingTermsError(f"the {int(in_vocab.sum())} documents hold {total} tokens in all, "
                                     f"fewer than T+1 = {T + 1}; lower --seq-len")
-        raise LeadingTermsError(f"no document has T+1 = {T + 1} tokens ({len(in_vocab)} documents, "
+        longest = int(lengths[in_vocab].max())
+        raise LeadingTermsError(f"no document has T+1 = {T + 1} tokens ({int(in_vocab.sum())} documents, "
                                 f"the longest has {longest}); lower --seq-len or use --pack")
-
+    counts, V = scan.counts, len(tok.vocab)
+    n_tokens = raw.n_tokens
+    unk = tok.unk_id
+    n_unk = int(counts[unk]) if unk is not None and unk < V else 0
     order = np.argsort(-counts, kind="stable")[:TOP_TOKENS]
-    n_kept = result.n_train_docs + result.n_val_docs
+    n_val_docs = int((part == 1).sum())
     meta: dict[str, Any] = {
-        "source": docs.source,
+        "source": stream.source,
         "tokenizer": tok.settings(),
         "seq_len": T,
         "sequences": {"mode": "pack" if cfg.pack else "truncate", "stride": cfg.stride if cfg.pack else None,
                       "max_sequences": cfg.max_sequences, "val_fraction": cfg.val_fraction, "seed": cfg.seed},
         "counts": {
-            "documents_read": len(ids),
-            "documents_kept": n_kept,
+            "documents_read": n_docs,
+            "documents_kept": int(eligible.sum()),
             "documents_dropped_oov": int(has_oov.sum()),
             "documents_dropped_short": n_short,
-            "documents_unterminated": docs.n_unterminated,
-            "train_documents": result.n_train_docs,
-            "val_documents": result.n_val_docs,
+            "documents_unterminated": stream.n_unterminated,
+            "train_documents": int(eligible.sum()) - n_val_docs,
+            "val_documents": n_val_docs,
             "tokens_read": n_tokens,
             "distinct_tokens": getattr(tok, "n_types", None),
-            "sequences": int(len(result.train)),
-            "val_sequences": 0 if result.val is None else int(len(result.val)),
-            "sequences_capped": result.n_train_capped,
-            "longest_document": int(lengths.max()) if len(lengths) else 0,
+            "sequences": n_train,
+            "val_sequences": n_val if cfg.val_fraction > 0 else 0,
+            "sequences_capped": n_rows[0] - n_train,
+            "longest_document": int(lengths.max()) if n_docs else 0,
         },
-        "vocab_coverage": 1.0 - (n_oov_occ + n_unk_occ) / n_tokens if n_tokens else 0.0,
+        "vocab_coverage": 1.0 - (scan.n_oov + n_unk) / n_tokens if n_tokens else 0.0,
         "top_tokens": [[tok.vocab[i], int(counts[i])] for i in order if counts[i] > 0],
-        "notes": docs.notes,
-        "fingerprint": fp,
-        "config": {k: v for k, v in asdict(cfg).items() if k not in ("force", "out")},
+        "notes": stream.notes,
+        "fingerprint": fingerprint(cfg),
+        "config": _settings(cfg),
         "leadingterms_version": __version__,
     }
-    if docs.source["kind"] == "synthetic":
+    if stream.source["kind"] == "synthetic":
         meta["planted"] = synthetic.planted_associations()
-    out.mkdir(parents=True, exist_ok=True)
-    (out / META_FILE).unlink(missing_ok=True)  # the store is incomplete until corpus.json is rewritten
-    tok.save(out)
-    store = write_store(out, result.train, tok.vocab, meta, val_tokens=result.val)
-    return CorpusResult(store, False, notes)
+    return meta, part
 
 
 def summary(store: TokenStore) -> str:

@@ -1,12 +1,16 @@
-"""Token documents -> (N, T+1) sequences (SPEC §6), strided packing and the train/validation split.
+"""Token documents -> (N, T+1) sequences (docs/theory.md §7.1), strided packing and the train/validation split.
 
-SPEC §6 rule (default): keep the documents with at least T+1 tokens, truncated to their first
-T+1 tokens, in document order. Packing (``pack=True``): concatenate the documents (in order)
-into one stream and take windows of T+1 tokens starting at 0, S, 2S, ... (S = stride,
-default T+1: disjoint windows); documents of any length contribute.
+Rule (default): keep the documents with at least T+1 tokens, truncated to their first T+1
+tokens, in document order. Packing (``pack=True``): concatenate the documents (in order) into
+one stream and take windows of T+1 tokens starting at 0, S, 2S, ... (S = stride, default T+1:
+disjoint windows); documents of any length contribute.
 
 The validation split is by document: ``round(f * n)`` of the n eligible documents, chosen by a
-permutation seeded with ``seed``, keep their order and become ``val_tokens.npy``.
+permutation seeded with ``seed``, keep their order and become the validation sequences.
+
+:class:`RowBuilder` produces the rows of documents fed in order, a batch at a time (the corpus
+stage streams a corpus through it); :func:`truncate`, :func:`pack` and :func:`make_sequences`
+are the same rules on documents in memory.
 """
 
 from __future__ import annotations
@@ -32,25 +36,67 @@ class SequenceSet:
     n_val_capped: int
 
 
+def check_stride(T: int, stride: int | None) -> int:
+    """The window spacing S (default T+1)."""
+    S = T + 1 if stride is None else stride
+    if S < 1:
+        raise LeadingTermsError(f"--stride must be >= 1, got {S}")
+    return S
+
+
+def n_windows(n_tokens: int, T: int, stride: int | None = None) -> int:
+    """Windows of T+1 tokens every S tokens in a stream of ``n_tokens``."""
+    S = check_stride(T, stride)
+    return 0 if n_tokens < T + 1 else (n_tokens - (T + 1)) // S + 1
+
+
+class RowBuilder:
+    """Rows (k, T+1) of the documents fed to it, in order: truncation (first T+1 tokens of each
+    document with >= T+1 tokens) or packing (windows of the concatenated stream every S tokens;
+    the stream's tail is carried to the next call)."""
+
+    def __init__(self, T: int, *, pack: bool = False, stride: int | None = None) -> None:
+        if T < 1:
+            raise LeadingTermsError(f"--seq-len must be >= 1, got {T}")
+        self.T, self.pack = T, pack
+        self.S = check_stride(T, stride)
+        self._tail: np.ndarray | None = None
+        self._skip = 0  # stream tokens before the next window start (S > T+1)
+
+    def feed(self, ids: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+        """Documents given concatenated (``ids``) with their ``lengths`` -> their rows (the ids' dtype)."""
+        W = self.T + 1
+        ids = np.asarray(ids)
+        if not self.pack:
+            starts = (np.cumsum(lengths) - lengths)[lengths >= W]
+            return ids[starts[:, None] + np.arange(W)] if len(starts) else np.zeros((0, W), dtype=ids.dtype)
+        drop = min(self._skip, len(ids))
+        self._skip -= drop
+        stream = ids[drop:] if self._tail is None else np.concatenate([self._tail, ids[drop:]])
+        n = 0 if len(stream) < W else (len(stream) - W) // self.S + 1
+        rows = (np.lib.stride_tricks.sliding_window_view(stream, W)[:: self.S][:n].copy() if n
+                else np.zeros((0, W), dtype=ids.dtype))
+        used = n * self.S
+        self._tail = stream[used:].copy()  # fewer than max(S, T+1) tokens
+        self._skip += max(0, used - len(stream))
+        return rows
+
+
+def _build(docs: Sequence[np.ndarray], T: int, pack_stream: bool, stride: int | None) -> np.ndarray:
+    """Rows (int64) of documents in memory."""
+    lengths = np.array([len(d) for d in docs], dtype=np.int64)
+    ids = np.concatenate([np.asarray(d, dtype=np.int64) for d in docs]) if docs else np.zeros(0, np.int64)
+    return RowBuilder(T, pack=pack_stream, stride=stride).feed(ids, lengths)
+
+
 def truncate(docs: Sequence[np.ndarray], T: int) -> np.ndarray:
-    """SPEC §6: rows = the first T+1 tokens of each document with >= T+1 tokens (document order)."""
-    rows = [d[: T + 1] for d in docs if len(d) >= T + 1]
-    if not rows:
-        return np.zeros((0, T + 1), dtype=np.int64)
-    return np.stack(rows).astype(np.int64, copy=False)
+    """Rows = the first T+1 tokens of each document with >= T+1 tokens (document order)."""
+    return _build(docs, T, False, None)
 
 
 def pack(docs: Sequence[np.ndarray], T: int, stride: int | None = None) -> np.ndarray:
     """Windows of T+1 tokens of the concatenated documents, starting every ``stride`` tokens."""
-    S = T + 1 if stride is None else stride
-    if S < 1:
-        raise LeadingTermsError(f"--stride must be >= 1, got {S}")
-    stream = np.concatenate([np.asarray(d, dtype=np.int64) for d in docs]) if docs else np.zeros(0, np.int64)
-    if len(stream) < T + 1:
-        return np.zeros((0, T + 1), dtype=np.int64)
-    n = (len(stream) - (T + 1)) // S + 1
-    windows = np.lib.stride_tricks.sliding_window_view(stream, T + 1)[::S][:n]
-    return np.ascontiguousarray(windows)
+    return _build(docs, T, True, stride)
 
 
 def split_by_document(n_docs: int, val_fraction: float, seed: int) -> np.ndarray:
@@ -68,6 +114,15 @@ def split_by_document(n_docs: int, val_fraction: float, seed: int) -> np.ndarray
     perm = np.random.default_rng(seed).permutation(n_docs)
     mask[perm[:n_val]] = True
     return mask
+
+
+def caps(max_sequences: int | None, val_fraction: float) -> tuple[int | None, int | None]:
+    """(train cap, validation cap): ``max_sequences`` and ``ceil(max_sequences * f / (1 - f))``."""
+    if max_sequences is None:
+        return None, None
+    if max_sequences < 1:
+        raise LeadingTermsError(f"--max-sequences must be >= 1, got {max_sequences}")
+    return max_sequences, math.ceil(max_sequences * val_fraction / (1 - val_fraction))
 
 
 def make_sequences(
@@ -88,20 +143,16 @@ def make_sequences(
     """
     if T < 1:
         raise LeadingTermsError(f"--seq-len must be >= 1, got {T}")
-    if max_sequences is not None and max_sequences < 1:
-        raise LeadingTermsError(f"--max-sequences must be >= 1, got {max_sequences}")
+    cap_train, cap_val = caps(max_sequences, val_fraction)
     eligible = list(docs) if pack_stream else [d for d in docs if len(d) >= T + 1]
     is_val = split_by_document(len(eligible), val_fraction, seed)
     parts = [[d for d, v in zip(eligible, is_val, strict=True) if v == flag] for flag in (False, True)]
-    build = (lambda ds: pack(ds, T, stride)) if pack_stream else (lambda ds: truncate(ds, T))
-    train, val = build(parts[0]), build(parts[1])
-    cap_train = len(train) if max_sequences is None else max_sequences
-    cap_val = len(val) if max_sequences is None else math.ceil(max_sequences * val_fraction / (1 - val_fraction))
+    train, val = (_build(p, T, pack_stream, stride) for p in parts)
     return SequenceSet(
         train=train[:cap_train],
         val=val[:cap_val] if val_fraction > 0 else None,
         n_train_docs=len(parts[0]),
         n_val_docs=len(parts[1]),
-        n_train_capped=max(0, len(train) - cap_train),
-        n_val_capped=max(0, len(val) - cap_val),
+        n_train_capped=max(0, len(train) - (len(train) if cap_train is None else cap_train)),
+        n_val_capped=max(0, len(val) - (len(val) if cap_val is None else cap_val)),
     )

@@ -1,4 +1,9 @@
-"""Corpus sources -> documents (a list of strings, in source order).
+"""Corpus sources -> documents (strings, in source order), streamed.
+
+:func:`open_documents` returns a :class:`DocumentStream`: each iteration reads the source afresh,
+a block at a time (files are decompressed and decoded as a stream), so a pass over a corpus
+holds one block and one document, never the whole text. :func:`read_documents` collects a
+stream into a list (small corpora, the API of the other stages).
 
 - text files (``.txt`` or compressed ``.xz``/``.gz``/``.bz2``), split into documents by lines
   holding only ``<|endoftext|>`` (TinyStories), by blank lines, or one per line
@@ -12,17 +17,18 @@
 from __future__ import annotations
 
 import bz2
+import codecs
 import gzip
 import hashlib
 import json
 import lzma
 import os
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from itertools import islice
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from leadingterms.config import option
 from leadingterms.corpus import synthetic
@@ -33,6 +39,10 @@ EOT = "<|endoftext|>"
 SPLIT_MODES = ("auto", "eot", "blank", "line")
 _EOT_LINE = re.compile(r"^[ \t\r]*<\|endoftext\|>[ \t\r]*$", re.M)
 _BLANK_LINE = re.compile(r"\n[ \t\r]*\n")  # one or more blank lines separate documents
+_CONTENT = re.compile(r"\S")  # a character that str.strip() keeps
+#: Bytes (decompressed) read from a file at a time.
+BLOCK_BYTES = 1 << 22
+_SNIFF_BYTES = 65536  # a NUL byte in the first 64 KiB marks a binary file
 
 
 @dataclass
@@ -117,34 +127,90 @@ def source_fields(src: SourceConfig) -> dict[str, Any]:
     return {f.name: getattr(src, f.name) for f in fields(SourceConfig)}
 
 
-def read_documents(src: SourceConfig) -> Documents:
-    """The documents of a source, in source order (``max_documents`` caps them)."""
+class DocumentStream:
+    """The documents of a source, read lazily in source order; iterate it once per pass.
+
+    ``source`` describes the source (recorded in corpus.json). After an iteration that reached the
+    end of the source, ``notes`` and ``n_unterminated`` describe what was left out. Each iteration
+    opens the source again (``max_documents`` caps every iteration).
+    """
+
+    def __init__(self, read: Callable[[DocumentStream], Iterator[str]], source: dict[str, Any],
+                 max_documents: int | None = None) -> None:
+        self._read = read
+        self.source = source
+        self.max_documents = max_documents
+        self.notes: list[str] = []
+        self.n_unterminated = 0
+        self.size: int | None = None  # bytes of the file read, when the source is one file
+        self.position = 0  # bytes of it read so far
+
+    def __iter__(self) -> Iterator[str]:
+        self.notes, self.n_unterminated, self.position = [], 0, 0
+        docs = self._read(self)
+        try:
+            yield from docs if self.max_documents is None else islice(docs, self.max_documents)
+        finally:
+            close = getattr(docs, "close", None)
+            if close is not None:
+                close()  # a capped pass closes the file it was reading
+
+    def chunks(self, chunk_chars: int) -> Iterator[list[str]]:
+        """Consecutive lists of documents of about ``chunk_chars`` characters (at least one document)."""
+        chunk: list[str] = []
+        size = 0
+        for doc in self:
+            chunk.append(doc)
+            size += len(doc)
+            if size >= chunk_chars:
+                yield chunk
+                chunk, size = [], 0
+        if chunk:
+            yield chunk
+
+
+def open_documents(src: SourceConfig) -> DocumentStream:
+    """A :class:`DocumentStream` over the source of ``src`` (nothing is read yet)."""
     kind = src.source_kind()
     if kind == "text":
         assert src.text is not None
-        return text_file_documents(src.text, src.split_by, src.max_documents)
+        return text_file_stream(src.text, src.split_by, src.max_documents)
     if kind == "jsonl":
         assert src.jsonl is not None
-        return jsonl_documents(src.jsonl, src.text_field, src.max_documents)
+        return jsonl_stream(src.jsonl, src.text_field, src.max_documents)
     if kind == "dataset":
         assert src.dataset is not None
         if is_saved_dataset(src.dataset):  # a save_to_disk folder given as --dataset
-            return disk_documents(src.dataset, src.split, src.text_field, src.max_documents)
-        return hf_documents(src.dataset, src.dataset_config, src.split, src.text_field, src.streaming,
-                            src.data_files, src.max_documents)
+            return disk_stream(src.dataset, src.split, src.text_field, src.max_documents)
+        return hf_stream(src.dataset, src.dataset_config, src.split, src.text_field, src.streaming,
+                         src.data_files, src.max_documents)
     if kind == "load_from_disk":
         assert src.load_from_disk is not None
-        return disk_documents(src.load_from_disk, src.split, src.text_field, src.max_documents)
+        return disk_stream(src.load_from_disk, src.split, src.text_field, src.max_documents)
     n = src.synthetic_docs if src.max_documents is None else min(src.synthetic_docs, src.max_documents)
-    return Documents(synthetic.generate_documents(n, src.synthetic_seed),
-                     {"kind": "synthetic", "n_docs": n, "seed": src.synthetic_seed,
-                      "generator_version": synthetic.GENERATOR_VERSION})
+    synthetic.iter_documents(n, src.synthetic_seed)  # checks n
+    return DocumentStream(lambda _: synthetic.iter_documents(n, src.synthetic_seed),
+                          {"kind": "synthetic", "n_docs": n, "seed": src.synthetic_seed,
+                           "generator_version": synthetic.GENERATOR_VERSION})
+
+
+def collect(stream: DocumentStream) -> Documents:
+    """Every document of ``stream`` in a list."""
+    texts = list(stream)
+    return Documents(texts, stream.source, stream.notes, stream.n_unterminated)
+
+
+def read_documents(src: SourceConfig) -> Documents:
+    """The documents of a source, in source order (``max_documents`` caps them), in memory."""
+    return collect(open_documents(src))
 
 
 # ----------------------------------------------------------------------------- files
 
 
 _MAGIC = {b"\xfd7zXZ\x00": "xz", b"\x1f\x8b": "gz", b"BZh": "bz2"}
+_OPEN = {"xz": lzma.open, "gz": gzip.open, "bz2": bz2.open}
+_DECOMPRESSION_ERRORS = (lzma.LZMAError, OSError, EOFError, ValueError)
 
 
 def _compression(path: Path, head: bytes) -> str | None:
@@ -157,42 +223,150 @@ def _compression(path: Path, head: bytes) -> str | None:
     return None
 
 
-def read_text(path: str | os.PathLike[str], what: str = "text file") -> str:
-    """Whole file as UTF-8 text, decompressing xz/gz/bz2 (by content). One-line errors for a
-    missing, empty, corrupt or binary file."""
-    p = Path(path)
+def _open_binary(p: Path, what: str) -> tuple[IO[bytes], IO[bytes], str | None]:
+    """(the file's decompressed byte stream, the raw file under it, its compression by content)."""
     if not p.exists():
         raise LeadingTermsError(f"{what} not found: {p}")
     if not p.is_file():
         raise LeadingTermsError(f"{what} is not a file: {p}")
-    raw = p.read_bytes()
-    kind = _compression(p, raw[:6])
-    if kind is not None:
-        opener = {"xz": lzma.decompress, "gz": gzip.decompress, "bz2": bz2.decompress}[kind]
-        try:
-            raw = opener(raw)
-        except (lzma.LZMAError, OSError, EOFError, ValueError) as exc:
-            raise LeadingTermsError(f"{what} {p} is a corrupt {kind} file: {exc}") from None
-    if b"\x00" in raw[:65536]:
-        raise LeadingTermsError(f"{what} {p} looks binary (it holds NUL bytes); expected UTF-8 text")
+    raw = open(p, "rb")  # noqa: SIM115 - closed with the stream
     try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise LeadingTermsError(f"{what} {p} is not UTF-8 text (invalid byte at offset {exc.start})") from None
-    if text.startswith("\ufeff"):
-        text = text[1:]
-    if not text.strip():
+        kind = _compression(p, raw.read(6))
+    except BaseException:
+        raw.close()
+        raise
+    raw.seek(0)
+    return (raw if kind is None else _OPEN[kind](raw, "rb")), raw, kind  # type: ignore[operator]
+
+
+def text_blocks(path: str | os.PathLike[str], what: str = "text file", block_bytes: int = BLOCK_BYTES,
+                stream: DocumentStream | None = None) -> Iterator[str]:
+    """The UTF-8 text of a file in blocks of about ``block_bytes`` (decompressing xz/gz/bz2 as a
+    stream). One-line errors for a missing, empty, corrupt or binary file, raised when met.
+    ``stream``: its ``position`` follows the bytes of the file read (for progress)."""
+    p = Path(path)
+    f, raw_file, kind = _open_binary(p, what)
+    if stream is not None:
+        stream.size = p.stat().st_size
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    offset, first, content = 0, True, False
+    with raw_file, f:
+        while True:
+            try:
+                raw = f.read(block_bytes)
+            except _DECOMPRESSION_ERRORS as exc:
+                raise LeadingTermsError(f"{what} {p} is a corrupt {kind} file: {exc}") from None
+            if stream is not None:
+                stream.position = raw_file.tell()
+            if first and b"\x00" in raw[:_SNIFF_BYTES]:
+                raise LeadingTermsError(f"{what} {p} looks binary (it holds NUL bytes); expected UTF-8 text")
+            try:
+                text = decoder.decode(raw, final=not raw)
+            except UnicodeDecodeError as exc:
+                at = offset - (len(exc.object) - len(raw)) + exc.start
+                raise LeadingTermsError(f"{what} {p} is not UTF-8 text (invalid byte at offset {at})") from None
+            if first and text.startswith("\ufeff"):
+                text = text[1:]
+            first = False
+            offset += len(raw)
+            content = content or _CONTENT.search(text) is not None
+            if text:
+                yield text
+            if not raw:
+                break
+    if not content:
         raise LeadingTermsError(f"{what} {p} is empty")
-    return text
+
+
+def read_text(path: str | os.PathLike[str], what: str = "text file") -> str:
+    """Whole file as UTF-8 text (see :func:`text_blocks`)."""
+    return "".join(text_blocks(path, what))
+
+
+def _last_cut(buf: str) -> int:
+    """Index just after the last newline of ``buf`` that is followed by a character other than space,
+    tab, CR or newline; 0 when there is none. No document separator (an EOT line, a blank line, a
+    line break) straddles such a point, so the text before it splits as it would in the whole text."""
+    end = len(buf)
+    while True:
+        j = buf.rfind("\n", 0, end)
+        if j < 0:
+            return 0
+        if j + 1 < len(buf) and buf[j + 1] not in " \t\r\n":
+            return j + 1
+        end = j
+
+
+def text_pieces(blocks: Iterable[str]) -> Iterator[str]:
+    """Re-cut text blocks at safe points (:func:`_last_cut`); the pieces concatenate to the text."""
+    carry = ""
+    for block in blocks:
+        buf = carry + block
+        cut = _last_cut(buf)
+        if cut:
+            yield buf[:cut]
+        carry = buf[cut:]
+    if carry:
+        yield carry
+
+
+def detect_split_pieces(pieces: Iterable[str]) -> str:
+    """:func:`detect_split` over text given in safe pieces (it stops at the first ``<|endoftext|>`` line)."""
+    seen_content = armed = blank = False
+    for piece in pieces:
+        if _EOT_LINE.search(piece):
+            return "eot"
+        if blank:
+            continue
+        pos = 0
+        if armed and _CONTENT.search(piece):
+            blank = True
+            continue
+        first = _CONTENT.search(piece)
+        for m in _BLANK_LINE.finditer(piece):
+            if seen_content or (first is not None and first.start() < m.start()):
+                armed, pos = True, m.end()
+                break
+        if armed and _CONTENT.search(piece, pos):
+            blank = True
+        seen_content = seen_content or first is not None
+    return "blank" if blank else "line"
 
 
 def detect_split(text: str) -> str:
-    """``eot`` if a line holds only <|endoftext|>, else ``blank`` if there is a blank line, else ``line``."""
-    if _EOT_LINE.search(text):
-        return "eot"
-    if _BLANK_LINE.search(text.strip()):
-        return "blank"
-    return "line"
+    """``eot`` if a line holds only <|endoftext|>, else ``blank`` if there is a blank line between two
+    non-blank ones, else ``line``."""
+    return detect_split_pieces([text])
+
+
+class _Splitter:
+    """Splits text fed in safe pieces into documents (stripped, empty ones skipped)."""
+
+    def __init__(self, mode: str) -> None:
+        self.mode = mode
+        self.pending = ""
+        self.separated = False  # at least one separator seen
+        self.n_unterminated = 0
+
+    def feed(self, piece: str) -> list[str]:
+        if self.mode == "eot":
+            parts = _EOT_LINE.split(piece)
+        elif self.mode == "blank":
+            parts = _BLANK_LINE.split(piece)
+        else:
+            parts = piece.split("\n")
+        parts[0] = self.pending + parts[0]
+        self.separated = self.separated or len(parts) > 1
+        self.pending = parts[-1]
+        return [s for s in (p.strip() for p in parts[:-1]) if s]
+
+    def end(self) -> list[str]:
+        """The last document; in ``eot`` mode text after the last separator is unterminated (dropped)."""
+        last, self.pending = self.pending.strip(), ""
+        if self.mode == "eot" and self.separated:
+            self.n_unterminated = int(bool(last))
+            return []
+        return [last] if last else []
 
 
 def split_documents(text: str, split_by: str = "auto") -> tuple[list[str], str, int]:
@@ -203,21 +377,17 @@ def split_documents(text: str, split_by: str = "auto") -> tuple[list[str], str, 
     ``blank``: blank lines separate documents. ``line``: one document per non-empty line.
     Documents are stripped of surrounding whitespace; empty ones are skipped.
     """
+    mode = _check_split(split_by)
+    mode = detect_split(text) if mode == "auto" else mode
+    splitter = _Splitter(mode)
+    docs = splitter.feed(text) + splitter.end()
+    return docs, mode, splitter.n_unterminated
+
+
+def _check_split(split_by: str) -> str:
     if split_by not in SPLIT_MODES:
         raise LeadingTermsError(f"unknown --split-by {split_by!r}; use one of {', '.join(SPLIT_MODES)}")
-    mode = detect_split(text) if split_by == "auto" else split_by
-    n_unterminated = 0
-    if mode == "eot":
-        parts = _EOT_LINE.split(text)
-        if len(parts) > 1 and parts[-1].strip():
-            n_unterminated = 1
-        parts = parts[:-1] if len(parts) > 1 else parts
-    elif mode == "blank":
-        parts = _BLANK_LINE.split(text)
-    else:
-        parts = text.split("\n")
-    docs = [s for s in (p.strip() for p in parts) if s]
-    return docs, mode, n_unterminated
+    return split_by
 
 
 def _file_identity(p: Path) -> dict[str, Any]:
@@ -225,79 +395,126 @@ def _file_identity(p: Path) -> dict[str, Any]:
     return {"path": str(p.resolve()), "size": st.st_size, "mtime_ns": st.st_mtime_ns}
 
 
+def text_file_stream(path: str | os.PathLike[str], split_by: str = "auto",
+                     max_documents: int | None = None) -> DocumentStream:
+    """The documents of a text file. ``auto`` first scans the text for the split mode (it stops at
+    the first ``<|endoftext|>`` line, so a TinyStories file costs nothing extra)."""
+    p = Path(path)
+    _check_split(split_by)
+
+    def read(stream: DocumentStream) -> Iterator[str]:
+        mode = split_by
+        if mode == "auto":
+            mode = detect_split_pieces(text_pieces(text_blocks(p)))
+        stream.source["split_by"] = mode
+        splitter = _Splitter(mode)
+        for piece in text_pieces(text_blocks(p, stream=stream)):
+            yield from splitter.feed(piece)
+        yield from splitter.end()
+        if splitter.n_unterminated:
+            stream.n_unterminated = splitter.n_unterminated
+            stream.notes.append(f"dropped the text after the last {EOT} line (an unterminated, truncated "
+                                "document)")
+
+    return DocumentStream(read, {"kind": "text", "path": str(p), "split_by": split_by}, max_documents)
+
+
 def text_file_documents(path: str | os.PathLike[str], split_by: str = "auto",
                         max_documents: int | None = None) -> Documents:
+    return collect(text_file_stream(path, split_by, max_documents))
+
+
+def text_lines(blocks: Iterable[str]) -> Iterator[str]:
+    """The lines of text given in blocks (split at ``\\n`` only, as ``str.split("\\n")``)."""
+    carry = ""
+    for block in blocks:
+        lines = (carry + block).split("\n")
+        carry = lines.pop()
+        yield from lines
+    yield carry
+
+
+def jsonl_stream(path: str | os.PathLike[str], text_field: str = "text",
+                 max_documents: int | None = None) -> DocumentStream:
+    """One document per JSON line (the string in ``text_field``); blank lines and null values are skipped."""
     p = Path(path)
-    docs, mode, unterminated = split_documents(read_text(p), split_by)
-    notes = []
-    if unterminated:
-        notes.append(f"dropped the text after the last {EOT} line (an unterminated, truncated document)")
-    if max_documents is not None:
-        docs = docs[:max_documents]
-    return Documents(docs, {"kind": "text", "path": str(p), "split_by": mode}, notes, unterminated)
+
+    def read(stream: DocumentStream) -> Iterator[str]:
+        n = 0
+        for lineno, line in enumerate(text_lines(text_blocks(p, "JSON Lines file", stream=stream)), 1):
+            if not line.strip():
+                continue
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise LeadingTermsError(f"{p}:{lineno} is not valid JSON ({exc.msg})") from None
+            if not isinstance(rec, dict) or text_field not in rec:
+                raise LeadingTermsError(f"{p}:{lineno} has no field {text_field!r} (use --text-field)")
+            val = rec[text_field]
+            if val is None:
+                continue
+            if not isinstance(val, str):
+                raise LeadingTermsError(f"{p}:{lineno}: field {text_field!r} is {type(val).__name__}, not text")
+            n += 1
+            yield val
+        if not n:
+            raise LeadingTermsError(f"JSON Lines file {p} holds no documents")
+
+    return DocumentStream(read, {"kind": "jsonl", "path": str(p), "text_field": text_field}, max_documents)
 
 
 def jsonl_documents(path: str | os.PathLike[str], text_field: str = "text",
                     max_documents: int | None = None) -> Documents:
-    """One document per JSON line (the string in ``text_field``); blank lines are skipped."""
-    p = Path(path)
-    docs: list[str] = []
-    for lineno, line in enumerate(read_text(p, "JSON Lines file").split("\n"), 1):
-        if not line.strip():
-            continue
-        if max_documents is not None and len(docs) >= max_documents:
-            break
-        try:
-            rec = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise LeadingTermsError(f"{p}:{lineno} is not valid JSON ({exc.msg})") from None
-        if not isinstance(rec, dict) or text_field not in rec:
-            raise LeadingTermsError(f"{p}:{lineno} has no field {text_field!r} (use --text-field)")
-        val = rec[text_field]
-        if val is None:
-            continue
-        if not isinstance(val, str):
-            raise LeadingTermsError(f"{p}:{lineno}: field {text_field!r} is {type(val).__name__}, not text")
-        docs.append(val)
-    if not docs:
-        raise LeadingTermsError(f"JSON Lines file {p} holds no documents")
-    return Documents(docs, {"kind": "jsonl", "path": str(p), "text_field": text_field})
+    return collect(jsonl_stream(path, text_field, max_documents))
 
 
 # ----------------------------------------------------------------------------- HF datasets
 
+#: Rows read from a map-style dataset at a time.
+_DATASET_BATCH = 1000
 
-def _column_texts(rows: Iterable[Any], column: str, what: str, max_documents: int | None) -> list[str]:
-    docs: list[str] = []
+
+def _column_texts(rows: Iterable[Any], column: str, what: str, max_documents: int | None) -> Iterator[str]:
+    n = 0
     for val in islice(rows, max_documents):
         if val is None:
             continue
         if not isinstance(val, str):
             raise LeadingTermsError(f"{what}: column {column!r} holds {type(val).__name__}, not text")
-        docs.append(val)
-    if not docs:
+        n += 1
+        yield val
+    if not n:
         raise LeadingTermsError(f"{what} holds no documents")
-    return docs
 
 
-def _dataset_texts(ds: Any, column: str, what: str, max_documents: int | None) -> list[str]:
-    """Texts of a ``Dataset`` or ``IterableDataset`` column."""
+def _check_column(ds: Any, column: str, what: str) -> None:
     names = getattr(ds, "column_names", None)
     if names is not None and column not in names:
         cols = ", ".join(names)
-        raise LeadingTermsError(f"{what} has no column {column!r} (columns: {cols}); use --text-column")
-    rows: Iterator[Any]
-    if hasattr(ds, "select") and hasattr(ds, "__len__"):  # map-style: read the column in one go
+        raise LeadingTermsError(f"{what} has no column {column!r} (columns: {cols}); use --text-field")
+
+
+def _dataset_rows(ds: Any, column: str, what: str, max_documents: int | None) -> Iterator[Any]:
+    """The values of a ``Dataset`` (read in batches) or ``IterableDataset`` column."""
+    _check_column(ds, column, what)
+    if hasattr(ds, "select") and hasattr(ds, "__len__"):  # map-style: a batch of the column at a time
         n = len(ds) if max_documents is None else min(max_documents, len(ds))
-        rows = iter(ds.select(range(n))[column] if n < len(ds) else ds[column])
-    else:  # streaming
-        def stream() -> Iterator[Any]:
-            for rec in ds:
-                if column not in rec:
-                    raise LeadingTermsError(f"{what} has no column {column!r} (columns: {', '.join(rec)})")
-                yield rec[column]
-        rows = stream()
-    return _column_texts(rows, column, what, max_documents)
+        for i in range(0, n, _DATASET_BATCH):
+            yield from ds[i:min(i + _DATASET_BATCH, n)][column]
+        return
+    for rec in ds:  # streaming
+        if column not in rec:
+            raise LeadingTermsError(f"{what} has no column {column!r} (columns: {', '.join(rec)})")
+        yield rec[column]
+
+
+def _dataset_texts(ds: Any, column: str, what: str, max_documents: int | None, name: str) -> Iterator[str]:
+    try:
+        yield from _column_texts(_dataset_rows(ds, column, what, max_documents), column, what, max_documents)
+    except LeadingTermsError:
+        raise
+    except Exception as exc:  # streaming reads lazily
+        raise LeadingTermsError(f"cannot read {name}: {first_line(exc)}") from None
 
 
 def _import_datasets() -> Any:
@@ -308,9 +525,9 @@ def _import_datasets() -> Any:
     return datasets
 
 
-def hf_documents(name: str, config: str | None = None, split: str = "train", text_column: str = "text",
-                 streaming: bool = False, data_files: list[str] | None = None,
-                 max_documents: int | None = None) -> Documents:
+def hf_stream(name: str, config: str | None = None, split: str = "train", text_column: str = "text",
+              streaming: bool = False, data_files: list[str] | None = None,
+              max_documents: int | None = None) -> DocumentStream:
     """``datasets.load_dataset(name, config, split=split, streaming=streaming, data_files=...)``."""
     datasets = _import_datasets()
     kwargs: dict[str, Any] = {"split": split, "streaming": streaming}
@@ -326,15 +543,17 @@ def hf_documents(name: str, config: str | None = None, split: str = "train", tex
     except Exception as exc:  # datasets raises many types (connection, missing split, bad files)
         raise LeadingTermsError(f"cannot load dataset {name!r}: {first_line(exc)}") from None
     what = f"dataset {name!r} split {split!r}"
-    try:
-        docs = _dataset_texts(ds, text_column, what, max_documents)
-    except LeadingTermsError:
-        raise
-    except Exception as exc:  # streaming reads lazily
-        raise LeadingTermsError(f"cannot read dataset {name!r}: {first_line(exc)}") from None
+    _check_column(ds, text_column, what)
     source = {"kind": "hf_dataset", "name": name, "config": config, "split": split, "text_column": text_column,
               "streaming": streaming, "data_files": list(data_files) if data_files else None}
-    return Documents(docs, source)
+    return DocumentStream(lambda _: _dataset_texts(ds, text_column, what, max_documents, f"dataset {name!r}"),
+                          source)
+
+
+def hf_documents(name: str, config: str | None = None, split: str = "train", text_column: str = "text",
+                 streaming: bool = False, data_files: list[str] | None = None,
+                 max_documents: int | None = None) -> Documents:
+    return collect(hf_stream(name, config, split, text_column, streaming, data_files, max_documents))
 
 
 def is_saved_dataset(path: str | os.PathLike[str]) -> bool:
@@ -343,9 +562,9 @@ def is_saved_dataset(path: str | os.PathLike[str]) -> bool:
     return p.is_dir() and ((p / "dataset_dict.json").is_file() or (p / "state.json").is_file())
 
 
-def disk_documents(path: str | os.PathLike[str], split: str = "train", text_column: str = "text",
-                   max_documents: int | None = None) -> Documents:
-    """``datasets.load_from_disk(path)`` (a Dataset, or a DatasetDict and its ``split``)."""
+def disk_stream(path: str | os.PathLike[str], split: str = "train", text_column: str = "text",
+                max_documents: int | None = None) -> DocumentStream:
+    """``datasets.load_from_disk(path)`` (a Dataset, or a DatasetDict and its ``split``), memory-mapped."""
     p = Path(path)
     if not p.is_dir():
         raise LeadingTermsError(f"dataset folder not found: {p} (expected a folder written by save_to_disk)")
@@ -359,8 +578,15 @@ def disk_documents(path: str | os.PathLike[str], split: str = "train", text_colu
             splits = ", ".join(ds)
             raise LeadingTermsError(f"dataset folder {p} has no split {split!r} (splits: {splits}); use --split")
         ds = ds[split]
-    docs = _dataset_texts(ds, text_column, f"dataset folder {p}", max_documents)
-    return Documents(docs, {"kind": "load_from_disk", "path": str(p), "split": split, "text_column": text_column})
+    what = f"dataset folder {p}"
+    _check_column(ds, text_column, what)
+    return DocumentStream(lambda _: _dataset_texts(ds, text_column, what, max_documents, what),
+                          {"kind": "load_from_disk", "path": str(p), "split": split, "text_column": text_column})
+
+
+def disk_documents(path: str | os.PathLike[str], split: str = "train", text_column: str = "text",
+                   max_documents: int | None = None) -> Documents:
+    return collect(disk_stream(path, split, text_column, max_documents))
 
 
 def tree_identity(p: Path) -> dict[str, Any]:

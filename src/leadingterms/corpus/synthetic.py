@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import random
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 GENERATOR_VERSION = 1
 DEFAULT_DOCS = 3000
@@ -159,14 +159,19 @@ def _count(sentences: list[str]) -> int:
     return sum(len(word_tokens(s)) for s in sentences)
 
 
-def generate_documents(n_docs: int = DEFAULT_DOCS, seed: int = 0) -> list[str]:
-    """``n_docs`` stories; document i is a function of (seed, i) only."""
+def iter_documents(n_docs: int = DEFAULT_DOCS, seed: int = 0) -> Iterator[str]:
+    """The ``n_docs`` stories one at a time; document i is a function of (seed, i) only."""
     if n_docs < 1:
         from leadingterms.errors import LeadingTermsError
 
         raise LeadingTermsError(f"the synthetic corpus needs at least 1 document, got {n_docs}")
     tag = f"leadingterms-synthetic-v{GENERATOR_VERSION}:{seed}"
-    return [_story(random.Random(f"{tag}:{i}")) for i in range(n_docs)]
+    return (_story(random.Random(f"{tag}:{i}")) for i in range(n_docs))
+
+
+def generate_documents(n_docs: int = DEFAULT_DOCS, seed: int = 0) -> list[str]:
+    """``n_docs`` stories (a list); see :func:`iter_documents`."""
+    return list(iter_documents(n_docs, seed))
 
 
 def vocabulary() -> set[str]:

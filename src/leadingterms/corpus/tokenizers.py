@@ -15,12 +15,14 @@ tokens are the same as without it.
 from __future__ import annotations
 
 import functools
+import hashlib
 import itertools
 import os
 import re
 import sys
 from collections import Counter
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -43,15 +45,34 @@ TOKENIZER_DIR = "tokenizer"  # save_pretrained folder, for HF tokenizers without
 
 _ASCII_MAX, _BMP_MAX = 0x7F, 0xFFFF
 
+#: Literal markers that corpora use as tokens (WikiText's ``<unk>`` and ``@-@``, GPT-style end of text);
+#: the word tokenizer splits them unless kept (``--keep-tokens``), and notes when a corpus holds them.
+KNOWN_MARKERS = ("<unk>", "@-@", "@,@", "@.@", "<|endoftext|>")
 
-@functools.lru_cache(maxsize=3)
-def _word_pattern(max_code_point: int) -> re.Pattern[str]:
-    """``[<every isalpha code point <= max_code_point>]+ | [^ \\n]``, built from ``str.isalpha``
-    itself, so exact for text whose code points are all <= max_code_point.
+
+def check_keep_tokens(keep: Iterable[str] | None, name: str = "keep_tokens") -> tuple[str, ...]:
+    """Kept strings, lowercased (the tokenizer lowercases the text first), without repeats; one-line error
+    for an empty string or one holding whitespace."""
+    out: list[str] = []
+    for k in keep or ():
+        if not isinstance(k, str) or not k or any(ch.isspace() for ch in k):
+            raise LeadingTermsError(f"--{name.replace('_', '-')}: a kept string must be non-empty text without "
+                                    f"spaces, got {k!r}")
+        if k.lower() not in out:
+            out.append(k.lower())
+    return tuple(out)
+
+
+@functools.lru_cache(maxsize=8)
+def _word_pattern(max_code_point: int, keep: tuple[str, ...] = ()) -> re.Pattern[str]:
+    """``<kept strings> | [<every isalpha code point <= max_code_point>]+ | [^ \\n]``, the letter class
+    built from ``str.isalpha`` itself, so exact for text whose code points are all <= max_code_point.
 
     Three domains (ASCII, BMP, all of unicode): ``re`` tests a BMP-only class with a bitmap but
     scans a class with astral ranges linearly, so the narrowest class that covers the text is
-    used. (``[^\\W\\d_]`` is *not* isalpha: it also matches e.g. '²' and '½'.)
+    used. (``[^\\W\\d_]`` is *not* isalpha: it also matches e.g. '²' and '½'.) Kept strings are
+    tried first, longest first, wherever a token starts; one that ends in a letter must not be
+    followed by a letter (``unk`` does not cut ``unknown``).
     """
     ranges: list[tuple[int, int]] = []
     for cp in range(max_code_point + 1):
@@ -61,19 +82,26 @@ def _word_pattern(max_code_point: int) -> re.Pattern[str]:
             else:
                 ranges.append((cp, cp))
     cls = "".join(f"\\U{a:08x}" if a == b else f"\\U{a:08x}-\\U{b:08x}" for a, b in ranges)
-    return re.compile(f"[{cls}]+|[^ \\n]")
+    kept = [re.escape(k) + (f"(?![{cls}])" if k[-1].isalpha() else "")
+            for k in sorted(keep, key=len, reverse=True)]
+    return re.compile("|".join([*kept, f"[{cls}]+", "[^ \\n]"]))
 
 
-def word_tokens(text: str) -> list[str]:
-    """Word tokens of ``text`` (lowercased), in order (docs/theory.md §7.1)."""
-    low = text.lower()
+def _lower_tokens(low: str, keep: tuple[str, ...] = ()) -> list[str]:
+    """Word tokens of already-lowercased text."""
     if low.isascii():
         limit = _ASCII_MAX
     elif max(low) <= "\uffff":
         limit = _BMP_MAX
     else:
         limit = sys.maxunicode
-    return _word_pattern(limit).findall(low)
+    return _word_pattern(limit, keep).findall(low)
+
+
+def word_tokens(text: str, keep: tuple[str, ...] = ()) -> list[str]:
+    """Word tokens of ``text`` (lowercased), in order (docs/theory.md §7.1); ``keep``: strings kept whole
+    (lowercase, see :func:`check_keep_tokens`)."""
+    return _lower_tokens(text.lower(), keep)
 
 
 def build_word_vocab(token_docs: Iterable[Sequence[str]], K: int | None) -> tuple[list[str], Counter[str]]:
@@ -89,8 +117,90 @@ def build_word_vocab(token_docs: Iterable[Sequence[str]], K: int | None) -> tupl
     return [tok for tok, _ in ordered], counts
 
 
+@dataclass
+class EncodedChunk:
+    """A chunk of documents, encoded: ``ids`` (n_tokens,) uint32 of every document in order,
+    ``lengths`` (n_docs,) int64 tokens per document.
+
+    Word tokenizer: ``ids`` are chunk-local type ids, ``types`` the chunk's distinct tokens in order
+    of first appearance and ``counts`` (n_types,) their occurrences; ``markers``: occurrences of
+    :data:`KNOWN_MARKERS` that are not kept. Other tokenizers: ``ids`` are final ids.
+    """
+
+    ids: np.ndarray
+    lengths: np.ndarray
+    types: list[str] | None = None
+    counts: np.ndarray | None = None
+    markers: dict[str, int] = field(default_factory=dict)
+
+
+def encode_word_chunk(docs: Sequence[str], keep: tuple[str, ...] = ()) -> EncodedChunk:
+    """Tokenize a chunk of documents with the word tokenizer into chunk-local type ids."""
+    flat: list[str] = []
+    lengths = np.empty(len(docs), dtype=np.int64)
+    watch = [m for m in KNOWN_MARKERS if m not in keep]
+    markers = dict.fromkeys(watch, 0)
+    for i, doc in enumerate(docs):
+        low = doc.lower()
+        toks = _lower_tokens(low, keep)
+        lengths[i] = len(toks)
+        flat.extend(toks)
+        for m in watch:
+            if m[0] in low:
+                markers[m] += low.count(m)
+    types = list(dict.fromkeys(flat))
+    index = dict(zip(types, range(len(types)), strict=True))
+    ids = np.fromiter(map(index.__getitem__, flat), dtype=np.uint32, count=len(flat))
+    counts = np.bincount(ids, minlength=len(types)).astype(np.int64)
+    return EncodedChunk(ids, lengths, types, counts, {m: n for m, n in markers.items() if n})
+
+
+class WordCounts:
+    """The vocabulary pass of the word tokenizer: every distinct token with a global type id in order of
+    first appearance in the corpus, and its count. Chunks must be added in corpus order: each
+    chunk lists its types in first-appearance order, so appending the new ones keeps the
+    global first-appearance order (and equal counts stay ordered by it)."""
+
+    def __init__(self) -> None:
+        self.index: dict[str, int] = {}
+        self._counts = np.zeros(1024, dtype=np.int64)
+        self.markers: Counter[str] = Counter()
+
+    @property
+    def n_types(self) -> int:
+        return len(self.index)
+
+    @property
+    def counts(self) -> np.ndarray:
+        """(n_types,) int64 occurrences by type id."""
+        return self._counts[: self.n_types]
+
+    def add(self, chunk: EncodedChunk) -> np.ndarray:
+        """Count a chunk -> its tokens as global type ids (n_tokens,) uint32."""
+        assert chunk.types is not None and chunk.counts is not None
+        setdefault, index = self.index.setdefault, self.index
+        gid = np.fromiter((setdefault(t, len(index)) for t in chunk.types), dtype=np.int64,
+                          count=len(chunk.types))
+        if self.n_types > len(self._counts):
+            self._counts = np.concatenate([self._counts, np.zeros(max(self.n_types, len(self._counts)),
+                                                                  dtype=np.int64)])
+        self._counts[gid] += chunk.counts  # a chunk's types are distinct
+        self.markers.update(chunk.markers)
+        return gid.astype(np.uint32)[chunk.ids]
+
+    def types(self) -> list[str]:
+        """Type strings by type id."""
+        return list(self.index)
+
+
 class CorpusTokenizer(Protocol):
-    """What the pipeline needs from a tokenizer."""
+    """What the pipeline needs from a tokenizer.
+
+    A corpus is encoded as a stream: ``prepare`` (a pass over the documents when the tokenizer is
+    trained on them), then chunks encoded by :func:`encode_chunk` with ``chunk_spec()`` (in any
+    process), then ``absorb`` of each chunk *in corpus order* (raw ids), then ``finish`` -> a
+    look-up table raw id -> final id (−1: out of vocabulary), or None when raw ids are final.
+    """
 
     kind: str
     notes: list[str]  # what the caller should tell the user (e.g. a vocabulary smaller than asked)
@@ -101,6 +211,14 @@ class CorpusTokenizer(Protocol):
     @property
     def unk_id(self) -> int | None: ...
 
+    def prepare(self, docs: Iterable[str]) -> None: ...
+
+    def chunk_spec(self) -> tuple[Any, ...]: ...
+
+    def absorb(self, chunk: EncodedChunk) -> np.ndarray: ...
+
+    def finish(self) -> np.ndarray | None: ...
+
     def fit_encode(self, docs: Sequence[str]) -> list[np.ndarray]: ...  # train if needed; int64 ids, -1 = OOV
 
     def encode_docs(self, docs: Sequence[str]) -> list[np.ndarray]: ...
@@ -110,18 +228,53 @@ class CorpusTokenizer(Protocol):
     def save(self, out_dir: Path) -> None: ...
 
 
+def encode_chunk(docs: Sequence[str], spec: tuple[Any, ...]) -> EncodedChunk:
+    """Encode one chunk of documents as the tokenizer described by ``spec`` (``chunk_spec()``) would;
+    a pure function of its arguments, run in worker processes."""
+    if spec[0] == "word":
+        return encode_word_chunk(docs, spec[1])
+    tok = _backend_from_json(spec[1])
+    encs = tok.encode_batch(list(docs))
+    lengths = np.fromiter((len(e.ids) for e in encs), dtype=np.int64, count=len(encs))
+    flat = itertools.chain.from_iterable(e.ids for e in encs)
+    ids = np.fromiter(flat, dtype=np.uint32, count=int(lengths.sum()))
+    return EncodedChunk(ids, lengths)
+
+
+def split_ids(ids: np.ndarray, lengths: np.ndarray) -> list[np.ndarray]:
+    """Concatenated ids -> one int64 array per document."""
+    return np.split(ids.astype(np.int64), np.cumsum(lengths)[:-1]) if len(lengths) else []
+
+
+def _fit_encode(tok: CorpusTokenizer, docs: Sequence[str]) -> list[np.ndarray]:
+    """The streaming protocol on documents in memory (one chunk)."""
+    tok.prepare(docs)
+    chunk = encode_chunk(docs, tok.chunk_spec())
+    raw = tok.absorb(chunk)
+    lut = tok.finish()
+    return split_ids(raw if lut is None else lut[raw], chunk.lengths)
+
+
 class WordTokenizer:
-    """The word tokenizer of docs/theory.md §7.1. ``fit_encode`` builds the vocabulary from the documents."""
+    """The word tokenizer of docs/theory.md §7.1 (its vocabulary is built from the corpus as it is encoded).
+
+    ``keep``: strings kept whole (e.g. ``<unk>``, ``@-@``), an extension of §7.1. With ``unk`` and a
+    kept ``<unk>`` among the K most frequent tokens, out-of-vocabulary tokens map to the corpus's own
+    ``<unk>`` (no second ``<unk>`` is appended).
+    """
 
     kind = "word"
 
-    def __init__(self, vocab_size: int | None = None, unk: bool = False, vocab: list[str] | None = None):
+    def __init__(self, vocab_size: int | None = None, unk: bool = False, vocab: list[str] | None = None,
+                 keep: Iterable[str] | None = None):
         self.vocab_size = vocab_size
         self.unk = unk
+        self.keep = check_keep_tokens(keep)
         self._vocab: list[str] = list(vocab) if vocab is not None else []
         self._index: dict[str, int] = {t: i for i, t in enumerate(self._vocab)}
-        self.n_types = 0  # distinct tokens seen by fit_encode
+        self.n_types = 0  # distinct tokens seen while encoding the corpus
         self.notes: list[str] = []
+        self._counts = WordCounts()
 
     @property
     def vocab(self) -> list[str]:
@@ -131,25 +284,46 @@ class WordTokenizer:
     def unk_id(self) -> int | None:
         return self._index.get(UNK) if self.unk else None
 
-    def fit_encode(self, docs: Sequence[str]) -> list[np.ndarray]:
-        """Build the vocabulary from ``docs`` and encode them (one tokenization pass)."""
-        from leadingterms.progress import bar
+    def prepare(self, docs: Iterable[str]) -> None:
+        self._counts = WordCounts()
 
-        toks = [word_tokens(d) for d in bar(docs, total=len(docs), desc="tokenize", unit="doc")]
+    def chunk_spec(self) -> tuple[Any, ...]:
+        return ("word", self.keep)
+
+    def absorb(self, chunk: EncodedChunk) -> np.ndarray:
+        return self._counts.add(chunk)
+
+    def finish(self) -> np.ndarray:
+        """Build the vocabulary from the counts -> lut (n_types,) int32 type id -> token id (−1 = OOV)."""
+        counts, types = self._counts.counts, self._counts.types()
+        self.n_types = len(types)
         K = DEFAULT_WORD_VOCAB if self.vocab_size is None else self.vocab_size
-        vocab, _ = build_word_vocab(toks, None)
-        self.n_types = len(vocab)
-        if K > len(vocab):
-            if self.vocab_size is not None:
-                self.notes.append(f"--vocab-size {K} is larger than the {len(vocab)} distinct tokens; "
-                                  f"using all {len(vocab)}")
-        else:
-            vocab = vocab[:K]
+        if K > len(types) and self.vocab_size is not None:
+            self.notes.append(f"--vocab-size {K} is larger than the {len(types)} distinct tokens; "
+                              f"using all {len(types)}")
+        order = np.lexsort((np.arange(len(types)), -counts))[:K]  # decreasing count, ties by first appearance
+        vocab = [types[i] for i in order]
+        lut = np.full(len(types), -1, dtype=np.int32)
+        lut[order] = np.arange(len(order))
         if self.unk:
-            vocab.append(UNK)
+            if UNK in self.keep and UNK in vocab:
+                own = vocab.index(UNK)
+                self.notes.append(f"out-of-vocabulary tokens map to the corpus's own {UNK} (id {own})")
+            else:
+                vocab.append(UNK)
+            lut[lut < 0] = vocab.index(UNK)
+        found = {m: n for m, n in self._counts.markers.items() if n}
+        if found:
+            listed = ", ".join(f"{n:,} × {m!r}" for m, n in found.items())
+            self.notes.append(f"the corpus holds literal markers ({listed}) that the word tokenizer splits into "
+                              f"pieces; --keep-tokens {' '.join(repr(m) for m in found)} keeps them whole")
         self._vocab = vocab
         self._index = {t: i for i, t in enumerate(vocab)}
-        return self._encode_tokens(toks)
+        return lut
+
+    def fit_encode(self, docs: Sequence[str]) -> list[np.ndarray]:
+        """Build the vocabulary from ``docs`` and encode them (one tokenization pass)."""
+        return _fit_encode(self, docs)
 
     def _encode_tokens(self, toks: list[list[str]]) -> list[np.ndarray]:
         missing = itertools.repeat(self._index[UNK] if self.unk else -1)
@@ -157,14 +331,18 @@ class WordTokenizer:
         return [np.array(list(map(get, ts, missing)), dtype=np.int64) for ts in toks]
 
     def encode_docs(self, docs: Sequence[str]) -> list[np.ndarray]:
-        return self._encode_tokens([word_tokens(d) for d in docs])
+        return self._encode_tokens([word_tokens(d, self.keep) for d in docs])
 
     def encode(self, text: str) -> list[int]:
         return [int(i) for i in self.encode_docs([text])[0]]
 
     def settings(self) -> dict[str, Any]:
-        return {"name": "word", "vocab_size": self.vocab_size, "unk": self.unk,
-                "unk_position": "last (id V-1)" if self.unk else None}
+        unk_id = self.unk_id
+        position = None
+        if self.unk:
+            position = "last (id V-1)" if unk_id == len(self._vocab) - 1 else f"the corpus's own (id {unk_id})"
+        return {"name": "word", "vocab_size": self.vocab_size, "unk": self.unk, "unk_position": position,
+                "keep_tokens": list(self.keep)}
 
     def save(self, out_dir: Path) -> None:  # the vocabulary lives in corpus.json
         _remove_saved(out_dir)
@@ -214,12 +392,24 @@ class BackendTokenizer:
         unk = getattr(model, "unk_token", None)
         return None if unk is None else self.tok.token_to_id(unk)
 
-    def fit_encode(self, docs: Sequence[str]) -> list[np.ndarray]:
+    def prepare(self, docs: Iterable[str]) -> None:
+        """Train the BPE model on the documents (one pass); nothing for a pretrained tokenizer."""
         if self.kind == "bpe":
             self._train(docs)
-        return self.encode_docs(docs)
 
-    def _train(self, docs: Sequence[str]) -> None:
+    def chunk_spec(self) -> tuple[Any, ...]:
+        return ("backend", self.tok.to_str())
+
+    def absorb(self, chunk: EncodedChunk) -> np.ndarray:
+        return chunk.ids
+
+    def finish(self) -> None:
+        return None
+
+    def fit_encode(self, docs: Sequence[str]) -> list[np.ndarray]:
+        return _fit_encode(self, docs)
+
+    def _train(self, docs: Iterable[str]) -> None:
         from tokenizers import Tokenizer, models, pre_tokenizers, processors, trainers
 
         K = DEFAULT_BPE_VOCAB if self.vocab_size is None else self.vocab_size
@@ -230,7 +420,7 @@ class BackendTokenizer:
         tok.pre_tokenizer = pre_tokenizers.Whitespace()  # type: ignore[assignment]
         trainer = trainers.BpeTrainer(vocab_size=K, special_tokens=BPE_SPECIAL_TOKENS,  # type: ignore[call-arg]
                                       show_progress=False)
-        tok.train_from_iterator(docs, trainer=trainer, length=len(docs))
+        tok.train_from_iterator(docs, trainer=trainer)
         tok.post_processor = processors.TemplateProcessing(  # type: ignore[assignment,call-arg]
             single="<s> $A </s>",
             special_tokens=[("<s>", tok.token_to_id("<s>")), ("</s>", tok.token_to_id("</s>"))],
@@ -260,6 +450,20 @@ class BackendTokenizer:
         _remove_saved(out_dir)
         with atomic_path(out_dir / TOKENIZER_FILE) as tmp:
             self.tok.save(str(tmp))
+
+
+_FROM_JSON: dict[str, Any] = {}
+
+
+def _backend_from_json(spec: str) -> Any:
+    """A ``tokenizers.Tokenizer`` from its JSON serialisation (kept per process: chunks share it)."""
+    from tokenizers import Tokenizer
+
+    key = hashlib.sha256(spec.encode()).hexdigest()
+    if key not in _FROM_JSON:
+        _FROM_JSON.clear()
+        _FROM_JSON[key] = Tokenizer.from_str(spec)
+    return _FROM_JSON[key]
 
 
 def _load_pretrained(name: str) -> Any:
@@ -295,13 +499,14 @@ def check_tokenizer_spec(spec: str) -> str:
     return spec
 
 
-def make_tokenizer(spec: str, vocab_size: int | None = None, unk: bool = False) -> CorpusTokenizer:
-    """``word`` | ``bpe`` | ``hf:<name, folder or tokenizer.json>``."""
+def make_tokenizer(spec: str, vocab_size: int | None = None, unk: bool = False,
+                   keep: Iterable[str] | None = None) -> CorpusTokenizer:
+    """``word`` | ``bpe`` | ``hf:<name, folder or tokenizer.json>``; ``keep``: word only (kept strings)."""
     check_tokenizer_spec(spec)
     if vocab_size is not None:
         positive_int(vocab_size, "vocab_size")
     if spec == "word":
-        return WordTokenizer(vocab_size, unk)
+        return WordTokenizer(vocab_size, unk, keep=keep)
     if spec == "bpe":
         return BackendTokenizer("bpe", {"name": "bpe", "vocab_size": vocab_size,
                                         "special_tokens": BPE_SPECIAL_TOKENS, "pre_tokenizer": "Whitespace",
@@ -319,7 +524,8 @@ def load_tokenizer(store_dir: str | os.PathLike[str]) -> WordTokenizer | Backend
     store = load_store(Path(store_dir))
     settings = store.meta.get("tokenizer") or {}
     if settings.get("name", "word") == "word":
-        return WordTokenizer(settings.get("vocab_size"), bool(settings.get("unk")), vocab=store.vocab)
+        return WordTokenizer(settings.get("vocab_size"), bool(settings.get("unk")), vocab=store.vocab,
+                             keep=settings.get("keep_tokens"))
     f = store.path / TOKENIZER_FILE
     if not f.is_file():
         raise LeadingTermsError(f"token store {store.path} lacks {TOKENIZER_FILE}")

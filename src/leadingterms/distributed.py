@@ -1,0 +1,157 @@
+"""Where independent tasks run: in this process, on a local Dask cluster, or on an existing one.
+
+The corpus stage (tokenizing chunks of documents) and the statistics (per-shard sums) map a
+pure function over a sequence of inputs and consume the results *in input order*, so every
+engine gives the same output, bit for bit:
+
+- in-process (the default, ``--workers 1``): a plain loop; Dask is not imported;
+- ``--workers N`` (N > 1): a Dask ``LocalCluster`` of N worker processes with one thread each,
+  started for the command and stopped after it;
+- ``--scheduler ADDRESS``: the workers of a running Dask cluster (``dask scheduler`` and
+  ``dask worker ADDRESS``). Its workers must have leadingterms installed and see the files the
+  tasks name (the token store) under the same path, e.g. on a shared file system.
+
+At most ``2 × (worker threads)`` tasks are in flight, so the inputs are read as they are needed
+(bounded memory) and the workers stay busy. Arguments shared by every task (a tokenizer, M) are
+sent to each worker once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import sys
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from leadingterms.config import option
+from leadingterms.errors import LeadingTermsError, first_line
+from leadingterms.validate import positive_int
+
+ENGINE_GROUP = "parallelism (one process by default; Dask for more)"
+#: Seconds to wait for a scheduler to answer and for its first worker.
+CONNECT_TIMEOUT_S = 20
+
+
+def check_scheduler(value: Any, name: str) -> str:
+    """A Dask scheduler address: ``tcp://HOST:PORT`` (or another Dask protocol), or ``HOST:PORT``."""
+    if not isinstance(value, str) or ":" not in value or value.strip() != value or not value:
+        raise LeadingTermsError(f"--{name.replace('_', '-')} must be a Dask scheduler address such as "
+                                f"tcp://127.0.0.1:8786, got {value!r}")
+    return value
+
+
+@dataclass(kw_only=True)
+class ParallelConfig:
+    """Where a command's independent tasks run (the same flags for every command that has them)."""
+
+    workers: int = option(1, help="worker processes: 1 runs in this process; N > 1 starts a local Dask cluster of "
+                          "N single-threaded processes for the command", metavar="N", check=positive_int,
+                          group=ENGINE_GROUP, exclusive="engine")
+    scheduler: str | None = option(None, help="run on the workers of a running Dask cluster (tcp://HOST:PORT); "
+                                   "they must see the input files under the same paths", metavar="ADDRESS",
+                                   check=check_scheduler, group=ENGINE_GROUP, exclusive="engine")
+
+
+class Engine(Protocol):
+    """Maps a function over inputs; results come back in input order."""
+
+    name: str  # "in-process", "local Dask cluster (N workers)", "Dask scheduler ADDRESS"
+    n_workers: int
+
+    def map(self, fn: Callable[..., Any], items: Iterable[Any], *shared: Any) -> Iterator[Any]:
+        """``fn(item, *shared)`` for every item, in order."""
+        ...
+
+
+class InProcess:
+    """Run each task here, one after the other."""
+
+    name = "in-process"
+    n_workers = 1
+
+    def map(self, fn: Callable[..., Any], items: Iterable[Any], *shared: Any) -> Iterator[Any]:
+        for item in items:
+            yield fn(item, *shared)
+
+
+class DaskEngine:
+    """Run the tasks on the workers of a ``distributed.Client``."""
+
+    def __init__(self, client: Any, name: str) -> None:
+        self.client = client
+        self.name = name
+        self.n_workers = max(1, sum(client.nthreads().values()))
+
+    def map(self, fn: Callable[..., Any], items: Iterable[Any], *shared: Any) -> Iterator[Any]:
+        window = 2 * self.n_workers
+        remote = [self.client.scatter(s, broadcast=True, hash=False) for s in shared]
+        pending: deque[Any] = deque()
+        try:
+            for item in items:
+                pending.append(self.client.submit(fn, item, *remote, pure=False))
+                if len(pending) >= window:
+                    yield _result(pending.popleft())
+            while pending:
+                yield _result(pending.popleft())
+        finally:
+            for fut in pending:
+                fut.cancel()
+
+
+def _result(future: Any) -> Any:
+    try:
+        return future.result()
+    except LeadingTermsError:
+        raise
+    except Exception as exc:  # a worker that died, a module missing on a remote worker, ...
+        raise LeadingTermsError(f"a Dask task failed: {type(exc).__name__}: {first_line(exc)}") from None
+
+
+def in_worker() -> bool:
+    """True inside a Dask worker (without importing Dask where it is not loaded)."""
+    if "distributed" not in sys.modules:
+        return False
+    from distributed import get_worker
+
+    try:
+        get_worker()
+    except ValueError:
+        return False
+    return True
+
+
+def _import_distributed() -> Any:
+    try:
+        import distributed
+    except ImportError:  # pragma: no cover - a dependency
+        raise LeadingTermsError("--workers/--scheduler need Dask (pip install 'dask[distributed]')") from None
+    return distributed
+
+
+@contextlib.contextmanager
+def open_engine(cfg: ParallelConfig) -> Iterator[Engine]:
+    """The engine ``cfg`` asks for; a local cluster is stopped (and a client closed) on exit."""
+    if cfg.scheduler is None and cfg.workers == 1:
+        yield InProcess()
+        return
+    distributed = _import_distributed()
+    logging.getLogger("distributed").setLevel(logging.ERROR)
+    with contextlib.ExitStack() as stack:
+        if cfg.scheduler is not None:
+            try:
+                client = stack.enter_context(distributed.Client(cfg.scheduler, timeout=CONNECT_TIMEOUT_S))
+                client.wait_for_workers(1, timeout=CONNECT_TIMEOUT_S)
+            except (OSError, TimeoutError) as exc:
+                raise LeadingTermsError(f"cannot use the Dask scheduler at {cfg.scheduler}: "
+                                        f"{first_line(exc) or type(exc).__name__}") from None
+            name = f"Dask scheduler {cfg.scheduler}"
+        else:
+            cluster = stack.enter_context(distributed.LocalCluster(
+                n_workers=cfg.workers, threads_per_worker=1, processes=True, dashboard_address=None,
+                silence_logs=logging.ERROR))
+            client = stack.enter_context(distributed.Client(cluster))
+            name = f"local Dask cluster ({cfg.workers} workers)"
+        yield DaskEngine(client, name)
