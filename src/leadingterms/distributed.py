@@ -150,8 +150,8 @@ def open_engine(cfg: ParallelConfig) -> Iterator[Engine]:
             name = f"Dask scheduler {cfg.scheduler}"
         else:
             cluster = stack.enter_context(distributed.LocalCluster(
-                n_workers=cfg.workers, threads_per_worker=1, processes=True, dashboard_address=None,
-                silence_logs=logging.ERROR))
+                n_workers=cfg.workers, threads_per_worker=1, processes=True, host="127.0.0.1",
+                dashboard_address=":0", scheduler_kwargs={"dashboard": False}, silence_logs=logging.ERROR))
             client = stack.enter_context(distributed.Client(cluster))
             name = f"local Dask cluster ({cfg.workers} workers)"
         yield DaskEngine(client, name)

@@ -141,19 +141,3 @@ class Source:
             it = bar(it, total=n_blocks, desc=desc, unit="chunk")
         for block in it:
             yield self.lut[block]
-
-    def expand(self, small: Tensor) -> Tensor:
-        """(Vc, Vc) compact -> (V, V), zero where a token is absent (no copy if nothing is absent)."""
-        if self.Vc == self.V:
-            return small
-        out = small.new_zeros((self.V, self.V))
-        out[self.ids[:, None], self.ids[None, :]] = small
-        return out
-
-    def expand_vec(self, small: Tensor) -> Tensor:
-        """(Vc,) compact -> (V,)."""
-        if self.Vc == self.V:
-            return small
-        out = small.new_zeros(self.V)
-        out[self.ids] = small
-        return out

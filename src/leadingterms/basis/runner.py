@@ -1,4 +1,10 @@
-"""The ``stats`` stage: token store -> ``OUT/basis.safetensors`` + ``OUT/basis.json``."""
+"""The ``stats`` stage: token store -> ``OUT/basis.safetensors`` + ``OUT/basis.json``.
+
+A map-reduce over the store's shards (:mod:`leadingterms.basis.shards`): in this process by
+default, on a local Dask cluster with ``--workers N`` or on a running one with ``--scheduler``;
+the per-shard kernel runs on ``--device``. A killed run resumes from its checkpoints in
+``OUT/.partial`` (removed once the basis is saved).
+"""
 
 from __future__ import annotations
 
@@ -6,16 +12,42 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from leadingterms.basis.io import EXTRA_TENSORS, META_FILE, load_basis, save_basis
-from leadingterms.basis.stats import compute_basis
+from leadingterms.basis.shards import (
+    DEFAULT_PIECE_TOKENS,
+    PARTIAL_DIR,
+    ResumablePasses,
+    checkpoint_key,
+    store_pieces,
+    survey,
+)
+from leadingterms.basis.stats import chunk_rows_for, reduce_basis
 from leadingterms.basis.types import Basis
 from leadingterms.cache import reuse
 from leadingterms.config import check_config, option
 from leadingterms.corpus.store import load_store
-from leadingterms.validate import DTYPE_NAMES, parse_dtype, positive_int
+from leadingterms.distributed import ParallelConfig, open_engine
+from leadingterms.validate import (
+    DTYPE_NAMES,
+    device_spec,
+    nonnegative_int,
+    parse_dtype,
+    positive_int,
+    resolve_device,
+)
+
+CHECKPOINT_FORMAT = 1
+
+
+def _seconds(value: float, name: str) -> float:
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or not value >= 0:
+        from leadingterms.errors import LeadingTermsError
+
+        raise LeadingTermsError(f"{name} must be a number of seconds >= 0, got {value!r}")
+    return float(value)
 
 
 @dataclass(kw_only=True)
-class StatsConfig:
+class StatsConfig(ParallelConfig):
     """``leadingterms stats``: every docs/theory.md §2 statistic of a token store, exactly."""
 
     corpus: str = option(help="token store folder (from `leadingterms corpus`)", metavar="DIR")
@@ -24,8 +56,15 @@ class StatsConfig:
     top_k: int | None = option(None, help="keep the K most frequent tokens, map the rest to <other> (id K)",
                                metavar="K", check=positive_int)
     extras: bool = option(False, help="also save interchange_next (B̄ᵀB̄), interchange_prev (B̄B̄ᵀ) and G_bar")
+    device: str = option("cpu", help="cpu, cuda, cuda:N or auto", check=device_spec)
     force: bool = option(False, help="recompute even if OUT holds a basis of the same corpus and settings")
     progress: bool = option(True, help="progress bars", cli=False)
+    piece_tokens: int = option(DEFAULT_PIECE_TOKENS, help="tokens per shard of the computation", cli=False,
+                               check=positive_int)
+    checkpoint_seconds: float = option(30.0, help="seconds between checkpoints of the running sums", cli=False,
+                                       check=_seconds)
+    chunk_rows: int | None = option(None, help="rows per chunk of the kernel (default from T)", cli=False,
+                                    check=nonnegative_int)
 
 
 @dataclass
@@ -42,17 +81,33 @@ def run_stats(cfg: StatsConfig) -> StatsResult:
     """Compute (or reuse) the basis of the store at ``cfg.corpus`` into ``cfg.out``."""
     check_config(cfg)
     store = load_store(cfg.corpus)
+    out = Path(cfg.out)
     notes: list[str] = []
     wanted = {"corpus_hash": store.content_hash, "dtype": cfg.dtype, "top_k_requested": cfg.top_k}
     has_extras = lambda meta: not cfg.extras or all(n in (meta.get("tensors") or []) for n in EXTRA_TENSORS)  # noqa: E731
-    basis = reuse(Path(cfg.out) / META_FILE, wanted, lambda: load_basis(cfg.out, expected_hash=store.content_hash),
+    basis = reuse(out / META_FILE, wanted, lambda: load_basis(cfg.out, expected_hash=store.content_hash),
                   force=cfg.force, accept=has_extras, notes=notes)
     if basis is not None:
-        return StatsResult(basis, Path(cfg.out), True, notes)
-    # saving serialises the V×V tensors in memory (4, or 7 with extras) next to 3 extra products
-    basis = compute_basis(store.tokens, store.V, dtype=parse_dtype(cfg.dtype), vocab=store.vocab,
-                          progress=cfg.progress, top_k=cfg.top_k, reserve_matrices=6 if cfg.extras else 3)
-    provenance = {"corpus_hash": store.content_hash, "corpus": str(store.path), "top_k_requested": cfg.top_k}
+        return StatsResult(basis, out, True, notes)
+    device = str(resolve_device(cfg.device))
+    pieces = store_pieces(store.tokens, cfg.piece_tokens)
+    hashes, counts = survey(pieces, store.V, progress=cfg.progress)  # checks every id before anything is written
+    chunk_rows = cfg.chunk_rows or chunk_rows_for(store.T)
+    key = checkpoint_key({"format": CHECKPOINT_FORMAT, "corpus_hash": store.content_hash, "shards": hashes,
+                          "V": store.V, "dtype": cfg.dtype, "top_k": cfg.top_k, "chunk_rows": chunk_rows,
+                          "device": device.split(":")[0]})
+    with open_engine(cfg) as engine:
+        passes = ResumablePasses(engine, out / PARTIAL_DIR, key, interval_s=cfg.checkpoint_seconds,
+                                 progress=cfg.progress, notes=notes)
+        # saving serialises the V×V tensors in memory (4, or 7 with extras) next to 3 extra products
+        basis = reduce_basis(pieces, store.V, dtype=parse_dtype(cfg.dtype), vocab=store.vocab,
+                             progress=cfg.progress, top_k=cfg.top_k, chunk_rows=chunk_rows,
+                             reserve_matrices=6 if cfg.extras else 3, device=device, counts=counts,
+                             run_pass=passes)
+        engine_name = engine.name
+    provenance = {"corpus_hash": store.content_hash, "corpus": str(store.path), "top_k_requested": cfg.top_k,
+                  "engine": engine_name, "shards_resumed": passes.resumed, "shards_computed": passes.computed}
     save_basis(cfg.out, basis, provenance, extras=cfg.extras)
+    passes.clear()
     basis.meta.update(provenance)
-    return StatsResult(basis, Path(cfg.out), False, notes)
+    return StatsResult(basis, out, False, notes)

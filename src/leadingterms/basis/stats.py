@@ -20,8 +20,9 @@ from __future__ import annotations
 
 import functools
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import scipy.sparse as sp
@@ -29,12 +30,16 @@ import torch
 from torch import Tensor
 
 from leadingterms.basis._tokens import OTHER_TOKEN, Source, token_counts, top_k_map
+from leadingterms.basis.sums import AttentionSums, BigramSums, Sums, expand, expand_vec, merge
 from leadingterms.basis.types import Basis
 from leadingterms.budget import check_memory, format_bytes, peak_rss_bytes
+from leadingterms.distributed import in_worker
 from leadingterms.errors import LeadingTermsError
-from leadingterms.validate import dtype_to_name, token_rows
+from leadingterms.progress import bar
+from leadingterms.validate import dtype_to_name, parse_dtype, token_rows
 
 MLike = Tensor | tuple[Tensor, Tensor]
+SumsT = TypeVar("SumsT", bound=Sums)
 
 #: Working-set budget for one chunk's pair arrays (keys, gathered values, kernel, weights).
 DEFAULT_CHUNK_BYTES = 96 * 2**20
@@ -161,9 +166,8 @@ class _Chunk:
 # ----------------------------------------------------------------------------------------
 # Pass 1: bigram, context, Pi, A
 # ----------------------------------------------------------------------------------------
-def _bigram_context_pass(src: Source, dtype: torch.dtype, rows: int, progress: bool
-                         ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    """Raw compact sums: bigram counts (Vc, Vc), c (Vc,) int64, Phi (Vc, Vc), A (Vc, Vc)."""
+def bigram_sums(src: Source, dtype: torch.dtype, rows: int, progress: bool = False) -> BigramSums:
+    """Raw pass-1 sums of the rows of ``src`` over its compact vocabulary (docs/theory.md (2.23))."""
     Vc, T, dev = src.Vc, src.T, src.device
     rows = min(rows, src.N)
     ch = _Chunk(T, rows, Vc, dtype, dev)
@@ -179,23 +183,23 @@ def _bigram_context_pass(src: Source, dtype: torch.dtype, rows: int, progress: b
         w = ch.weights()
         Phi.scatter_add_(0, ch.key_next.view(-1), w)
         A_t.scatter_add_(0, ch.key_query.view(-1), w)
-    return counts.view(Vc, Vc), c, Phi.view(Vc, Vc), A_t.view(Vc, Vc).T
+    return BigramSums(rows=src.N, T=T, V=src.V, ids=None if Vc == src.V else src.ids,
+                      C=counts.view(Vc, Vc), c=c, Phi=Phi.view(Vc, Vc), A_t=A_t.view(Vc, Vc))
 
 
-def _finish_bigram(src: Source, counts: Tensor, c: Tensor, Phi: Tensor, A: Tensor, dtype: torch.dtype
-                   ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    """Expand to V and apply the rank-one centring and 1/(N·T): (B_bar, Phi_bar, Pi, A_bar).
-
-    Works in place on the raw buffers (``counts`` becomes B_bar when it already has ``dtype``)."""
-    NT = float(src.N * src.T)
-    u = 1.0 / src.V
-    Pi = src.expand_vec(c.to(dtype).div_(NT))
-    ones = torch.ones(src.V, dtype=dtype, device=Pi.device)
-    B_bar = src.expand(counts.to(dtype).div_(NT)).addr_(Pi, ones, alpha=-u)  # (C − u·c 1ᵀ)/NT
-    Phi.div_(NT)
-    colsum = src.expand_vec(Phi.sum(0))
-    Phi_bar = src.expand(Phi).addr_(ones, colsum, alpha=-u)  # (Phi − u·1 colsumᵀ)/NT
-    A_bar = src.expand(A.contiguous().div_(NT))
+def finish_bigram(s: BigramSums, dtype: torch.dtype) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Raw sums -> (B_bar, Phi_bar, Pi, A_bar): expand to V, then the rank-one centrings and the one
+    1/(N·T) of (2.23). Works in place on the sums (``C`` becomes B_bar when it already has ``dtype``)."""
+    NT = float(s.rows * s.T)
+    V, ids = s.V, s.ids
+    u = 1.0 / V
+    Pi = expand_vec(s.c.to(dtype).div_(NT), ids, V)
+    ones = torch.ones(V, dtype=dtype, device=Pi.device)
+    B_bar = expand(s.C.to(dtype).div_(NT), ids, V).addr_(Pi, ones, alpha=-u)  # (C − u·c 1ᵀ)/NT
+    Phi = s.Phi.div_(NT)
+    colsum = expand_vec(Phi.sum(0), ids, V)
+    Phi_bar = expand(Phi, ids, V).addr_(ones, colsum, alpha=-u)  # (Phi − u·1 colsumᵀ)/NT
+    A_bar = expand(s.A_t.T.contiguous().div_(NT), ids, V)
     return B_bar, Phi_bar, Pi, A_bar
 
 
@@ -213,8 +217,7 @@ def bigram_context_stats(tokens: Any, V: int, *, dtype: torch.dtype = torch.floa
     src = Source.build(tokens, V, device=dev)
     _check_memory(src.Vc, src.T, dtype, 4, "the bigram/context statistics")
     rows = chunk_rows or chunk_rows_for(src.T)
-    counts, c, Phi, A = _bigram_context_pass(src, dtype, rows, progress)
-    return _finish_bigram(src, counts, c, Phi, A, dtype)
+    return finish_bigram(bigram_sums(src, dtype, rows, progress), dtype)
 
 
 # ----------------------------------------------------------------------------------------
@@ -246,9 +249,9 @@ def _centred_block(M: MLike, src: Source, dtype: torch.dtype) -> Tensor:
     return Md.index_select(0, ids).index_select(1, ids) - u * colsum[ids][None, :]
 
 
-def _attention_pass(src: Source, Mc: Tensor, dtype: torch.dtype, rows: int, progress: bool
-                    ) -> tuple[Tensor, Tensor]:
-    """Raw compact sums: Q (Vc, Vc) row = query x_t, col = key x_j; Delta (T,)."""
+def attention_sums(src: Source, Mc: Tensor, dtype: torch.dtype, rows: int, progress: bool = False
+                   ) -> AttentionSums:
+    """Raw pass-2 sums of the rows of ``src`` for the centred compact block ``Mc`` (:func:`_centred_block`)."""
     Vc, T, dev = src.Vc, src.T, src.device
     ch = _Chunk(T, min(rows, src.N), Vc, dtype, dev)
     Mc = Mc.reshape(-1)
@@ -259,7 +262,14 @@ def _attention_pass(src: Source, Mc: Tensor, dtype: torch.dtype, rows: int, prog
         K = ch.kernel(Mc)
         Delta += ch.delta(K)
         Q.scatter_add_(0, ch.key_query.view(-1), K.view(-1))
-    return Q.view(Vc, Vc), Delta
+    return AttentionSums(rows=src.N, T=T, V=src.V, ids=None if Vc == src.V else src.ids,
+                         Q=Q.view(Vc, Vc), Delta=Delta)
+
+
+def finish_attention(s: AttentionSums) -> tuple[Tensor, Tensor]:
+    """Raw sums -> (Q_bar (V, V), Delta (T,)), normalised by 1/(N·T)."""
+    NT = float(s.rows * s.T)
+    return expand(s.Q.div_(NT), s.ids, s.V), s.Delta.div_(NT)
 
 
 def _attention_source(tokens: Any, V: int, M: MLike) -> Source:
@@ -283,9 +293,7 @@ def attention_stats(tokens: Any, V: int, M: MLike, *, dtype: torch.dtype = torch
     src = _attention_source(tokens, V, M)
     _check_memory(src.Vc, src.T, dtype, 3, "the attention statistics")
     rows = chunk_rows or chunk_rows_for(src.T)
-    Q, Delta = _attention_pass(src, _centred_block(M, src, dtype), dtype, rows, progress)
-    NT = float(src.N * src.T)
-    return src.expand(Q.div_(NT)), Delta.div_(NT)
+    return finish_attention(attention_sums(src, _centred_block(M, src, dtype), dtype, rows, progress))
 
 
 def attention_kernel(tokens: Any, V: int, M: MLike, *, dtype: torch.dtype = torch.float64) -> Tensor:
@@ -309,76 +317,160 @@ def attention_kernel(tokens: Any, V: int, M: MLike, *, dtype: torch.dtype = torc
 
 
 # ----------------------------------------------------------------------------------------
-# The whole basis
+# The whole basis: map-reduce over pieces of rows
 # ----------------------------------------------------------------------------------------
-def _sparse_counts(src: Source, counts: Tensor) -> sp.csr_matrix:
-    """Compact dense counts (Vc, Vc) -> scipy CSR (V, V) in output ids."""
+@dataclass(frozen=True)
+class PassPlan:
+    """What a per-piece task needs besides its rows: ``V`` (ids of the rows), ``V_out`` (after the top-K
+    remap), the dtype name, rows per chunk, the device, and whether to draw a bar per chunk."""
+
+    V: int
+    V_out: int
+    dtype: str
+    chunk_rows: int
+    device: str = "cpu"
+    progress: bool = False
+
+
+def _piece_source(rows: Any, plan: PassPlan, remap: Tensor | None) -> Source:
+    if in_worker():
+        torch.set_num_threads(1)  # one thread per task: a Dask worker runs one task per thread
+    tokens = rows.load() if hasattr(rows, "load") else rows
+    return Source.build(tokens, plan.V, remap=remap, V_out=plan.V_out, device=torch.device(plan.device))
+
+
+def bigram_task(rows: Any, plan: PassPlan, remap: Tensor | None) -> BigramSums:
+    """Pass 1 of one piece of rows (an array, or a reference with ``load()``) -> raw sums on the CPU."""
+    src = _piece_source(rows, plan, remap)
+    return _on_cpu(bigram_sums(src, parse_dtype(plan.dtype), plan.chunk_rows, plan.progress))
+
+
+def attention_task(rows: Any, plan: PassPlan, remap: Tensor | None, M: Tensor) -> AttentionSums:
+    """Pass 2 of one piece of rows for M (V_out, V_out) -> raw sums on the CPU."""
+    src = _piece_source(rows, plan, remap)
+    dtype = parse_dtype(plan.dtype)
+    return _on_cpu(attention_sums(src, _centred_block(M, src, dtype), dtype, plan.chunk_rows, plan.progress))
+
+
+def _on_cpu(s: SumsT) -> SumsT:
+    for name in s.MATRICES + s.VECTORS + ("ids",):
+        t = getattr(s, name)
+        if isinstance(t, Tensor):
+            setattr(s, name, t.cpu())
+    return s
+
+
+#: ``run_pass(name, task, pieces, shared) -> merged sums``: runs ``task(piece, *shared)`` on every piece
+#: and merges the results in piece order (:func:`run_local`, or the resumable Dask runner of
+#: :mod:`leadingterms.basis.shards`).
+PassRunner = Callable[[str, Callable[..., Sums], Sequence[Any], tuple[Any, ...]], Sums]
+
+
+def run_local(name: str, task: Callable[..., Sums], pieces: Sequence[Any], shared: tuple[Any, ...], *,
+              progress: bool = False) -> Sums:
+    """Every piece here, in order, merged as it comes."""
+    acc: Sums | None = None
+    it: Any = bar(pieces, total=len(pieces), desc=f"basis: {name}", unit="shard") if progress and len(pieces) > 1 \
+        else pieces
+    for rows in it:
+        acc = merge(acc, task(rows, *shared))
+    assert acc is not None
+    return acc
+
+
+def _sparse_counts(s: BigramSums) -> sp.csr_matrix:
+    """Bigram counts (n, n) over ``s.ids`` -> scipy CSR (V, V) in output ids."""
+    counts = s.C
     rows, cols = torch.nonzero(counts, as_tuple=True)
     vals = counts[rows, cols]
-    ids = src.ids.cpu()
+    ids = torch.arange(s.V) if s.ids is None else s.ids.cpu()
     return sp.csr_matrix(
         (vals.cpu().numpy().astype(np.float64), (ids[rows.cpu()].numpy(), ids[cols.cpu()].numpy())),
-        shape=(src.V, src.V),
+        shape=(s.V, s.V),
     )
 
 
-def compute_basis(tokens: Any, V: int, *, dtype: torch.dtype = torch.float64, vocab: list[str] | None = None,
-                  progress: bool = True, top_k: int | None = None, chunk_rows: int | None = None,
-                  reserve_matrices: int = 0) -> Basis:
-    """Every docs/theory.md §2 statistic of ``tokens`` (N, T+1) over all rows, normalised by 1/(N·T).
+def reduce_basis(pieces: Sequence[Any], V: int, *, dtype: torch.dtype = torch.float64,
+                 vocab: list[str] | None = None, progress: bool = True, top_k: int | None = None,
+                 chunk_rows: int | None = None, reserve_matrices: int = 0, device: str = "cpu",
+                 counts: Tensor | None = None, run_pass: PassRunner | None = None) -> Basis:
+    """Every docs/theory.md §2 statistic over all the rows of ``pieces`` (row arrays (n_i, T+1), or
+    references with ``shape`` and ``load()``), as a map-reduce (docs/theory.md §2.7).
 
-    Two streaming passes over the rows: (1) B_bar, Phi_bar, Pi, A_bar; then
-    M = B̄ᵀB̄Φ̄ from the sparse bigram counts (``nnz·V`` work, no dense V³ product);
-    (2) Q_bar, Delta. ``top_k``: see :mod:`leadingterms.basis`. ``meta`` records dtype,
-    top_k, token_ids (with top_k), seconds, peak memory and chunk rows. ``reserve_matrices``:
-    further V×V buffers the caller needs afterwards (e.g. to save), counted in the memory check.
+    Pass 1 per piece gives raw bigram counts, Φ, Ā and token counts; merged (added) they give
+    B̄, Φ̄, Π, Ā and M = B̄ᵀB̄Φ̄ (from the sparse counts); pass 2 per piece, given M, gives raw
+    Q̄ and Δ; merged and normalised once by 1/(N·T). ``counts`` (V,): token counts over all
+    positions, when known (for ``top_k``). ``run_pass``: where the pieces run (default: here).
     """
     t0 = time.perf_counter()
     name = dtype_to_name(dtype)
-    tokens = token_rows(tokens)
     if vocab is not None and len(vocab) != V:
         raise LeadingTermsError(f"vocab has {len(vocab)} entries but V={V}")
-    counts_all = token_counts(tokens, V)
+    if V < 1:
+        raise LeadingTermsError(f"vocabulary size must be >= 1, got {V}")
+    T = int(pieces[0].shape[1]) - 1
     remap, V_out, token_ids = None, V, None
     if top_k is not None:
         if top_k < 1:
             raise LeadingTermsError(f"--top-k must be >= 1, got {top_k}")
         if top_k < V:
-            remap, token_ids = top_k_map(counts_all, top_k)
+            if counts is None:
+                counts = sum((token_counts(p.load() if hasattr(p, "load") else p, V) for p in pieces),
+                             torch.zeros(V, dtype=torch.long))
+            remap, token_ids = top_k_map(counts, top_k)
             V_out = top_k + 1
             if vocab is not None:
                 vocab = [vocab[i] for i in token_ids[:-1]] + [OTHER_TOKEN]
-    T = int(tokens.shape[1]) - 1
     _check_memory(V_out, T, dtype, 6 + reserve_matrices, "the basis statistics")
-    src = Source.build(tokens, V, remap=remap, V_out=V_out, counts=counts_all)
     rows = chunk_rows or chunk_rows_for(T)
+    plan = PassPlan(V=V, V_out=V_out, dtype=name, chunk_rows=rows, device=device,
+                    progress=progress and len(pieces) == 1)
+    run = run_pass or functools.partial(run_local, progress=progress)
 
-    counts, c, Phi, A = _bigram_context_pass(src, dtype, rows, progress)
-    C = _sparse_counts(src, counts).astype(np.float64 if dtype == torch.float64 else np.float32)
-    B_bar, Phi_bar, Pi, A_bar = _finish_bigram(src, counts, c, Phi, A, dtype)
-    del counts, Phi, A
+    s1 = run("bigram/context", bigram_task, pieces, (plan, remap))
+    assert isinstance(s1, BigramSums)
+    N = s1.rows
+    C = _sparse_counts(s1).astype(np.float64 if dtype == torch.float64 else np.float32)
+    B_bar, Phi_bar, Pi, A_bar = finish_bigram(s1, dtype)
+    del s1
     empty = torch.zeros(0, dtype=dtype)
     basis = Basis(B_bar=B_bar, Phi_bar=Phi_bar, Q_bar=empty, Delta=empty, Pi=Pi, A_bar=A_bar,
-                  N=src.N, T=T, V=V_out, vocab=vocab)
+                  N=N, T=T, V=V_out, vocab=vocab)
     basis._cache["counts"] = C
     M = basis.M()
 
-    Mc = _centred_block(M, src, dtype)
-    Q, Delta = _attention_pass(src, Mc, dtype, rows, progress)
-    del Mc
-    NT = float(src.N * T)
-    basis.Q_bar = src.expand(Q.div_(NT))
-    basis.Delta = Delta.div_(NT)
+    s2 = run("attention", attention_task, pieces, (plan, remap, M))
+    assert isinstance(s2, AttentionSums)
+    basis.Q_bar, basis.Delta = finish_attention(s2)
     seconds = time.perf_counter() - t0
     basis.meta = {
         "dtype": name,
         "top_k": top_k if token_ids is not None else None,
         "token_ids": token_ids,
         "seconds": round(seconds, 3),
-        "tokens_per_second": round(src.N * T / max(seconds, 1e-9), 1),
+        "tokens_per_second": round(N * T / max(seconds, 1e-9), 1),
         "peak_memory_bytes": peak_rss_bytes(),
         "peak_memory": format_bytes(peak_rss_bytes()),
         "chunk_rows": rows,
         "bigram_nnz": int(C.nnz),
+        "shards": len(pieces),
+        "device": device,
     }
     return basis
+
+
+def compute_basis(tokens: Any, V: int, *, dtype: torch.dtype = torch.float64, vocab: list[str] | None = None,
+                  progress: bool = True, top_k: int | None = None, chunk_rows: int | None = None,
+                  reserve_matrices: int = 0, device: str = "cpu") -> Basis:
+    """Every docs/theory.md §2 statistic of ``tokens`` (N, T+1) over all rows, normalised by 1/(N·T).
+
+    Two streaming passes over the rows, in this process (:func:`reduce_basis` with one piece):
+    (1) B_bar, Phi_bar, Pi, A_bar; then M = B̄ᵀB̄Φ̄ from the sparse bigram counts (``nnz·V`` work,
+    no dense V³ product); (2) Q_bar, Delta. ``top_k``: see :mod:`leadingterms.basis`. ``meta``
+    records dtype, top_k, token_ids (with top_k), seconds, peak memory and chunk rows.
+    ``reserve_matrices``: further V×V buffers the caller needs afterwards (e.g. to save), counted
+    in the memory check.
+    """
+    tokens = token_rows(tokens)
+    return reduce_basis([tokens], V, dtype=dtype, vocab=vocab, progress=progress, top_k=top_k,
+                        chunk_rows=chunk_rows, reserve_matrices=reserve_matrices, device=device)

@@ -1,0 +1,199 @@
+"""Raw sums of the two streaming passes (docs/theory.md §2.7), their merge and their compact encoding.
+
+A pass over some rows (a batch, a shard, a whole corpus) gives *raw* sums, before the one
+normalisation by 1/(N·T); sums of disjoint row sets merge by addition (the row counts add too),
+so a corpus is reduced shard by shard and normalised once at the end
+(:func:`leadingterms.basis.stats.finish_bigram`, :func:`~leadingterms.basis.stats.finish_attention`).
+
+Sums may be *compact*: over the ``ids`` (n,) of the tokens present (a (n, n) block of the V×V
+matrix). When sums travel between processes or go to a checkpoint, each matrix goes as dense
+values or as its nonzero entries (flat index + value), whichever is smaller (:func:`pack`);
+merging a sparse entry adds exactly the same numbers as merging it dense.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+from torch import Tensor
+
+
+@dataclass
+class Coo:
+    """The nonzero entries of an (n, n) matrix: ``idx`` (nnz,) flat index row·n + col, ``vals`` (nnz,)."""
+
+    n: int
+    idx: Tensor
+    vals: Tensor
+
+
+Entry = Tensor | Coo
+_ACC = {torch.int32: torch.int64}  # accumulator dtypes of merged sums (int32 bigram counts of one piece)
+
+
+def pack(t: Entry) -> Entry:
+    """A CPU (n, n) matrix as :class:`Coo` when its nonzero entries (index + value) take fewer bytes."""
+    if isinstance(t, Coo) or t.ndim != 2:
+        return t
+    t = t.cpu()
+    nnz = int(torch.count_nonzero(t))
+    idx_dtype = torch.int32 if t.numel() < 2**31 else torch.int64
+    idx_item = 4 if idx_dtype == torch.int32 else 8
+    if nnz * (idx_item + t.element_size()) >= t.numel() * t.element_size():
+        return t
+    flat = t.reshape(-1)
+    idx = torch.nonzero(flat).reshape(-1)
+    return Coo(int(t.shape[0]), idx.to(idx_dtype), flat[idx])
+
+
+def densify(e: Entry, dtype: torch.dtype | None = None) -> Tensor:
+    """The (n, n) dense matrix of an entry."""
+    if isinstance(e, Tensor):
+        return e if dtype is None else e.to(dtype)
+    out = torch.zeros(e.n * e.n, dtype=dtype or e.vals.dtype)
+    out[e.idx.long()] = e.vals.to(out.dtype)
+    return out.view(e.n, e.n)
+
+
+def add_into(acc: Tensor, part: Entry, ids: Tensor | None) -> None:
+    """``acc[ids][:, ids] += part`` for an (n, n) ``part`` over ``ids`` (None: the whole of ``acc``)."""
+    V = acc.shape[0]
+    if isinstance(part, Coo):
+        flat = part.idx.long().to(acc.device)
+        if ids is not None:
+            ids = ids.to(acc.device)
+            flat = ids[flat // part.n] * V + ids[flat % part.n]
+        acc.view(-1).index_add_(0, flat, part.vals.to(device=acc.device, dtype=acc.dtype))
+    elif ids is None:
+        acc += part.to(device=acc.device, dtype=acc.dtype)
+    else:
+        ids = ids.to(acc.device)
+        acc.index_put_((ids[:, None], ids[None, :]), part.to(device=acc.device, dtype=acc.dtype), accumulate=True)
+
+
+def expand(small: Tensor, ids: Tensor | None, V: int) -> Tensor:
+    """(n, n) over ``ids`` -> (V, V), zero where a token is absent (no copy when ``ids`` is None)."""
+    if ids is None:
+        return small
+    out = small.new_zeros((V, V))
+    out[ids[:, None], ids[None, :]] = small
+    return out
+
+
+def expand_vec(small: Tensor, ids: Tensor | None, V: int) -> Tensor:
+    """(n,) over ``ids`` -> (V,)."""
+    if ids is None:
+        return small
+    out = small.new_zeros(V)
+    out[ids] = small
+    return out
+
+
+@dataclass
+class Sums:
+    """Fields common to the raw sums: ``rows`` N (sequences summed), ``T``, ``V`` (output vocabulary) and
+    ``ids`` (n,) int64 the output id of each compact row/column (None: all V, in order)."""
+
+    rows: int
+    T: int
+    V: int
+    ids: Tensor | None
+
+    #: the (n, n) matrices and (n,)/(T,) vectors of the subclass, by field name
+    MATRICES: ClassVar[tuple[str, ...]] = ()
+    VECTORS: ClassVar[tuple[str, ...]] = ()
+
+    def entries(self) -> dict[str, Entry]:
+        return {name: getattr(self, name) for name in self.MATRICES + self.VECTORS}
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickled (e.g. by Dask) on the CPU, each matrix dense or sparse, whichever is smaller."""
+        state = {f.name: getattr(self, f.name) for f in fields(self)}
+        for name in self.MATRICES:
+            state[name] = pack(state[name])
+        for name in self.VECTORS:
+            state[name] = state[name].cpu()
+        if state["ids"] is not None:
+            state["ids"] = state["ids"].cpu()
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+
+    def full(self) -> Sums:
+        """These sums as dense (V, V) accumulators on the CPU (``ids`` None); int32 counts widen to int64."""
+        out: dict[str, Any] = {"rows": self.rows, "T": self.T, "V": self.V, "ids": None}
+        for name in self.MATRICES:
+            e = getattr(self, name)
+            own = e.vals.dtype if isinstance(e, Coo) else e.dtype
+            dt = _ACC.get(own, own)
+            if self.ids is None and isinstance(e, Tensor):
+                out[name] = e.to(device="cpu", dtype=dt)
+            else:
+                out[name] = torch.zeros((self.V, self.V), dtype=dt)
+                add_into(out[name], e, self.ids)
+        for name in self.VECTORS:
+            v = getattr(self, name).cpu()
+            out[name] = v if name == "Delta" else expand_vec(v, self.ids, self.V)
+        return type(self)(**out)
+
+    def add(self, part: Sums) -> None:
+        """Add the sums of other rows (same T, V) into these dense, full accumulators."""
+        if self.ids is not None or part.T != self.T or part.V != self.V:
+            raise ValueError("sums are added into full accumulators of the same T and V")
+        for name in self.MATRICES:
+            add_into(getattr(self, name), getattr(part, name), part.ids)
+        for name in self.VECTORS:
+            acc, v = getattr(self, name), getattr(part, name).to(getattr(self, name).device)
+            if name == "Delta" or part.ids is None:
+                acc += v.to(acc.dtype)
+            else:
+                acc.index_add_(0, part.ids.to(acc.device), v.to(acc.dtype))
+        self.rows += part.rows
+
+
+@dataclass
+class BigramSums(Sums):
+    """Pass 1 (docs/theory.md (2.23)): ``C`` (n, n) bigram counts, row = current x_t, col = next y_t
+    (float64, or int32 next to float32 statistics); ``c`` (n,) int64 current-token counts;
+    ``Phi`` (n, n) Σ 1/(t+1), row = next y_t, col = context x_j; ``A_t`` (n, n) Σ 1/(t+1),
+    row = query x_t, col = context x_j (the transpose of Ā's layout)."""
+
+    C: Tensor = None  # type: ignore[assignment]
+    c: Tensor = None  # type: ignore[assignment]
+    Phi: Tensor = None  # type: ignore[assignment]
+    A_t: Tensor = None  # type: ignore[assignment]
+
+    MATRICES: ClassVar[tuple[str, ...]] = ("C", "Phi", "A_t")
+    VECTORS: ClassVar[tuple[str, ...]] = ("c",)
+
+
+@dataclass
+class AttentionSums(Sums):
+    """Pass 2 for a given M: ``Q`` (n, n) Σ K[t, j], row = query x_t, col = key x_j; ``Delta`` (T,) by offset
+    m = t − j."""
+
+    Q: Tensor = None  # type: ignore[assignment]
+    Delta: Tensor = None  # type: ignore[assignment]
+
+    MATRICES: ClassVar[tuple[str, ...]] = ("Q",)
+    VECTORS: ClassVar[tuple[str, ...]] = ("Delta",)
+
+
+def merge(acc: Sums | None, part: Sums) -> Sums:
+    """``acc`` + ``part``: the first sums are kept as they are (a single part stays exactly the kernel's
+    output); a second one turns them into full dense accumulators first."""
+    if acc is None:
+        dense = all(isinstance(e, Tensor) for e in part.entries().values())
+        return part if dense else part.full()
+    if acc.ids is not None or any(getattr(acc, n).dtype in _ACC for n in acc.MATRICES):
+        acc = acc.full()
+    acc.add(part)
+    return acc
+
+
+def to_numpy(t: Tensor) -> np.ndarray:
+    return t.detach().cpu().contiguous().numpy()
