@@ -3,20 +3,33 @@
 from __future__ import annotations
 
 
-def naive_word_tokens(text: str) -> list[str]:
-    """Lowercase, maximal ``str.isalpha`` runs, every other character alone, drop ' ' and '\\n'."""
+def naive_word_tokens(text: str, keep: tuple[str, ...] = ()) -> list[str]:
+    """Lowercase, maximal ``str.isalpha`` runs, every other character alone, drop ' ' and '\\n'.
+
+    ``keep`` (lowercase strings, the §7.1 extension): wherever a token would start, the longest kept
+    string found there is one token, unless it ends in a letter that a letter follows."""
+    low = text.lower()
     out: list[str] = []
-    run = ""
-    for ch in text.lower():
-        if ch.isalpha():
-            run += ch
+    i = 0
+    while i < len(low):
+        hit = None
+        for k in sorted(keep, key=len, reverse=True):
+            end = i + len(k)
+            if low.startswith(k, i) and not (k[-1].isalpha() and end < len(low) and low[end].isalpha()):
+                hit = k
+                break
+        if hit is not None:
+            out.append(hit)
+            i += len(hit)
+        elif low[i].isalpha():
+            j = i
+            while j < len(low) and low[j].isalpha():
+                j += 1
+            out.append(low[i:j])
+            i = j
         else:
-            if run:
-                out.append(run)
-                run = ""
-            out.append(ch)
-    if run:
-        out.append(run)
+            out.append(low[i])
+            i += 1
     return [t for t in out if t not in (" ", "\n")]
 
 

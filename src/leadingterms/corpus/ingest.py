@@ -61,10 +61,12 @@ class RawCorpus:
     def n_tokens(self) -> int:
         return int(self.lengths.sum())
 
-    def blocks(self, lut: np.ndarray | None, block_tokens: int = BLOCK_TOKENS
+    def blocks(self, lut: np.ndarray | None, block_tokens: int | None = None
                ) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
         """(first document, ids (int32, through ``lut`` if given), lengths) of consecutive whole
-        documents, about ``block_tokens`` ids at a time, read sequentially from the file."""
+        documents, about ``block_tokens`` (default :data:`BLOCK_TOKENS`) ids at a time, read
+        sequentially from the file."""
+        block_tokens = block_tokens or BLOCK_TOKENS
         ends = np.cumsum(self.lengths)
         with open(self.path, "rb") as f:
             d0, t0 = 0, 0

@@ -239,12 +239,13 @@ def _open_binary(p: Path, what: str) -> tuple[IO[bytes], IO[bytes], str | None]:
     return (raw if kind is None else _OPEN[kind](raw, "rb")), raw, kind  # type: ignore[operator]
 
 
-def text_blocks(path: str | os.PathLike[str], what: str = "text file", block_bytes: int = BLOCK_BYTES,
+def text_blocks(path: str | os.PathLike[str], what: str = "text file", block_bytes: int | None = None,
                 stream: DocumentStream | None = None) -> Iterator[str]:
-    """The UTF-8 text of a file in blocks of about ``block_bytes`` (decompressing xz/gz/bz2 as a
-    stream). One-line errors for a missing, empty, corrupt or binary file, raised when met.
-    ``stream``: its ``position`` follows the bytes of the file read (for progress)."""
+    """The UTF-8 text of a file in blocks of about ``block_bytes`` (default :data:`BLOCK_BYTES`),
+    decompressing xz/gz/bz2 as a stream. One-line errors for a missing, empty, corrupt or binary
+    file, raised when met. ``stream``: its ``position`` follows the bytes of the file read."""
     p = Path(path)
+    block_bytes = block_bytes or BLOCK_BYTES
     f, raw_file, kind = _open_binary(p, what)
     if stream is not None:
         stream.size = p.stat().st_size
@@ -258,16 +259,16 @@ def text_blocks(path: str | os.PathLike[str], what: str = "text file", block_byt
                 raise LeadingTermsError(f"{what} {p} is a corrupt {kind} file: {exc}") from None
             if stream is not None:
                 stream.position = raw_file.tell()
-            if first and b"\x00" in raw[:_SNIFF_BYTES]:
+            if offset < _SNIFF_BYTES and b"\x00" in raw[:_SNIFF_BYTES - offset]:
                 raise LeadingTermsError(f"{what} {p} looks binary (it holds NUL bytes); expected UTF-8 text")
             try:
                 text = decoder.decode(raw, final=not raw)
             except UnicodeDecodeError as exc:
                 at = offset - (len(exc.object) - len(raw)) + exc.start
                 raise LeadingTermsError(f"{what} {p} is not UTF-8 text (invalid byte at offset {at})") from None
-            if first and text.startswith("\ufeff"):
-                text = text[1:]
-            first = False
+            if first and text:
+                text = text.removeprefix("\ufeff")
+                first = False
             offset += len(raw)
             content = content or _CONTENT.search(text) is not None
             if text:

@@ -8,6 +8,8 @@ import json
 import lzma
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from leadingterms.corpus import sources
 from leadingterms.errors import LeadingTermsError
@@ -126,3 +128,71 @@ def test_load_dataset_unreachable(tmp_path):
         sources.hf_documents("no-such-user/no-such-dataset-xyz")
     with pytest.raises(LeadingTermsError, match="data file not found"):
         sources.hf_documents("json", data_files=[str(tmp_path / "none.jsonl")])
+
+
+# ---------------------------------------------------------------------------------------- streaming
+def whole_text_split(text: str, mode: str) -> tuple[list[str], int]:
+    """Splitting the whole text at once (the rule of split_documents, written with the regexes)."""
+    n_unterminated = 0
+    if mode == "eot":
+        parts = sources._EOT_LINE.split(text)
+        if len(parts) > 1 and parts[-1].strip():
+            n_unterminated = 1
+        parts = parts[:-1] if len(parts) > 1 else parts
+    elif mode == "blank":
+        parts = sources._BLANK_LINE.split(text)
+    else:
+        parts = text.split("\n")
+    return [s for s in (p.strip() for p in parts) if s], n_unterminated
+
+
+def whole_text_detect(text: str) -> str:
+    if sources._EOT_LINE.search(text):
+        return "eot"
+    return "blank" if sources._BLANK_LINE.search(text.strip()) else "line"
+
+
+PIECES = st.sampled_from(["a", "b", " ", "\t", "\r", "\n", "\n", "<|endoftext|>", "\u2028", "\x0c", "é"])
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.lists(PIECES, max_size=60).map("".join), st.integers(1, 7), st.sampled_from(["eot", "blank", "line"]))
+def test_streamed_split_equals_whole_text_split(text, block, mode):
+    """Any cut of the text into blocks splits into the same documents as the whole text."""
+    blocks = [text[i:i + block] for i in range(0, len(text), block)]
+    assert "".join(sources.text_pieces(blocks)) == text
+    assert sources.detect_split_pieces(sources.text_pieces(blocks)) == whole_text_detect(text)
+    splitter = sources._Splitter(mode)
+    docs = [d for piece in sources.text_pieces(blocks) for d in splitter.feed(piece)] + splitter.end()
+    assert (docs, splitter.n_unterminated) == whole_text_split(text, mode)
+    assert list(sources.text_lines(blocks)) == text.split("\n")
+
+
+@pytest.mark.parametrize("compress", [lambda b: b, lzma.compress, gzip.compress, bz2.compress])
+def test_text_blocks_cut_inside_characters(tmp_path, compress):
+    text = "\ufeff" + "é日本\U0001f600x\n" * 50
+    p = tmp_path / "t"
+    p.write_bytes(compress(text.encode()))
+    for size in (1, 2, 3, 7):
+        assert "".join(sources.text_blocks(p, block_bytes=size)) == text[1:]  # the BOM is dropped
+    bad = ("ok\n" * 40).encode() + b"caf\xe9\n"
+    p.write_bytes(compress(bad))
+    for size in (1, 5, 1 << 20):
+        with pytest.raises(LeadingTermsError, match="invalid byte at offset 123"):
+            list(sources.text_blocks(p, block_bytes=size))
+
+
+def test_text_file_in_small_blocks_equals_whole_text(tinystories_path, monkeypatch):
+    whole = sources.text_file_documents(tinystories_path)
+    monkeypatch.setattr(sources, "BLOCK_BYTES", 4099)
+    small = sources.text_file_documents(tinystories_path)
+    assert small.texts == whole.texts and small.n_unterminated == whole.n_unterminated == 1
+    assert len(small.texts) == 2316 and small.source["split_by"] == "eot"
+
+
+def test_wikitext_blank_detection_needs_the_whole_scan(wikitext_path, monkeypatch):
+    monkeypatch.setattr(sources, "BLOCK_BYTES", 10_000)
+    text = lzma.decompress(wikitext_path.read_bytes()).decode("utf-8")
+    docs = sources.text_file_documents(wikitext_path)
+    assert docs.source["split_by"] == "blank" == whole_text_detect(text)
+    assert docs.texts == whole_text_split(text, "blank")[0]

@@ -15,6 +15,7 @@ from leadingterms.corpus.tokenizers import (
     BackendTokenizer,
     WordTokenizer,
     build_word_vocab,
+    check_keep_tokens,
     make_tokenizer,
     word_tokens,
 )
@@ -160,3 +161,60 @@ def test_hf_pretrained_folder(tmp_path, capsys):
         make_tokenizer(f"hf:{tmp_path / 'missing-folder'}")
     with pytest.raises(LeadingTermsError, match="not found"):
         make_tokenizer(f"hf:{tmp_path / 'missing.json'}")
+
+
+# ---------------------------------------------------------------------------------------- kept strings
+KEEP = ("<unk>", "@-@", "@,@", "unk", "e.g.")
+
+
+@pytest.mark.parametrize("text,expected", [
+    ("a <unk> b", ["a", "<unk>", "b"]),
+    ("x<unk>y", ["x", "<unk>", "y"]),
+    ("<UNK>", ["<unk>"]),  # the text is lowercased first
+    ("1 @-@ 2 @,@ 3 @.@ 4", ["1", "@-@", "2", "@,@", "3", "@", ".", "@", "4"]),
+    ("unknown unk unk. <unknown>", ["unknown", "unk", "unk", ".", "<", "unknown", ">"]),
+    ("see e.g. this", ["see", "e.g.", "this"]),
+])
+def test_keep_tokens_hand_written(text, expected):
+    assert naive_word_tokens(text, KEEP) == expected
+    assert word_tokens(text, KEEP) == expected
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.sampled_from(["<unk>", "<", "unk", ">", "@-@", "@", "-", " ", "\n", "a", "É", "e.g.", ".",
+                                 "unknown", "g", "\u0130"]), max_size=25).map("".join))
+def test_keep_tokens_match_the_per_character_rule(text):
+    assert word_tokens(text, KEEP) == naive_word_tokens(text, KEEP)
+    assert word_tokens(text) == naive_word_tokens(text)
+
+
+def test_check_keep_tokens():
+    assert check_keep_tokens(["<UNK>", "<unk>", "@-@"]) == ("<unk>", "@-@")
+    assert check_keep_tokens(None) == ()
+    for bad in ("", "a b", "x\n"):
+        with pytest.raises(LeadingTermsError, match="--keep-tokens"):
+            check_keep_tokens([bad])
+
+
+def test_unk_merges_with_a_kept_corpus_unk():
+    docs = ["the <unk> sat . the <unk> ran", "the cat sat"]
+    tok = WordTokenizer(vocab_size=3, unk=True, keep=["<unk>"])
+    ids = tok.fit_encode(docs)
+    assert tok.vocab == ["the", "<unk>", "sat"] and tok.unk_id == 1
+    assert [list(d) for d in ids] == [[0, 1, 2, 1, 0, 1, 1], [0, 1, 2]]
+    assert tok.settings()["unk_position"] == "the corpus's own (id 1)"
+    assert any("corpus's own <unk>" in n for n in tok.notes)
+    # kept but outside the K most frequent: it is out of vocabulary itself, and <unk> is appended
+    tok2 = WordTokenizer(vocab_size=1, unk=True, keep=["<unk>"])
+    tok2.fit_encode(docs)
+    assert tok2.vocab == ["the", "<unk>"] and tok2.unk_id == 1
+    assert tok2.settings()["unk_position"] == "last (id V-1)"
+
+
+def test_literal_markers_are_noted():
+    tok = WordTokenizer()
+    tok.fit_encode(["a <unk> b @-@ c <unk>"])
+    assert len(tok.notes) == 1 and "2 × '<unk>'" in tok.notes[0] and "1 × '@-@'" in tok.notes[0]
+    kept = WordTokenizer(keep=["<unk>", "@-@"])
+    kept.fit_encode(["a <unk> b @-@ c <unk>"])
+    assert kept.notes == []
