@@ -108,3 +108,21 @@ def test_unreadable_dataset_paths(tmp_path, capsys):
 def test_out_is_a_file(tmp_path, capsys):
     (tmp_path / "f").write_text("x")
     assert "not a folder" in one_line_error(capsys, "--synthetic-docs", 5, "--out", tmp_path / "f")
+
+
+def test_keep_tokens_flag(tmp_path, capsys):
+    f = tmp_path / "w.txt"
+    f.write_text("a <unk> b @-@ c\n\nd <unk> e @,@ f\n")
+    rc, out, err = run_cli(capsys, "--text", f, "--seq-len", 2, "--pack", "--out", tmp_path / "plain")
+    assert rc == 0 and "--keep-tokens '<unk>' '@-@' '@,@'" in err
+    rc, out, err = run_cli(capsys, "--text", f, "--seq-len", 2, "--pack", "--keep-tokens", "<unk>", "@-@", "@,@",
+                           "--out", tmp_path / "kept")
+    assert rc == 0 and err == ""
+    store = load_store(tmp_path / "kept")
+    assert store.vocab[0] == "<unk>" and {"@-@", "@,@"} <= set(store.vocab)
+    assert store.meta["tokenizer"]["keep_tokens"] == ["<unk>", "@-@", "@,@"]
+    assert "a <unk> b" not in out  # the summary lists tokens, not text
+    msg = one_line_error(capsys, "--text", f, "--keep-tokens", "a b", "--out", tmp_path / "x")
+    assert "--keep-tokens: a kept string must be non-empty text without spaces" in msg
+    msg = one_line_error(capsys, "--text", f, "--tokenizer", "bpe", "--keep-tokens", "<unk>", "--out", tmp_path / "x")
+    assert "--keep-tokens applies to the word tokenizer only" in msg

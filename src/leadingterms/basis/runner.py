@@ -13,7 +13,7 @@ from pathlib import Path
 
 from leadingterms.basis.io import EXTRA_TENSORS, META_FILE, load_basis, save_basis
 from leadingterms.basis.shards import (
-    DEFAULT_PIECE_TOKENS,
+    DEFAULT_SHARD_TOKENS,
     PARTIAL_DIR,
     ResumablePasses,
     checkpoint_key,
@@ -59,7 +59,8 @@ class StatsConfig(ParallelConfig):
     device: str = option("cpu", help="cpu, cuda, cuda:N or auto", check=device_spec)
     force: bool = option(False, help="recompute even if OUT holds a basis of the same corpus and settings")
     progress: bool = option(True, help="progress bars", cli=False)
-    piece_tokens: int = option(DEFAULT_PIECE_TOKENS, help="tokens per shard of the computation", cli=False,
+    shard_tokens: int = option(DEFAULT_SHARD_TOKENS, help="tokens per shard of the computation: a task, and the "
+                               "grain of resuming (default 4M, a few seconds of work)", metavar="N",
                                check=positive_int)
     checkpoint_seconds: float = option(30.0, help="seconds between checkpoints of the running sums", cli=False,
                                        check=_seconds)
@@ -90,7 +91,7 @@ def run_stats(cfg: StatsConfig) -> StatsResult:
     if basis is not None:
         return StatsResult(basis, out, True, notes)
     device = str(resolve_device(cfg.device))
-    pieces = store_pieces(store.tokens, cfg.piece_tokens)
+    pieces = store_pieces(store.tokens, cfg.shard_tokens)
     hashes, counts = survey(pieces, store.V, progress=cfg.progress)  # checks every id before anything is written
     chunk_rows = cfg.chunk_rows or chunk_rows_for(store.T)
     key = checkpoint_key({"format": CHECKPOINT_FORMAT, "corpus_hash": store.content_hash, "shards": hashes,

@@ -1,7 +1,7 @@
 """The statistics of a token store as a resumable map-reduce over its shards (docs/theory.md §2.7).
 
 The store's rows are cut into *shards of the computation* (:class:`RowRange`: a row range of one
-of the store's files, at most ``piece_tokens`` tokens; a task reads its rows from the file, so
+of the store's files, at most ``shard_tokens`` tokens; a task reads its rows from the file, so
 a worker needs the store's path, not its data). :func:`survey` reads every shard once in this
 process: its content hash, and the token counts (ids checked, top-K ranking).
 
@@ -36,7 +36,7 @@ from leadingterms.persist import load_tensors, save_tensors
 from leadingterms.progress import bar
 
 #: Tokens per shard of the computation (a few seconds of kernel work per shard).
-DEFAULT_PIECE_TOKENS = 1 << 22
+DEFAULT_SHARD_TOKENS = 1 << 22
 PARTIAL_DIR = ".partial"
 CHECKPOINT_FORMAT = 1
 _KINDS: dict[str, type[Sums]] = {"bigram": BigramSums, "attention": AttentionSums}
@@ -71,14 +71,14 @@ class RowRange:
         return data.reshape(-1, self.width)
 
 
-def store_pieces(tokens: Any, piece_tokens: int = DEFAULT_PIECE_TOKENS) -> list[RowRange]:
-    """The row ranges of a store's ``tokens`` (memmaps of .npy files) of at most ``piece_tokens`` tokens."""
+def store_pieces(tokens: Any, shard_tokens: int = DEFAULT_SHARD_TOKENS) -> list[RowRange]:
+    """The row ranges of a store's ``tokens`` (memmaps of .npy files) of at most ``shard_tokens`` tokens."""
     pieces = []
     for shard in row_shards(tokens):
         if not isinstance(shard, np.memmap) or shard.filename is None:
             raise LeadingTermsError("the statistics of a store need its rows memory-mapped from .npy files")
         N, W = shard.shape
-        step = max(1, piece_tokens // max(1, W - 1))
+        step = max(1, shard_tokens // max(1, W - 1))
         pieces += [RowRange(str(shard.filename), int(shard.offset), a, min(a + step, N), W, shard.dtype.str)
                    for a in range(0, N, step)]
     return pieces

@@ -1,0 +1,248 @@
+"""The statistics as a map-reduce over shards (docs/theory.md §2.7): equal to one pass and to the naive
+reference; raw sums merge exactly whether they travel dense or sparse; a killed run resumes without
+recomputing merged shards and gives the same bits; a corrupt checkpoint is never summed."""
+
+from __future__ import annotations
+
+import os
+import pickle
+import shutil
+import signal
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from reference.naive import naive_basis
+
+from leadingterms.basis import compute_basis, stats
+from leadingterms.basis.runner import StatsConfig, run_stats
+from leadingterms.basis.shards import PARTIAL_DIR, Checkpoint, store_pieces, survey
+from leadingterms.basis.sums import AttentionSums, BigramSums, Coo, merge, pack
+from leadingterms.corpus.store import write_store
+from leadingterms.errors import LeadingTermsError
+
+NAMES = ("B_bar", "Phi_bar", "Q_bar", "Delta", "Pi", "A_bar")
+
+
+def rel(a, b) -> float:
+    a = a.double().numpy() if isinstance(a, torch.Tensor) else np.asarray(a, dtype=np.float64)
+    b = b.double().numpy() if isinstance(b, torch.Tensor) else np.asarray(b, dtype=np.float64)
+    return float(np.linalg.norm(a - b) / max(np.linalg.norm(b), 1e-300))
+
+
+def assert_close(basis, ref, tol=1e-12, floor=0.0):
+    for name in NAMES:
+        a, b = getattr(basis, name), ref[name] if isinstance(ref, dict) else getattr(ref, name)
+        b = b.double().numpy() if isinstance(b, torch.Tensor) else b
+        scale = max(float(np.linalg.norm(b)), floor)
+        err = float(np.linalg.norm(a.double().numpy() - b)) / max(scale, 1e-300)
+        assert err <= tol, (name, err)
+
+
+def assert_equal(a, b):
+    for name in NAMES:
+        assert torch.equal(getattr(a, name), getattr(b, name)), name
+
+
+@st.composite
+def pieced_corpora(draw):
+    V = draw(st.integers(2, 30))
+    T = draw(st.integers(1, 6))
+    N = draw(st.integers(1, 14))
+    present = draw(st.lists(st.integers(0, V - 1), min_size=1, max_size=V, unique=True))
+    rows = draw(st.lists(st.lists(st.sampled_from(present), min_size=T + 1, max_size=T + 1), min_size=N, max_size=N))
+    cuts = sorted(draw(st.lists(st.integers(1, max(1, N - 1)), max_size=4, unique=True))) if N > 1 else []
+    top_k = draw(st.one_of(st.none(), st.integers(1, V)))
+    return V, np.array(rows, dtype=np.int64), cuts, top_k
+
+
+@settings(max_examples=60, deadline=None)
+@given(pieced_corpora())
+def test_reduce_over_shards_equals_one_pass_and_naive(case):
+    V, tokens, cuts, top_k = case
+    pieces = np.split(tokens, cuts)
+    one = compute_basis(tokens, V, progress=False, top_k=top_k)
+    many = stats.reduce_basis(pieces, V, progress=False, top_k=top_k)
+    assert many.meta["shards"] == len(pieces) and (many.N, many.T, many.V) == (one.N, one.T, one.V)
+    assert many.meta["token_ids"] == one.meta["token_ids"]
+    floor = 1e-3 * float(np.linalg.norm(one.M().numpy()))  # Q_bar and Delta may cancel to rounding noise
+    assert_close(many, one, floor=floor)
+    if top_k is None:
+        ref = naive_basis(tokens, V)
+        assert_close(many, ref, floor=1e-3 * float(np.linalg.norm(ref["M"])))
+
+
+def random_sums(kind, V, T, density, seed, ids=None):
+    g = torch.Generator().manual_seed(seed)
+    n = V if ids is None else len(ids)
+    mat = lambda: torch.rand(n, n, generator=g, dtype=torch.float64) * (torch.rand(n, n, generator=g) < density)  # noqa: E731
+    if kind == "bigram":
+        return BigramSums(rows=3, T=T, V=V, ids=ids, C=mat().round(), c=torch.randint(0, 9, (n,), generator=g),
+                          Phi=mat(), A_t=mat())
+    return AttentionSums(rows=3, T=T, V=V, ids=ids, Q=mat() - 0.5 * (mat() > 0), Delta=torch.rand(T, generator=g,
+                                                                                              dtype=torch.float64))
+
+
+@pytest.mark.parametrize("kind", ["bigram", "attention"])
+@pytest.mark.parametrize("density", [0.05, 0.9])
+def test_sums_travel_sparse_where_smaller_and_merge_to_the_same_bits(kind, density):
+    V, T = 40, 5
+    parts = [random_sums(kind, V, T, density, s, ids=None if s % 2 else torch.tensor(sorted({3, 7, 8, 30, s})))
+             for s in range(4)]
+    sent = [pickle.loads(pickle.dumps(p)) for p in parts]
+    matrix = parts[0].MATRICES[-1]
+    assert isinstance(pack(getattr(parts[1], matrix)), Coo) == (density < 0.5)
+    dense_size = sum(getattr(parts[1], m).numel() * 8 for m in parts[1].MATRICES)
+    assert (len(pickle.dumps(parts[1])) < dense_size / 3) == (density < 0.5)
+    a = b = None
+    for p, q in zip(parts, sent, strict=True):
+        a, b = merge(a, p.full()), merge(b, q)
+    for name in a.MATRICES + a.VECTORS:
+        assert torch.equal(getattr(a, name), getattr(b, name)), name
+    assert a.rows == b.rows == 12
+
+
+# ---------------------------------------------------------------------------------------- stores and checkpoints
+V_, T_ = 23, 9
+
+
+@pytest.fixture
+def store(tmp_path):
+    rng = np.random.default_rng(5)
+    probs = rng.dirichlet(np.full(V_, 0.3), size=V_)
+    rows = np.zeros((120, T_ + 1), dtype=np.int64)
+    rows[:, 0] = rng.integers(0, V_, size=120)
+    for t in range(T_):
+        rows[:, t + 1] = [rng.choice(V_, p=probs[x]) for x in rows[:, t]]
+    return write_store(tmp_path / "corpus", rows, [f"w{i}" for i in range(V_)], {"source": "test"},
+                       shard_bytes=20 * (T_ + 1) * 2)  # 6 store shards
+
+
+def cfg_for(store, out, **kw):
+    return StatsConfig(corpus=str(store.path), out=str(out), shard_tokens=10 * T_, checkpoint_seconds=0,
+                       progress=False, **kw)
+
+
+def test_store_shards_equal_one_pass(store, tmp_path):
+    pieces = store_pieces(store.tokens, 10 * T_)
+    assert len(pieces) == 12 and all(p.shape[0] == 10 for p in pieces)
+    np.testing.assert_array_equal(np.concatenate([p.load() for p in pieces]), np.asarray(store.tokens))
+    res = run_stats(cfg_for(store, tmp_path / "b"))
+    assert res.basis.meta["shards"] == 12 and res.basis.meta["shards_computed"] == {"pass1": 12, "pass2": 12}
+    assert_close(res.basis, compute_basis(np.asarray(store.tokens), V_, progress=False))
+    assert not (tmp_path / "b" / PARTIAL_DIR).exists()  # checkpoints go once the basis is saved
+
+
+def test_survey_checks_ids_before_anything_is_written(store, tmp_path):
+    shard = np.load(store.path / "tokens-00002.npy", mmap_mode="r+")  # a shard corrupted on disk
+    shard[5, 3] = V_ + 4
+    shard.flush()
+    with pytest.raises(LeadingTermsError, match="out of range"):
+        run_stats(cfg_for(store, tmp_path / "b"))
+    assert not (tmp_path / "b").exists()
+    shard[5, 3] = 0
+    shard.flush()
+    hashes, counts = survey(store_pieces(store.tokens, 10 * T_), V_)
+    assert len(set(hashes)) == 12 and int(counts.sum()) == store.N * (T_ + 1)
+
+
+KILLER = textwrap.dedent("""
+    import os, signal, sys
+    from leadingterms.basis import stats
+    from leadingterms.basis.runner import StatsConfig, run_stats
+    corpus, out, which, after, shard_tokens = sys.argv[1:6]
+    name = {"pass1": "bigram_task", "pass2": "attention_task"}[which]
+    task, calls = getattr(stats, name), [0]
+    def killing(*args):
+        if calls[0] == int(after):
+            os.kill(os.getpid(), signal.SIGKILL)
+        calls[0] += 1
+        return task(*args)
+    setattr(stats, name, killing)
+    run_stats(StatsConfig(corpus=corpus, out=out, shard_tokens=int(shard_tokens), checkpoint_seconds=0,
+                          progress=False))
+""")
+
+
+def kill_during(store, out, which, after):
+    """Run ``stats`` in a process that SIGKILLs itself when it starts shard ``after`` of ``which``."""
+    env = {**os.environ, "LEADINGTERMS_NO_PROGRESS": "1"}
+    proc = subprocess.run([sys.executable, "-c", KILLER, str(store.path), str(out), which, str(after), str(10 * T_)],
+                          env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr
+
+
+def counting(monkeypatch, name):
+    calls = []
+    task = getattr(stats, name)
+    monkeypatch.setattr(stats, name, lambda *args: calls.append(1) or task(*args))
+    return calls
+
+
+@pytest.mark.parametrize("which,after", [("pass1", 5), ("pass2", 7)])
+def test_sigkill_then_resume(store, tmp_path, monkeypatch, which, after):
+    whole = run_stats(cfg_for(store, tmp_path / "whole")).basis
+    out = tmp_path / "b"
+    kill_during(store, out, which, after)
+    partial = out / PARTIAL_DIR
+    assert not (out / "basis.json").exists()
+    ck1 = partial / "pass1.safetensors"
+    assert ck1.is_file() and (which == "pass1") != (partial / "pass2.safetensors").is_file()
+    stamp = ck1.stat().st_mtime_ns
+    pass1, pass2 = counting(monkeypatch, "bigram_task"), counting(monkeypatch, "attention_task")
+    res = run_stats(cfg_for(store, out))
+    done1, done2 = (after, 0) if which == "pass1" else (12, after)
+    assert res.basis.meta["shards_resumed"] == {"pass1": done1, "pass2": done2}
+    assert (len(pass1), len(pass2)) == (12 - done1, 12 - done2)  # merged shards are not recomputed
+    assert any(f"resumed after {after} of 12" in n for n in res.notes)
+    assert_equal(res.basis, whole)  # shard order is kept: the same bits as an uninterrupted run
+    assert stamp > 0 and not partial.exists()
+
+
+def test_corrupt_or_foreign_checkpoint_is_never_summed(store, tmp_path, monkeypatch):
+    whole = run_stats(cfg_for(store, tmp_path / "whole")).basis
+    out = tmp_path / "b"
+    kill_during(store, out, "pass1", 6)
+    for copy in ("c", "d"):  # the same checkpoint, for the truncated and the foreign cases
+        shutil.copytree(out / PARTIAL_DIR, tmp_path / copy / PARTIAL_DIR)
+    ck = out / PARTIAL_DIR / "pass1.safetensors"
+    data = bytearray(ck.read_bytes())
+    data[-20] ^= 0x55  # a few bits of the tensor bytes
+    ck.write_bytes(bytes(data))
+    pass1 = counting(monkeypatch, "bigram_task")
+    res = run_stats(cfg_for(store, out))
+    assert len(pass1) == 12 and res.basis.meta["shards_resumed"]["pass1"] == 0
+    assert any("corrupt" in n and "checksum" in n for n in res.notes)
+    assert_equal(res.basis, whole)
+    ck = tmp_path / "c" / PARTIAL_DIR / "pass1.safetensors"
+    ck.write_bytes(ck.read_bytes()[:100])
+    res = run_stats(cfg_for(store, tmp_path / "c"))
+    assert any("corrupt" in n for n in res.notes) and res.basis.meta["shards_resumed"]["pass1"] == 0
+    res32 = run_stats(cfg_for(store, tmp_path / "d", dtype="float32"))  # other settings: another key
+    assert res32.basis.meta["shards_resumed"]["pass1"] == 0 and not res32.notes
+
+
+def test_checkpoint_round_trip_keeps_every_bit(tmp_path):
+    s = random_sums("bigram", 30, 4, 0.1, 0, ids=torch.tensor([1, 4, 9, 29]))
+    ck = Checkpoint(tmp_path, "pass1", "k", interval_s=0)
+    ck.save(s, 3)
+    loaded, done = ck.load([])
+    full = s.full()
+    assert done == 3 and loaded.ids is None and loaded.rows == 3
+    for name in full.MATRICES + full.VECTORS:
+        assert torch.equal(getattr(loaded, name), getattr(full, name)), name
+    assert Checkpoint(tmp_path, "pass1", "other", interval_s=0).load([]) is None
+    assert not (tmp_path / "pass1.safetensors").exists()
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA")
+def test_cuda_shards_equal_cpu(store, tmp_path):
+    cpu = run_stats(cfg_for(store, tmp_path / "cpu")).basis
+    gpu = run_stats(cfg_for(store, tmp_path / "gpu", device="cuda")).basis
+    assert gpu.meta["device"].startswith("cuda")
+    assert_close(gpu, cpu, floor=1e-3 * float(np.linalg.norm(cpu.M().numpy())))
