@@ -9,7 +9,8 @@ engine gives the same output, bit for bit:
   started for the command and stopped after it;
 - ``--scheduler ADDRESS``: the workers of a running Dask cluster (``dask scheduler`` and
   ``dask worker ADDRESS``). Its workers must have leadingterms installed and see the files the
-  tasks name (the token store) under the same path, e.g. on a shared file system.
+  tasks name (the token store of ``stats``) under the same path, e.g. on a shared file system;
+  ``corpus`` sends its documents to the workers.
 
 At most ``2 × (worker threads)`` tasks are in flight, so the inputs are read as they are needed
 (bounded memory) and the workers stay busy. Arguments shared by every task (a tokenizer, M) are
@@ -51,7 +52,8 @@ class ParallelConfig:
                           "N single-threaded processes for the command", metavar="N", check=positive_int,
                           group=ENGINE_GROUP, exclusive="engine")
     scheduler: str | None = option(None, help="run on the workers of a running Dask cluster (tcp://HOST:PORT); "
-                                   "they must see the input files under the same paths", metavar="ADDRESS",
+                                   "for stats they must see the token store under the same path",
+                                   metavar="ADDRESS",
                                    check=check_scheduler, group=ENGINE_GROUP, exclusive="engine")
 
 

@@ -16,9 +16,10 @@ def show(result: CorpusResult) -> Iterator[str]:
 
 COMMAND = Command(
     name="corpus",
-    help="tokenize a corpus into a token store (DIR/tokens.npy + DIR/corpus.json)",
+    help="tokenize a corpus into a token store (DIR/tokens*.npy + DIR/corpus.json)",
     description="Read a corpus (a text file, JSON Lines, a Hugging Face dataset, or by default the embedded "
-    "synthetic stories), tokenize it and write (N, T+1) sequences to a token store (docs/theory.md §7.1).",
+    "synthetic stories) as a stream, tokenize it (in this process, or on Dask workers with --workers/--scheduler, "
+    "with the same result) and write (N, T+1) sequences to a sharded token store (docs/theory.md §7.1).",
     config=CorpusConfig,
     run=run_corpus,
     show=show,

@@ -9,7 +9,11 @@ token; every other character is its own token; the tokens ``' '`` and ``'\\n'`` 
 (``'\\t'``, ``'\\r'`` and every other character stay). Vocabulary = the K most frequent tokens,
 ids in order of decreasing frequency, ties broken by first appearance. With ``unk=True`` the
 token ``<unk>`` is appended *after* the K tokens (id K, V = K + 1), so the ids of the real
-tokens are the same as without it.
+tokens are the same as without it. ``keep``: strings kept as one token (an extension, e.g.
+WikiText's ``<unk>`` and ``@-@``); a kept ``<unk>`` in the vocabulary serves as the ``<unk>`` id.
+
+A corpus is encoded as a stream (see :class:`CorpusTokenizer`): chunks of documents are encoded
+by the pure function :func:`encode_chunk` (in any process) and absorbed in corpus order.
 """
 
 from __future__ import annotations
@@ -148,11 +152,16 @@ def encode_word_chunk(docs: Sequence[str], keep: tuple[str, ...] = ()) -> Encode
         for m in watch:
             if m[0] in low:
                 markers[m] += low.count(m)
-    types = list(dict.fromkeys(flat))
-    index = dict(zip(types, range(len(types)), strict=True))
-    ids = np.fromiter(map(index.__getitem__, flat), dtype=np.uint32, count=len(flat))
-    counts = np.bincount(ids, minlength=len(types)).astype(np.int64)
-    return EncodedChunk(ids, lengths, types, counts, {m: n for m, n in markers.items() if n})
+    # one C-level pass: each token -> the position of its first occurrence; then positions -> dense ids
+    n_tok = len(flat)
+    index: dict[str, int] = {}
+    first = np.fromiter(map(index.setdefault, flat, range(n_tok)), dtype=np.int64, count=n_tok)
+    positions = np.fromiter(index.values(), dtype=np.int64, count=len(index))  # increasing: insertion order
+    dense = np.empty(n_tok, dtype=np.uint32)
+    dense[positions] = np.arange(len(positions), dtype=np.uint32)
+    ids = dense[first]
+    counts = np.bincount(ids, minlength=len(positions)).astype(np.int64)
+    return EncodedChunk(ids, lengths, list(index), counts, {m: n for m, n in markers.items() if n})
 
 
 class WordCounts:

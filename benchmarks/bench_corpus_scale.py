@@ -1,0 +1,186 @@
+"""Corpus-scale ingestion and statistics: streaming corpus, sharded map-reduce statistics, 1 vs 2 workers.
+
+Text: a TinyStories-format file of ``BENCH_SCALE_MB`` (default 100) MB and twice that, built in a
+temporary folder from the shared 2 MiB head repeated (never committed). Every command runs as
+a user runs it, in its own process (wall time includes start-up, loading and writing); peak RSS
+is sampled every 20 ms over the process *and all its children* (the Dask workers): "main" is
+the command's own process, "all" the largest sum over the process tree seen (an upper bound:
+shared pages count once per process).
+
+- ``leadingterms corpus --text T --tokenizer word --vocab-size 3000 --unk --seq-len 200 --pack``
+  at 1 and 2 workers, on both sizes. Baseline: the pipeline it replaces (the whole text, every
+  token list and the sequences in memory; the same functions), on the smaller text.
+- ``leadingterms stats`` (V = 3001, T = 200, float64) on the smaller text's store, in-process
+  and ``--workers 2``: wall time and tokens/s.
+- A projection for the whole TinyStories train split (≈1.9 GB of text, ≈470 M tokens).
+
+Targets (issue 11, 2 cores): corpus peak RSS <= 600 MB at 100 MB and growing <= 10% to 200 MB;
+``corpus --workers 2`` >= 10 MB of text/s; ``stats --workers 2`` >= 1.6x in-process; the 100 MB
+text's statistics in <= 40 s.
+"""
+
+from __future__ import annotations
+
+import json
+import lzma
+import os
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from pathlib import Path
+from typing import Any
+
+DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "tinystories-train-head-2MiB.txt.xz"
+MB = int(os.environ.get("BENCH_SCALE_MB", 100))
+CORPUS_ARGS = ["--tokenizer", "word", "--vocab-size", "3000", "--unk", "--seq-len", "200", "--pack"]
+TRAIN_SPLIT_BYTES, TRAIN_SPLIT_TOKENS = 1.9e9, 470e6
+
+BASELINE = textwrap.dedent("""
+    # the corpus stage before streaming: the whole text, every token list and all sequences in memory
+    import sys
+    from collections import Counter
+    import numpy as np
+    from leadingterms.corpus.sequences import make_sequences
+    from leadingterms.corpus.sources import read_text, split_documents
+    from leadingterms.corpus.store import write_store
+    from leadingterms.corpus.tokenizers import word_tokens
+    text_path, out = sys.argv[1:3]
+    docs, _, _ = split_documents(read_text(text_path), "auto")
+    toks = [word_tokens(d) for d in docs]
+    counts = Counter(t for ts in toks for t in ts)
+    vocab = [t for t, _ in sorted(counts.items(), key=lambda kv: -kv[1])[:3000]] + ["<unk>"]
+    index = {t: i for i, t in enumerate(vocab)}
+    ids = [np.array([index.get(t, 3000) for t in ts], dtype=np.int64) for ts in toks]
+    seqs = make_sequences(ids, 200, pack_stream=True)
+    write_store(out, seqs.train, vocab, {})
+""")
+
+
+def loadavg() -> str:
+    return " / ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
+def build_text(folder: Path, mb: int) -> Path:
+    """A TinyStories-format text of at least ``mb`` MB: the head, cut after its last <|endoftext|> line, repeated."""
+    head = lzma.decompress(DATA.read_bytes())
+    end = head.rfind(b"<|endoftext|>\n") + len(b"<|endoftext|>\n")
+    head = head[:end]
+    path = folder / f"tinystories-{mb}MB.txt"
+    with open(path, "wb") as f:
+        for _ in range(-(-mb * 10**6 // len(head))):
+            f.write(head)
+    return path
+
+
+def measure(cmd: list[str]) -> dict[str, float]:
+    """Run ``cmd`` -> wall seconds, peak RSS of its own process and of its whole tree (bytes)."""
+    import psutil
+
+    env = dict(os.environ, LEADINGTERMS_NO_PROGRESS="1")
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    ps = psutil.Process(proc.pid)
+    main = tree = 0
+    while proc.poll() is None:
+        try:
+            own = ps.memory_info().rss
+            kids = sum(c.memory_info().rss for c in ps.children(recursive=True))
+        except psutil.Error:
+            own, kids = 0, 0
+        main, tree = max(main, own), max(tree, own + kids)
+        time.sleep(0.02)
+    wall = time.perf_counter() - t0
+    out, err = proc.communicate()
+    if proc.returncode:
+        raise RuntimeError(f"{' '.join(cmd)} failed: {err[-2000:]}")
+    return {"wall": wall, "main": main, "tree": tree, "load": loadavg()}  # type: ignore[dict-item]
+
+
+def leadingterms(*args: str) -> list[str]:
+    return [sys.executable, "-m", "leadingterms", *args]
+
+
+def run(quick: bool) -> str:
+    from leadingterms.budget import format_bytes
+
+    if not DATA.is_file():
+        return f"skipped: shared corpus absent ({DATA})"
+    mb = 10 if quick else MB
+    rows: list[str] = []
+    with tempfile.TemporaryDirectory(prefix="bench-corpus-scale-") as tmp:
+        folder = Path(tmp)
+        texts = {m: build_text(folder, m) for m in (mb, 2 * mb)}
+        size = {m: texts[m].stat().st_size for m in texts}
+        corpus: dict[tuple[int, int], dict[str, Any]] = {}
+        base = measure([sys.executable, "-c", BASELINE, str(texts[mb]), str(folder / "baseline")])
+        for m in (mb, 2 * mb):
+            for w in (1, 2):
+                out = folder / f"store-{m}-{w}"
+                corpus[m, w] = measure(leadingterms("corpus", "--text", str(texts[m]), *CORPUS_ARGS, "--workers",
+                                                    str(w), "--out", str(out), "--force"))
+        same = all((folder / f"store-{m}-2" / "tokens.npy").read_bytes() ==
+                   (folder / f"store-{m}-1" / "tokens.npy").read_bytes() for m in (mb, 2 * mb))
+        store = folder / f"store-{mb}-1"
+        meta = json.loads((store / "corpus.json").read_text())
+        n_tokens = meta["n_sequences"] * 200
+        stats = {}
+        for w in (1, 2):
+            out = folder / f"basis-{w}"
+            stats[w] = measure(leadingterms("stats", "--corpus", str(store), "--out", str(out), "--workers", str(w),
+                                            "--force"))
+            stats[w]["compute"] = json.loads((out / "basis.json").read_text())["seconds"]
+        agree = _max_rel(folder / "basis-1", folder / "basis-2")
+
+    def mbps(m: int, w: int) -> float:
+        return size[m] / 1e6 / corpus[m, w]["wall"]
+
+    rows.append("| command | text | workers | wall (s) | MB of text/s | peak RSS main | peak RSS all processes | load avg |")
+    rows.append("|---|---:|---:|---:|---:|---:|---:|---|")
+    rows.append(f"| baseline (whole text in memory) | {size[mb] / 1e6:.0f} MB | 1 | {base['wall']:.1f} | "
+                f"{size[mb] / 1e6 / base['wall']:.1f} | {format_bytes(base['main'])} | {format_bytes(base['tree'])} | "
+                f"{base['load']} |")
+    for (m, w), r in corpus.items():
+        rows.append(f"| corpus | {size[m] / 1e6:.0f} MB | {w} | {r['wall']:.1f} | {mbps(m, w):.1f} | "
+                    f"{format_bytes(r['main'])} | {format_bytes(r['tree'])} | {r['load']} |")
+    for w, r in stats.items():
+        rows.append(f"| stats (V=3001, T=200, float64; {n_tokens / 1e6:.1f} M tokens) | {size[mb] / 1e6:.0f} MB | "
+                    f"{w} | {r['wall']:.1f} | {n_tokens / r['wall'] / 1e3:,.0f} k tokens/s (compute "
+                    f"{r['compute']:.1f} s) | {format_bytes(r['main'])} | {format_bytes(r['tree'])} | {r['load']} |")
+    growth = {w: corpus[2 * mb, w]["tree"] / corpus[mb, w]["tree"] - 1 for w in (1, 2)}
+    speedup = stats[1]["wall"] / stats[2]["wall"]
+    proj_corpus = TRAIN_SPLIT_BYTES / 1e6 / mbps(mb, 2)
+    proj_stats = TRAIN_SPLIT_TOKENS / (n_tokens / stats[2]["wall"])
+    lines = [
+        f"Text: the shared TinyStories head repeated to {size[mb] / 1e6:.0f} MB and {size[2 * mb] / 1e6:.0f} MB; "
+        f"`leadingterms corpus --text T {' '.join(CORPUS_ARGS)} --workers W`, then `leadingterms stats` on the "
+        f"{size[mb] / 1e6:.0f} MB store ({n_tokens:,} tokens). Stores at 1 and 2 workers byte-identical: {same}; "
+        f"statistics at 1 and 2 workers agree to {agree:.1e} (relative).",
+        "",
+        *rows,
+        "",
+        f"- corpus peak RSS (all processes) vs the in-memory baseline: {base['tree'] / corpus[mb, 1]['tree']:.1f}x "
+        f"smaller at 1 worker; growth from {size[mb] / 1e6:.0f} to {size[2 * mb] / 1e6:.0f} MB of text: "
+        f"{100 * growth[1]:+.1f}% (1 worker), {100 * growth[2]:+.1f}% (2 workers).",
+        f"- corpus --workers 2: {mbps(mb, 2):.1f} MB/s ({mbps(mb, 2) / mbps(mb, 1):.2f}x one worker).",
+        f"- stats --workers 2 vs in-process: {speedup:.2f}x (wall); {stats[2]['wall']:.1f} s for the "
+        f"{size[mb] / 1e6:.0f} MB text.",
+        f"- projection for the TinyStories train split (≈1.9 GB of text, ≈470 M tokens), from these rates: corpus "
+        f"--workers 2 ≈ {proj_corpus / 60:.1f} min at the same peak RSS (it does not grow with the text), "
+        f"≈{TRAIN_SPLIT_TOKENS * 4 / 1e9:.1f} GB of temporary disk and a ≈{TRAIN_SPLIT_TOKENS * 2 / 1e9:.2f} GB store; "
+        f"stats --workers 2 ≈ {proj_stats / 60:.1f} min.",
+    ]
+    return "\n".join(lines)
+
+
+def _max_rel(a: Path, b: Path) -> float:
+    from leadingterms.basis import BASIS_TENSORS, load_basis
+
+    x, y = load_basis(a), load_basis(b)
+    return max(float((getattr(x, n) - getattr(y, n)).norm() / max(float(getattr(x, n).norm()), 1e-300))
+               for n in BASIS_TENSORS)
+
+
+if __name__ == "__main__":
+    print(run(quick="--quick" in sys.argv))
