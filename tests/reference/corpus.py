@@ -22,6 +22,19 @@ class Reference:
     counts: dict[str, int]  # corpus.json "counts" entries the reference knows
 
 
+def eot_stories(text: str) -> list[str]:
+    """TinyStories: stories end at lines holding exactly '<|endoftext|>'; text after the last one is an
+    unterminated story and is not read; stories are stripped, empty ones skipped."""
+    stories, current = [], []
+    for line in text.split("\n"):
+        if line == "<|endoftext|>":
+            stories.append("\n".join(current).strip())
+            current = []
+        else:
+            current.append(line)
+    return [s for s in stories if s]
+
+
 def rows_of(docs: list[list[int]], T: int, pack: bool, stride: int | None) -> list[list[int]]:
     if not pack:
         return [d[: T + 1] for d in docs if len(d) >= T + 1]

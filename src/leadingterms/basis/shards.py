@@ -174,7 +174,8 @@ def _sums_from(tensors: dict[str, torch.Tensor], header: dict[str, Any]) -> Sums
 
 class ResumablePasses:
     """``run_pass`` for :func:`~leadingterms.basis.stats.reduce_basis`: shards on ``engine``, merged in
-    order, checkpointed to ``folder`` at most every ``interval_s`` seconds and at the end of a pass.
+    order, checkpointed to ``folder`` at most every ``interval_s`` seconds and at the end of pass 1
+    (a pass over a single shard is not checkpointed: rerunning it costs what resuming would).
 
     ``done[pass]`` / ``computed[pass]``: shards taken from a checkpoint / computed by this run."""
 
@@ -202,7 +203,10 @@ class ResumablePasses:
             acc = merge(acc, part)
             done += 1
             self.computed[which] += 1
-            ck.save(acc, done, force=done == len(pieces))
+            if len(pieces) > 1 and done < len(pieces):
+                ck.save(acc, done)
+        if which == "pass1" and len(pieces) > 1 and self.computed[which]:
+            ck.save(acc, done, force=True)  # pass 2 can be resumed without pass 1 (pass 2's sums go to the basis)
         assert acc is not None
         return cast(Sums, acc)
 

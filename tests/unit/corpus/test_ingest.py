@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from reference.corpus import reference_corpus
+from reference.corpus import eot_stories, reference_corpus
 
 from leadingterms.corpus import ingest, pipeline
 from leadingterms.corpus.pipeline import CorpusConfig, run_corpus
@@ -81,15 +81,7 @@ def tinystories_docs(request):
 
     if not TINYSTORIES.is_file():
         pytest.skip("shared corpus absent")
-    text = lzma.decompress(TINYSTORIES.read_bytes()).decode("utf-8")
-    stories, current = [], []
-    for line in text.split("\n"):
-        if line == "<|endoftext|>":
-            stories.append("\n".join(current).strip())
-            current = []
-        else:
-            current.append(line)
-    return [s for s in stories if s]
+    return eot_stories(lzma.decompress(TINYSTORIES.read_bytes()).decode("utf-8"))
 
 
 def test_tinystories_chunked_packed_split_sharded(tinystories_path, tinystories_docs, tmp_path):

@@ -8,6 +8,7 @@ import lzma
 
 import numpy as np
 import pytest
+from reference.corpus import eot_stories
 from reference.words import naive_counts, naive_word_tokens
 
 from leadingterms.corpus.pipeline import CorpusConfig, fingerprint, run_corpus, summary
@@ -22,14 +23,7 @@ def spec6_reference(text: str, K: int, T: int) -> tuple[list[str], np.ndarray, d
     last one is an unterminated story and is not read); per-character word tokens; the K most
     frequent tokens by decreasing count, ties by first appearance; stories with an
     out-of-vocabulary token dropped; stories with >= T+1 tokens truncated to T+1."""
-    stories, current = [], []
-    for line in text.split("\n"):
-        if line == "<|endoftext|>":
-            stories.append("\n".join(current).strip())
-            current = []
-        else:
-            current.append(line)
-    stories = [s for s in stories if s]
+    stories = eot_stories(text)
 
     toks = [naive_word_tokens(s) for s in stories]
     ordered, count = naive_counts(toks)
