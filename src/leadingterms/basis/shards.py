@@ -205,9 +205,9 @@ class ResumablePasses:
             self.computed[which] += 1
             if len(pieces) > 1 and done < len(pieces):
                 ck.save(acc, done)
+        assert acc is not None
         if which == "pass1" and len(pieces) > 1 and self.computed[which]:
             ck.save(acc, done, force=True)  # pass 2 can be resumed without pass 1 (pass 2's sums go to the basis)
-        assert acc is not None
         return cast(Sums, acc)
 
     def clear(self) -> None:
