@@ -57,8 +57,9 @@ def shard_file(name: str, index: int, n_shards: int) -> str:
 
 class ShardedArray:
     """A read-only (N, W) integer array stored as row shards (memory-mapped), indexed like numpy:
-    ``a[i]``, ``a[i:j]`` (a view when inside one shard), ``a[index_array]``, ``a[rows, cols]``,
-    ``np.asarray(a)`` (copies everything), ``a.max()``, ``len(a)``. ``shards`` are the parts in row order."""
+    ``a[i]``, ``a[i:j]`` (a view: the shard's memmap, or a ShardedArray over several; nothing is
+    read), ``a[index_array]`` and ``a[rows, cols]`` (copies), ``np.asarray(a)`` (copies everything),
+    ``a.max()``, ``len(a)``. ``shards`` are the parts in row order."""
 
     def __init__(self, shards: list[np.ndarray]) -> None:
         if not shards:
@@ -95,7 +96,7 @@ class ShardedArray:
                         parts.append(self.shards[s][lo - a: hi - a])
                 if len(parts) == 1:
                     return parts[0]
-                return np.concatenate(parts) if parts else np.zeros((0, self.shape[1]), dtype=self.dtype)
+                return ShardedArray(parts) if parts else np.zeros((0, self.shape[1]), dtype=self.dtype)
             key = np.arange(start, stop, step)
         idx = np.asarray(key)
         if idx.dtype == bool:
@@ -124,6 +125,7 @@ class ShardedArray:
     def __getitem__(self, key: Any) -> Any:
         if isinstance(key, tuple):
             rows = self._rows(key[0])
+            rows = np.asarray(rows) if isinstance(rows, ShardedArray) else rows
             return rows[(slice(None),) * (rows.ndim - 1) + key[1:]] if rows.ndim > 1 else rows[key[1:]]
         return self._rows(key)
 

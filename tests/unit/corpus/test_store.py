@@ -148,3 +148,13 @@ def test_consumers_read_sharded_stores(tmp_path):
                                                                         rel=1e-12)
     idx = rng.integers(0, 40, size=12)
     np.testing.assert_array_equal(np.asarray(s.tokens[idx], dtype=np.int64), tok[idx])
+
+
+def test_slices_across_shards_are_lazy(tmp_path):
+    tok = np.arange(60, dtype=np.int64).reshape(12, 5) % 9
+    s = sharded(tmp_path / "s", tok)
+    part = s.tokens[3:9]
+    assert isinstance(part, ShardedArray) and part.shape == (6, 5)
+    assert all(isinstance(p, np.memmap) for p in part.shards)  # views of the files, nothing read
+    np.testing.assert_array_equal(np.asarray(part[1:4]), tok[4:7])
+    assert isinstance(s.tokens[4:6], np.memmap)
