@@ -117,3 +117,12 @@ def test_engine_flags_one_line_errors(stats_store, tmp_path, capsys, monkeypatch
     one_line_error(capsys, "corpus", "--synthetic-docs", 5, "--workers", 2, "--scheduler", "tcp://127.0.0.1:1",
                    "--out", tmp_path / "c", match="not allowed with argument --workers")
     assert not (tmp_path / "b").exists() and not (tmp_path / "c").exists()
+
+
+def test_bpe_corpus_on_the_cluster_equals_in_process(dask_cluster, tmp_path, capsys):
+    argv = ["corpus", "--synthetic-docs", 300, "--tokenizer", "bpe", "--vocab-size", 300, "--seq-len", 32]
+    assert run_cli(capsys, *argv, "--out", tmp_path / "one")[0] == 0
+    rc, _, err = run_cli(capsys, *argv, "--out", tmp_path / "cluster", "--scheduler", dask_cluster)
+    assert rc == 0, err
+    assert (tmp_path / "cluster" / "tokens.npy").read_bytes() == (tmp_path / "one" / "tokens.npy").read_bytes()
+    assert load_store(tmp_path / "cluster").vocab == load_store(tmp_path / "one").vocab

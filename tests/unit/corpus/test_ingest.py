@@ -195,3 +195,15 @@ def test_stream_chunks_and_a_capped_pass_closes_the_file(tmp_path):
     assert [d for c in chunks for d in c] == [f"doc {i}" for i in range(7)]
     assert all(sum(map(len, c)) < 12 + 6 for c in chunks)
     assert stream.size == p.stat().st_size
+
+
+def test_streamed_hf_dataset_equals_json_lines(tmp_path):
+    pytest.importorskip("datasets")
+    docs = [f"story {i} : the cat and the dog ran to the park {'again ' * (i % 5)}." for i in range(40)]
+    write_jsonl(tmp_path / "d.jsonl", docs)
+    common = dict(vocab_size=30, seq_len=8, pack=True, val_fraction=0.2, chunk_chars=100)
+    a = run_corpus(CorpusConfig(jsonl=str(tmp_path / "d.jsonl"), out=str(tmp_path / "a"), **common)).store
+    b = run_corpus(CorpusConfig(dataset="json", data_files=[str(tmp_path / "d.jsonl")], streaming=True,
+                                out=str(tmp_path / "b"), **common)).store
+    assert a.vocab == b.vocab and a.content_hash == b.content_hash
+    assert_store_matches(b, reference_corpus(docs, K=30, T=8, pack=True, val_fraction=0.2))
