@@ -9,7 +9,7 @@ tokenizers. A store whose fingerprint matches the inputs and settings is reused 
 The corpus is never held in memory: documents are read a chunk at a time, tokenized (in this
 process or on Dask workers, ``--workers``/``--scheduler``; the output is the same bit for bit)
 and passed through the three streaming passes of :mod:`leadingterms.corpus.ingest`; memory holds
-a few chunks, the vocabulary counts and 9 bytes per document.
+a few chunks, the vocabulary counts and about 20 bytes per document.
 
 Order of the filters (docs/theory.md §7.1): the vocabulary is built from every document read; documents
 holding an out-of-vocabulary token are dropped (word tokenizer without ``<unk>``); of the rest,
