@@ -112,6 +112,9 @@ def test_engine_flags_one_line_errors(stats_store, tmp_path, capsys, monkeypatch
     one_line_error(capsys, *base, "--workers", 0, match="--workers must be a positive integer")
     one_line_error(capsys, *base, "--workers", 2, "--scheduler", "tcp://127.0.0.1:1", match="not allowed with argument --workers")
     one_line_error(capsys, *base, "--scheduler", "nowhere", match="--scheduler must be a Dask scheduler address")
+    one_line_error(capsys, *base, "--device", "tpu", match="--device must be cpu, cuda, cuda:N or auto")
+    if not torch.cuda.is_available():
+        one_line_error(capsys, *base, "--device", "cuda", match="CUDA is not available")
     monkeypatch.setattr(distributed, "CONNECT_TIMEOUT_S", 1)
     one_line_error(capsys, *base, "--scheduler", "tcp://127.0.0.1:9", match="cannot use the Dask scheduler")
     one_line_error(capsys, "corpus", "--synthetic-docs", 5, "--workers", 2, "--scheduler", "tcp://127.0.0.1:1",
