@@ -41,7 +41,7 @@ _EOT_LINE = re.compile(r"^[ \t\r]*<\|endoftext\|>[ \t\r]*$", re.M)
 _BLANK_LINE = re.compile(r"\n[ \t\r]*\n")  # one or more blank lines separate documents
 _CONTENT = re.compile(r"\S")  # a character that str.strip() keeps
 #: Bytes (decompressed) read from a file at a time.
-BLOCK_BYTES = 1 << 22
+BLOCK_BYTES = 1 << 20
 _SNIFF_BYTES = 65536  # a NUL byte in the first 64 KiB marks a binary file
 
 

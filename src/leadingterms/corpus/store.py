@@ -42,7 +42,7 @@ ARRAYS = ("tokens", "val_tokens")
 #: Largest shard written (bytes of token ids).
 DEFAULT_SHARD_BYTES = 256 * 2**20
 _SHARD_NAME = re.compile(r"^(tokens|val_tokens)(-\d{5})?\.npy$")
-_READ_ROWS_BYTES = 16 * 2**20  # sequential reads for hashing
+_READ_ROWS_BYTES = 4 * 2**20  # sequential reads for hashing
 
 
 def token_dtype(V: int) -> type[np.unsignedinteger[Any]]:
@@ -162,7 +162,7 @@ def _hash(vocab: list[str], arrays: list[tuple[tuple[int, int], Iterator[np.ndar
         shape, blocks = arr
         h.update(f"|{shape}".encode())
         for block in blocks:
-            h.update(np.ascontiguousarray(block, dtype="<u4").tobytes())
+            h.update(memoryview(np.ascontiguousarray(block, dtype="<u4")).cast("B"))
     return h.hexdigest()[:16]
 
 
