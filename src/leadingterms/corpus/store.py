@@ -84,7 +84,7 @@ class ShardedArray:
     def __repr__(self) -> str:
         return f"ShardedArray(shape={self.shape}, dtype={self.dtype}, shards={len(self.shards)})"
 
-    def _rows(self, key: Any) -> np.ndarray:
+    def _rows(self, key: Any) -> Any:
         N = self.shape[0]
         if isinstance(key, slice):
             start, stop, step = key.indices(N)
@@ -162,7 +162,7 @@ def _hash(vocab: list[str], arrays: list[tuple[tuple[int, int], Iterator[np.ndar
         shape, blocks = arr
         h.update(f"|{shape}".encode())
         for block in blocks:
-            h.update(memoryview(np.ascontiguousarray(block, dtype="<u4")).cast("B"))
+            h.update(np.ascontiguousarray(block, dtype="<u4").data.cast("B"))
     return h.hexdigest()[:16]
 
 
