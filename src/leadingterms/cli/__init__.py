@@ -34,6 +34,7 @@ COMMAND_MODULES = (
     "associations",
     "train",
     "intervene",
+    "inspect",
     "report",
     "compare_pretrained",
     "pretrain_small",
