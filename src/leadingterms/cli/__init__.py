@@ -32,6 +32,7 @@ COMMAND_MODULES = (
     "stats",
     "predict",
     "associations",
+    "explore",
     "train",
     "intervene",
     "inspect",
