@@ -60,7 +60,7 @@ const META = JSON.parse(document.getElementById("lt-meta").textContent);
 const V = META.V, K = META.layout.k, NONE = META.no_token;
 const index = new Map(META.vocab.map((t, i) => [t, i]));
 const lower = META.vocab.map(t => t.toLowerCase());
-let IDS = null, SCALES = null, VALS = null, current = null, active = -1;
+let IDS = null, SCALES = null, DIFFS = null, current = null, active = -1;
 
 function half(h) {  // IEEE binary16 -> number
   const s = (h & 0x8000) ? -1 : 1, e = (h >> 10) & 0x1f, f = h & 0x3ff;
@@ -74,24 +74,34 @@ async function load() {
   const bin = atob(b64), bytes = new Uint8Array(bin.length);
   for (let i = 0; i < bin.length; i++) bytes[i] = bin.charCodeAt(i);
   const stream = new Blob([bytes]).stream().pipeThrough(new DecompressionStream("gzip"));
-  const buf = await new Response(stream).arrayBuffer();
-  const L = META.layout;
-  IDS = new Uint16Array(buf, 0, L.lists * K);
-  SCALES = new Float32Array(buf, L.scales, L.lists);
-  VALS = new Uint16Array(buf.slice(L.values));
+  const u8 = new Uint8Array(await new Response(stream).arrayBuffer());
+  const L = META.layout, n = L.lists, nk = n * K;  // byte planes: see leadingterms.explore.encode_lists
+  IDS = new Uint16Array(nk);
+  DIFFS = new Uint16Array(nk);
+  for (let i = 0; i < nk; i++) {
+    IDS[i] = u8[i] | (u8[nk + i] << 8);
+    DIFFS[i] = u8[L.values + i] | (u8[L.values + nk + i] << 8);
+  }
+  const sc = new DataView(new ArrayBuffer(4 * n));
+  for (let i = 0; i < n; i++)
+    for (let b = 0; b < 4; b++) sc.setUint8(4 * i + b, u8[L.scales + b * n + i]);
+  SCALES = new Float32Array(n);
+  for (let i = 0; i < n; i++) SCALES[i] = sc.getFloat32(4 * i, true);
 }
 
 const GROUPS = new Map(META.groups.map(g => [g.key, g]));
-function list(key, step, ranking, token) {  // -> [[id, value], ...]
+function list(key, step, ranking, token) {  // -> [[id, value], ...], largest first
   const g = GROUPS.get(key);
   const stored = ranking === "pmi" ? "freq" : ranking;
   const j = g.variants.findIndex(v => v[0] === step && v[1] === stored);
   const slot = g.base + token * g.variants.length + j, scale = SCALES[slot];
   const out = [];
+  let code = 0xFFFF;
   for (let r = 0; r < K; r++) {
     const id = IDS[slot * K + r];
+    code -= DIFFS[slot * K + r];
     if (id === NONE) break;
-    let v = half(VALS[slot * K + r]) * scale;
+    let v = half(code & 0x8000 ? code & 0x7FFF : ~code & 0xFFFF) * scale;
     if (ranking === "pmi") v /= META.pi[token];
     out.push([id, v]);
   }

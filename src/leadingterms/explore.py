@@ -93,34 +93,81 @@ def view_lists(r: Readout, view: View, Pi: torch.Tensor, k: int, chunk: int = 51
     return out
 
 
+def _planes(a: np.ndarray) -> bytes:
+    """Byte planes of a little-endian array: every element's byte 0, then every byte 1, ... (numbers whose
+    high bytes repeat compress far better this way)."""
+    b = np.ascontiguousarray(a).view(np.uint8).reshape(-1, a.dtype.itemsize)
+    return b.T.tobytes()
+
+
+def _unplanes(buf: bytes, dtype: str, n: int) -> np.ndarray:
+    """Inverse of :func:`_planes` for ``n`` elements of ``dtype``."""
+    size = np.dtype(dtype).itemsize
+    return np.frombuffer(buf, np.uint8, count=n * size).reshape(size, n).T.copy().view(dtype).reshape(-1)
+
+
+def _f16_keys(vals: np.ndarray) -> np.ndarray:
+    """float16 bit patterns -> uint16 keys in the order of the values (−0 taken as +0, NaN as 0)."""
+    bits = vals.astype("<f2").view("<u2").astype(np.int64)
+    bits[bits == 0x8000] = 0
+    keys = np.where(bits & 0x8000, ~bits & 0xFFFF, bits | 0x8000)
+    keys[np.isnan(vals)] = 0
+    return keys
+
+
+def _f16_from_keys(keys: np.ndarray) -> np.ndarray:
+    bits = np.where(keys & 0x8000, keys & 0x7FFF, ~keys & 0xFFFF).astype("<u2")
+    return bits.view("<f2").astype(np.float64)
+
+
 def encode_lists(groups: dict[str, list[tuple[int | None, str, np.ndarray, np.ndarray]]], V: int, k: int
                  ) -> tuple[bytes, list[dict[str, Any]], dict[str, int]]:
-    """Pack the lists into one little-endian byte string -> (bytes, group index, plane offsets).
+    """Pack the lists into one byte string -> (bytes, group index, plane offsets).
 
-    Per group (one view; its variants = (step, ranking) pairs) the variants of a token are adjacent —
-    consecutive checkpoints of one token's list then repeat each other within gzip's window. Planes, in
-    order: ids uint16 (V, n_variants, k) of every group (65535 = none); scales float32 (V, n_variants)
-    = max |value| of each list; values float16 (V, n_variants, k) = value / scale (NaN = none).
+    Per group (one view; its variants = (step, ranking) pairs) the variants of a token are adjacent, so
+    consecutive checkpoints of one token's list repeat each other within gzip's window. Each list of n
+    lists (``layout["lists"]``) is stored as: k ids (uint16, 65535 = none); a scale s = max |value|
+    (float32); k values as float16 of value / s, coded as order-preserving uint16 keys and, since a list
+    is sorted, as differences: d₀ = 65535 − key₀, d_r = key_{r−1} − key_r ≥ 0 (small numbers). The three
+    planes (ids, scales, differences) are each stored as byte planes (:func:`_planes`).
     """
     index, ids_p, scale_p, val_p = [], [], [], []
     base = 0
     for key, variants in groups.items():
-        ids = np.stack([v[2] for v in variants], axis=1)  # (V, n, k)
-        vals = np.stack([v[3] for v in variants], axis=1).astype(np.float64)
-        scale = np.nanmax(np.abs(np.nan_to_num(vals, nan=0.0)), axis=2)
+        ids = np.stack([v[2] for v in variants], axis=1).reshape(-1, k)  # (V·n, k)
+        vals = np.stack([v[3] for v in variants], axis=1).astype(np.float64).reshape(-1, k) + 0.0
+        scale = np.nanmax(np.abs(np.nan_to_num(vals, nan=0.0)), axis=1)
         scale[scale == 0] = 1.0
+        keys = _f16_keys(vals / scale[:, None])
+        diffs = np.concatenate([0xFFFF - keys[:, :1], keys[:, :-1] - keys[:, 1:]], axis=1)
+        diffs[ids == NO_TOKEN] = 0
+        assert (diffs >= 0).all(), "lists must be sorted"
         index.append({"key": key, "base": base, "variants": [[v[0], v[1]] for v in variants]})
-        base += V * len(variants)
+        base += ids.shape[0]
         ids_p.append(ids.astype("<u2").reshape(-1))
-        scale_p.append(scale.astype("<f4").reshape(-1))
-        val_p.append((vals / scale[:, :, None]).astype("<f2").reshape(-1))
-    ids_b = np.concatenate(ids_p).tobytes()
-    scale_b = np.concatenate(scale_p).tobytes()
-    val_b = np.concatenate(val_p).tobytes()
-    pad = b"\0" * (-len(ids_b) % 4)
-    layout = {"lists": base, "k": k, "scales": len(ids_b) + len(pad),
-              "values": len(ids_b) + len(pad) + len(scale_b)}
-    return ids_b + pad + scale_b + val_b, index, layout
+        scale_p.append(scale.astype("<f4"))
+        val_p.append(diffs.astype("<u2").reshape(-1))
+    ids_b = _planes(np.concatenate(ids_p))
+    scale_b = _planes(np.concatenate(scale_p))
+    layout = {"lists": base, "k": k, "scales": len(ids_b), "values": len(ids_b) + len(scale_b)}
+    return ids_b + scale_b + _planes(np.concatenate(val_p)), index, layout
+
+
+def decode_list(blob: bytes, meta: dict[str, Any], key: str, step: int | None, ranking: str,
+                token: int) -> list[tuple[int, float]]:
+    """One stored list back as (id, value) pairs: the page's decoder, in Python (``pmi`` = freq / π_f)."""
+    lay, k = meta["layout"], meta["layout"]["k"]
+    n = lay["lists"]
+    g = next(g for g in meta["groups"] if g["key"] == key)
+    stored = "freq" if ranking == "pmi" else ranking
+    slot = g["base"] + token * len(g["variants"]) + g["variants"].index([step, stored])
+    ids = _unplanes(blob[:lay["scales"]], "<u2", n * k)[slot * k:(slot + 1) * k]
+    scale = float(_unplanes(blob[lay["scales"]:lay["values"]], "<f4", n)[slot])
+    diffs = _unplanes(blob[lay["values"]:], "<u2", n * k)[slot * k:(slot + 1) * k].astype(np.int64)
+    vals = _f16_from_keys(0xFFFF - np.cumsum(diffs)) * scale
+    if ranking == "pmi":
+        vals = vals / meta["pi"][token]
+    return [(int(i), float(v)) for i, v in zip(ids, vals, strict=True) if i != NO_TOKEN]
 
 
 def pick_checkpoints(steps: Sequence[int], n: int) -> list[int]:

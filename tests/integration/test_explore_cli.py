@@ -9,12 +9,11 @@ import json
 import re
 import shutil
 
-import numpy as np
 import pytest
 from helpers import one_line_error, run_cli
 
 from leadingterms.associations import open_readouts
-from leadingterms.explore import BASIS_VIEWS, pick_checkpoints
+from leadingterms.explore import BASIS_VIEWS, decode_list, pick_checkpoints
 
 K = 5
 
@@ -38,15 +37,7 @@ def page_parts(path):
 
 
 def decoded_list(meta, blob, key, step, ranking, token):
-    """The page's stored list, decoded in Python exactly as the page's JS does."""
-    lay, k = meta["layout"], meta["layout"]["k"]
-    g = next(g for g in meta["groups"] if g["key"] == key)
-    j = g["variants"].index([step, ranking])
-    slot = g["base"] + token * len(g["variants"]) + j
-    ids = np.frombuffer(blob, "<u2", count=lay["lists"] * k)[slot * k:(slot + 1) * k]
-    scale = float(np.frombuffer(blob, "<f4", count=1, offset=lay["scales"] + 4 * slot)[0])
-    vals = np.frombuffer(blob, "<f2", count=k, offset=lay["values"] + 2 * slot * k).astype(np.float64) * scale
-    return [(meta["vocab"][i], float(v)) for i, v in zip(ids, vals, strict=True) if i != meta["no_token"]]
+    return [(meta["vocab"][i], v) for i, v in decode_list(blob, meta, key, step, ranking, token)]
 
 
 def same_list(got, want, vector, vocab, rel=2e-3):
