@@ -181,11 +181,10 @@ def top_k(values: Tensor, k: int, exclude: Tensor | Sequence[int] | None = None)
     itself) are never listed: their slots (when fewer than k remain) hold id −1 and value NaN."""
     if k < 1:
         raise LeadingTermsError(f"k must be >= 1, got {k}")
-    Z = values.to(torch.float64).clone()
+    Z = torch.nan_to_num(values.to(torch.float64), nan=-torch.inf, posinf=torch.inf, neginf=-torch.inf)
     n, V = Z.shape
-    Z[torch.isnan(Z)] = -torch.inf
     if exclude is not None:
-        Z[torch.arange(n), torch.as_tensor(exclude, dtype=torch.long)] = -torch.inf
+        Z.scatter_(1, torch.as_tensor(exclude, dtype=torch.long).reshape(n, 1), -torch.inf)
     kk = min(k + 1, V)
     vals, ids = torch.topk(Z, kk, dim=1, sorted=True)
     # a row whose top k+1 values are all distinct has one answer; rows with ties are sorted stably

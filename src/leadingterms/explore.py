@@ -196,7 +196,7 @@ class ExploreConfig:
     checkpoints: list[int] | None = option(None, sep=",", metavar="S1,S2,...",
                                            help="checkpoints of --run on the slider (default: up to "
                                            "--max-checkpoints, spread in log(step), the last included)")
-    max_checkpoints: int = option(5, help="checkpoints on the slider when --checkpoints is not given",
+    max_checkpoints: int = option(4, help="checkpoints on the slider when --checkpoints is not given",
                                   metavar="N", check=positive_int)
     force: bool = option(False, help="replace an existing FILE.html")
 
