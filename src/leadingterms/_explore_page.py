@@ -35,6 +35,7 @@ fieldset label { margin-right: 0.6em; cursor: pointer; }
 #stepbox input { vertical-align: middle; width: 12em; }
 main { padding: 1em 1.5em 3em; max-width: 1400px; }
 #card h2 { font-family: ui-monospace, Menlo, monospace; font-size: 1.6em; margin: 0.2em 0; }
+#card h2.section { font-family: inherit; }
 .facts { color: #57606a; font-size: 0.9em; margin-bottom: 0.8em; }
 .grid { display: grid; grid-template-columns: repeat(auto-fill, minmax(250px, 1fr)); gap: 0.8em; }
 .box { background: #fff; border: 1px solid #d0d7de; border-radius: 8px; padding: 0.5em 0.7em; }
