@@ -13,7 +13,8 @@ The public API (imported lazily, so ``import leadingterms`` is cheap)::
     Shadow(V, T, L, eta)                               the SGD path-dependent leading terms
     train(TrainConfig(...)) -> RunResult               load_run(RUN) -> Run
     run_intervention(InterventionConfig(...))          intervene(model, basis, tokens, step=, lr=)
-    run_associations(AssociationsConfig(...))          basis_associations(basis, vocab, name, token)
+    run_associations(AssociationsConfig(...))          open_readouts(stats, run, step).top(name, token)
+    build_explorer(ExploreConfig(...))                 run_with_cache(model, tokens), logit_lens(cache, W_O)
     build_report(ReportConfig(...)) -> ReportResult    run_demo(DemoConfig(...)) -> DemoResult
     run_compare(CompareConfig(...)) -> CompareResult   run_suite(SuiteConfig(...)) -> SuiteResult
     WEIGHTS, MATRICES                                  the theory's tables (leadingterms.theory)
@@ -65,6 +66,14 @@ _EXPORTS = {
     "AssociationsResult": "leadingterms.associations",
     "basis_associations": "leadingterms.associations",
     "run_associations": "leadingterms.associations",
+    "Readouts": "leadingterms.associations",
+    "open_readouts": "leadingterms.associations",
+    "ExploreConfig": "leadingterms.explore",
+    "build_explorer": "leadingterms.explore",
+    "run_with_cache": "leadingterms.lens",
+    "logit_lens": "leadingterms.lens",
+    "InspectConfig": "leadingterms.lens",
+    "run_inspect": "leadingterms.lens",
     "ReportConfig": "leadingterms.report.build",
     "ReportResult": "leadingterms.report.build",
     "build_report": "leadingterms.report.build",
@@ -98,7 +107,9 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs
     from leadingterms.associations import (
         AssociationsConfig,
         AssociationsResult,
+        Readouts,
         basis_associations,
+        open_readouts,
         run_associations,
     )
     from leadingterms.basis.io import load_basis, save_basis
@@ -110,7 +121,9 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs
     from leadingterms.corpus.store import TokenStore, load_store
     from leadingterms.demo import DemoConfig, DemoResult, run_demo
     from leadingterms.errors import LeadingTermsError
+    from leadingterms.explore import ExploreConfig, build_explorer
     from leadingterms.intervene import InterventionConfig, InterventionResult, intervene, run_intervention
+    from leadingterms.lens import InspectConfig, logit_lens, run_inspect, run_with_cache
     from leadingterms.model import AttentionOnlyTransformer, ModelConfig
     from leadingterms.predict import PredictConfig, PredictResult, closed_form, predict, run_predict
     from leadingterms.pretrained.compare import CompareConfig, CompareResult, run_compare

@@ -160,6 +160,55 @@ def load_tensors(
     return tensors, meta
 
 
+#: safetensors dtype codes -> numpy dtypes (BF16 is mapped as int16 and viewed as bfloat16)
+_SAFETENSORS_DTYPES: dict[str, Any] = {
+    "F64": np.float64, "F32": np.float32, "F16": np.float16, "BF16": np.int16, "I64": np.int64,
+    "I32": np.int32, "I16": np.int16, "I8": np.int8, "U8": np.uint8, "BOOL": np.bool_,
+}
+
+
+def map_tensors(
+    path: str | os.PathLike[str], what: str = "tensor file"
+) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """:func:`load_tensors`, memory-mapped: every tensor is a copy-on-write view of the file.
+
+    Nothing is read until it is used (a row of a (V, V) matrix touches only that row's pages), so
+    opening a large basis costs a header parse. Writing to a tensor changes this process's copy,
+    never the file. Same one-line errors as :func:`load_tensors` for a missing or corrupt file.
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise LeadingTermsError(f"{what} not found: {p}")
+    size = p.stat().st_size
+    try:
+        with open(p, "rb") as fh:
+            n = int.from_bytes(fh.read(8), "little")
+            if size < 8 or not 0 < n <= size - 8:
+                raise ValueError(f"header length {n} does not fit a file of {size} bytes")
+            header = json.loads(fh.read(n))
+        if not isinstance(header, dict):
+            raise ValueError("the header is not a JSON object")
+        meta = json.loads((header.pop("__metadata__", None) or {}).get("json", "{}"))
+        tensors: dict[str, torch.Tensor] = {}
+        for name, info in header.items():
+            dtype = np.dtype(_SAFETENSORS_DTYPES[info["dtype"]])
+            shape = tuple(int(d) for d in info["shape"])
+            begin, end = (int(o) for o in info["data_offsets"])
+            if end - begin != int(np.prod(shape, dtype=np.int64)) * dtype.itemsize or 8 + n + end > size:
+                raise ValueError(f"tensor {name!r} does not fit its data offsets")
+            if end == begin:
+                arr = np.zeros(shape, dtype=dtype)
+            else:
+                arr = np.memmap(p, dtype=dtype, mode="c", offset=8 + n + begin, shape=shape)
+            t = torch.from_numpy(arr)
+            tensors[name] = t.view(torch.bfloat16) if info["dtype"] == "BF16" else t
+    except (ValueError, KeyError, TypeError, UnicodeDecodeError, OSError) as exc:
+        raise LeadingTermsError(
+            f"{what} is corrupt or not a safetensors file ({p}): {str(exc).splitlines()[0][:120]}"
+        ) from None
+    return tensors, meta
+
+
 def folder_of(path: str | os.PathLike[str], files: tuple[str, ...]) -> Path:
     """A loader's folder: ``path`` itself, or its parent when ``path`` names one of the folder's ``files``
     (``load_basis(".../basis.safetensors")`` works like ``load_basis(".../")``)."""

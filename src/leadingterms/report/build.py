@@ -19,7 +19,7 @@ from leadingterms.basis import Basis
 from leadingterms.config import check_config, option
 from leadingterms.corpus.store import TokenStore
 from leadingterms.errors import LeadingTermsError
-from leadingterms.report.html import esc, html_table, image, kv_table, page, table, tokens_cell
+from leadingterms.report.html import esc, fmt, html_table, image, kv_table, page, table, tokens_cell
 from leadingterms.training.runs import Run
 from leadingterms.validate import nonnegative_int, positive_int
 
@@ -218,18 +218,33 @@ def section_intervention(run_path: Path) -> str:
     if not p.is_file():
         return (f"<p>Not computed: run <code>leadingterms intervene --run {esc(run_path)}</code> and rebuild the "
                 "report.</p>")
+    from leadingterms.intervene import control_summary
+
     res = read_json(p, what="intervention result")
     o = float(res["original_loss"])
-    rows = [(r["param"], r["direction"], r["cos"], r["projection_coef"], r["loss_removed"],
-             r["loss_removed"] - o, r["loss_replaced"], r["loss_replaced"] - o) for r in res["rows"]]
+    seeds = res.get("control_seeds") or []
+    rows = []
+    for r in res["rows"]:
+        row: list[Any] = [r["param"], r["direction"], r["cos"], r["projection_coef"], r["loss_removed"],
+                          r["loss_removed"] - o]
+        c = control_summary(r, o) if seeds else None
+        if seeds:
+            row += [None, None] if c is None else [c[0], f"[{fmt(c[1], 3)}, {fmt(c[2], 3)}]"]
+        rows.append(row + [r["loss_replaced"], r["loss_replaced"] - o])
     intro = (f"<p>Dataset loss (mean cross-entropy over {res['n_sequences']:,} training sequences) of the "
              f"checkpoint at step {res['step']}: <b>{o:.6f}</b>. Each row changes one weight: "
              "<i>removed</i> = W − (⟨W,T⟩<sub>F</sub>/‖T‖²<sub>F</sub>)·T with T its predicted direction; "
              "<i>replaced</i> = W set to its closed-form prediction at that step. The orders η, η², η⁴ of the "
              "leading terms predict that removing W_O moves the loss most and attention least.</p>")
-    return intro + table(("weight", "direction T", "cos(W, T)", "⟨W,T⟩/‖T‖²", "loss, projection removed",
-                          "Δ", "loss, closed form", "Δ"), rows,
-                         numeric=(False, False, True, True, True, True, True, True))
+    header = ["weight", "direction T", "cos(W, T)", "⟨W,T⟩/‖T‖²", "loss, projection removed", "Δ"]
+    if seeds:
+        intro += (f"<p><i>random control</i>: the same norm |⟨W,T⟩<sub>F</sub>|/‖T‖<sub>F</sub> removed along a "
+                  f"random direction instead (i.i.d. N(0,1) entries; {len(seeds)} seeds: "
+                  f"{esc(', '.join(map(str, seeds)))}; docs/theory.md (7.3)). A Δ far above the control's is "
+                  "specific to the predicted direction; a Δ like it says only that the weight's norm matters.</p>")
+        header += ["Δ, random control (mean)", "[min, max]"]
+    header += ["loss, closed form", "Δ"]
+    return intro + table(header, rows, numeric=tuple(i >= 2 for i in range(len(header))))
 
 
 def section_associations(comps: Sequence[analyses.Comparison], vocab: Sequence[str], tokens: Sequence[str], k: int,
