@@ -69,18 +69,33 @@ def test_report_pretrained_section_and_options(run_dir, monkeypatch, tmp_path):
         build_report(ReportConfig(run=str(run), out=str(tmp_path / "x.html"), step=5))
 
 
-def test_compare_step_within_horizon():
-    class FakeRun:
-        checkpoints = {0: "", 1: "", 2: "", 4: "", 8: "", 12: ""}
-        summary = {"validity_horizon": {"closed_form": {"W_O": {"5%": 4, "20%": None},
-                                                        "layers.0.W": {"5%": 2, "20%": 9}}}}
-        metrics: list = []
+def _fake_run(rels: dict[str, dict[str, list[float]]], *, N: int, batch_size: int, summary=None):
+    """A run-like object: checkpoints 0, 1, 2, 4, 8, 12 and metrics logged at 2, 4, ..., 12."""
+    from types import SimpleNamespace
 
-    assert compare_step(FakeRun()) == 12
-    assert compare_step(FakeRun(), within_horizon=True) == 8
-    assert compare_step(FakeRun(), step=2, within_horizon=True) == 2
-    FakeRun.summary["validity_horizon"]["closed_form"]["W_O"]["20%"] = 1
-    assert compare_step(FakeRun(), within_horizon=True) == 1  # nothing before: the first checkpoint
+    steps = [2, 4, 6, 8, 10, 12]
+    metrics = [{"step": s, **{kind: {w: {"rel": v[i]} for w, v in by_w.items()} for kind, by_w in rels.items()}}
+               for i, s in enumerate(steps)]
+    cfg = SimpleNamespace(lr=0.1, batch_size=batch_size, grad_accum=1, track=("closed_form", "shadow"))
+    return SimpleNamespace(checkpoints={s: "" for s in (0, 1, 2, 4, 8, 12)}, metrics=metrics, config=cfg,
+                           info={"N": N}, summary=summary)
+
+
+def test_compare_step_within_horizon_uses_the_headline_sustained_horizon():
+    # the closed form is above 20% from the start (batch noise); the shadow crosses for good at step 10
+    rels = {"closed_form": {"W_O": [0.3] * 6, "layers.0.W": [0.5] * 6},
+            "shadow": {"W_O": [0.01, 0.25, 0.1, 0.15, 0.21, 0.3], "layers.0.W": [0.01] * 6}}
+    sgd = _fake_run(rels, N=100, batch_size=10)
+    assert compare_step(sgd) == 12
+    assert compare_step(sgd, within_horizon=True) == 8  # the excursion at step 4 does not count
+    assert compare_step(sgd, step=2, within_horizon=True) == 2
+    gd = _fake_run(rels, N=10, batch_size=10)  # full batch: the closed form is the headline
+    assert compare_step(gd, within_horizon=True) == 1  # nothing before its crossing at 2: the first checkpoint
+    held = _fake_run({"shadow": {"W_O": [0.01] * 6}}, N=100, batch_size=10)
+    assert compare_step(held, within_horizon=True) == 12
+    # a run written before sustained horizons (old first-crossing validity_horizon in its summary) is recomputed
+    old = _fake_run(rels, N=100, batch_size=10, summary={"validity_horizon": {"shadow": {"W_O": {"20%": 4}}}})
+    assert compare_step(old, within_horizon=True) == 8
 
 
 def test_planted_recovery_matches_naive_topk(run_dir):
