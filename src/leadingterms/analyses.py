@@ -190,13 +190,17 @@ def planted_recovery(basis: Basis, vocab: Sequence[str], planted: Sequence[Mappi
     return rows
 
 
+def readout_key(row: Mapping[str, Any]) -> str:
+    """The readout of a planted or overlap row with its layer as l: "W^(2)" -> "W^(l)", "B̄" -> "B̄"."""
+    label = str(row.get("readout") or row.get("learned"))
+    layer = row.get("layer")
+    return label if layer is None else label.replace(f"^({layer})", "^(l)")
+
+
 def per_layer_text(rows: Sequence[Mapping[str, Any]], value: Callable[[Mapping[str, Any]], str]) -> str:
     """Rows of one planted or overlap table -> "B̄ 16/16, W_O 9/16, W^(l) 0/16·10/16·16/16": readouts read at
     every layer are grouped, their values listed by layer (l = 0, 1, ...)."""
     groups: dict[str, list[str]] = {}
     for r in rows:
-        layer = r.get("layer")
-        label = str(r.get("readout") or r.get("learned"))
-        key = label if layer is None else label.replace(f"^({layer})", "^(l)")
-        groups.setdefault(key, []).append(value(r))
+        groups.setdefault(readout_key(r), []).append(value(r))
     return ", ".join(f"{key} {'·'.join(vals)}" for key, vals in groups.items())

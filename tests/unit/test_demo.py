@@ -30,8 +30,8 @@ def test_demo_horizon_lines_headline_first_and_at_most_two():
     lines = horizon_demo_lines(h)
     assert len(lines) == 2
     assert lines[0].startswith("validity horizon, sustained rel > 5%/20% (earliest layer; held = within at step 12)")
-    assert lines[0].endswith("headline shadow (§5), minibatch SGD: W_O s=8/held (sη=6.4/held); V s=4/8 (sη=3.2/6.4)")
-    assert lines[1] == "  closed form (§3): W_O s=4/held (sη=3.2/held); V s=4/4 (sη=3.2/3.2)"
+    assert lines[0].endswith("headline shadow (§5), minibatch SGD: W_O s=8/held (sη=6.4/–); V s=4/8 (sη=3.2/6.4)")
+    assert lines[1] == "  closed form (§3): W_O s=4/held (sη=3.2/–); V s=4/4 (sη=3.2/3.2)"
 
 
 def test_per_layer_text_groups_layers():

@@ -4,14 +4,12 @@ headless-Chromium render (skips where Chromium is absent) that keeps a screensho
 from __future__ import annotations
 
 import base64
-import os
 import re
-import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
 import torch
+from helpers import render_in_chromium
 
 from leadingterms.analyses import default_tokens, frequent_ids, planted_recovery
 from leadingterms.errors import LeadingTermsError
@@ -134,42 +132,5 @@ def test_default_tokens(run_dir):
     assert float(basis.Pi[vocab.index(freq[0])]) == float(torch.max(basis.Pi))
 
 
-def _chromium() -> str | None:
-    for name in ("chromium", "chromium-browser", "google-chrome"):
-        p = shutil.which(name) or (f"/usr/bin/{name}" if os.path.exists(f"/usr/bin/{name}") else None)
-        if p:
-            return p
-    return None
-
-
-CHROME_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                "--hide-scrollbars"]
-
-
 def test_report_renders_in_headless_chromium(run_dir, tmp_path):
-    chrome = _chromium()
-    if chrome is None:
-        pytest.skip("Chromium not installed (apt-get install chromium); the browser check is skipped")
-    report = run_dir / "report.html"
-    # 1. screenshot + console: no script errors, nothing failed to load
-    shot = tmp_path / "report.png"
-    proc = subprocess.run([chrome, *CHROME_FLAGS, f"--user-data-dir={tmp_path / 'ud1'}", "--enable-logging=stderr",
-                           "--v=0", f"--screenshot={shot}", "--window-size=1280,4000", report.as_uri()],
-                          capture_output=True, text=True, timeout=120)
-    assert shot.is_file() and shot.stat().st_size > 20_000, proc.stderr[-2000:]
-    log = proc.stderr
-    for bad in ("Uncaught", "ERROR:CONSOLE", "net::ERR_", "Failed to load resource"):
-        assert bad not in log, [line for line in log.splitlines() if bad in line][:5]
-    # 2. every image decoded: a copy of the page with a probe script writes a marker into the DOM
-    probe = tmp_path / "probe.html"
-    script = ("<script>window.addEventListener('load',function(){var im=Array.from(document.images);"
-              "var ok=im.filter(function(i){return i.complete&&i.naturalWidth>0;}).length;"
-              "document.body.setAttribute('data-probe','imgs='+im.length+' ok='+ok);});</script>")
-    probe.write_text(report.read_text(encoding="utf-8").replace("</body>", script + "</body>"), encoding="utf-8")
-    dom = subprocess.run([chrome, *CHROME_FLAGS, f"--user-data-dir={tmp_path / 'ud2'}", "--virtual-time-budget=10000",
-                          "--dump-dom", probe.as_uri()], capture_output=True, text=True, timeout=120).stdout
-    m = re.search(r'data-probe="imgs=(\d+) ok=(\d+)"', dom)
-    assert m, dom[-500:]
-    n, ok = int(m.group(1)), int(m.group(2))
-    assert n >= 4 and ok == n, (n, ok)
+    render_in_chromium(run_dir / "report.html", tmp_path, min_images=4)

@@ -32,7 +32,8 @@ SECTION_IDS = ("configuration", "corpus", "basis", "tracking", "horizon", "inter
 BASIS_READOUTS = ("bigram", "value", "composition", "attention", "interchange-next", "interchange-prev")
 
 
-def _at_least_two(value: Any, name: str) -> int:
+def at_least_two(value: Any, name: str) -> int:
+    """An integer >= 2 (a check for :func:`leadingterms.config.option`)."""
     if positive_int(value, name) < 2:
         raise LeadingTermsError(f"--{name.replace('_', '-')} must be an integer >= 2, got {value!r}")
     return int(value)
@@ -53,7 +54,7 @@ class ReportConfig:
                                   "shadow's under minibatch SGD, the closed form's under full-batch GD): the "
                                   "earliest sustained crossing of 20% relative error", exclusive="which_step")
     heatmap_tokens: int = option(50, help="heatmaps and overlap over the N most frequent tokens", metavar="N",
-                                 check=_at_least_two)
+                                 check=at_least_two)
     pretrained: str | None = option(None, help="a `compare-pretrained --out DIR` folder to include",
                                     metavar="DIR")
 

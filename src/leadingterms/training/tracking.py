@@ -271,12 +271,13 @@ def format_crossing(c: Mapping[str, Any] | None) -> str:
 
 
 def format_horizons(by_weight_kind: Mapping[str, Mapping[str, Any]]) -> str:
-    """One line, thresholds separated by "/": "W_O s=40/held (sη=8/held); V s=12/30 (sη=2.4/6)" ("held": not
-    crossed by the end of the run)."""
-    def part(hz: Mapping[str, Any], key: str) -> str:
-        return "/".join("held" if c is None else f"{c[key]:.3g}" for c in hz.values())
+    """One line, thresholds separated by "/": "W_O s=40/held (sη=8/–); V s=12/30 (sη=2.4/6); W held" ("held":
+    not crossed by the end of the run)."""
+    def part(hz: Mapping[str, Any], key: str, held: str) -> str:
+        return "/".join(held if c is None else f"{c[key]:.3g}" for c in hz.values())
 
-    return "; ".join(f"{kind} s={part(hz, 'step')} (sη={part(hz, 's_eta')})"
+    return "; ".join(f"{kind} held" if all(c is None for c in hz.values()) else
+                     f"{kind} s={part(hz, 'step', 'held')} (sη={part(hz, 's_eta', '–')})"
                      for kind, hz in by_weight_kind.items())
 
 

@@ -3,10 +3,12 @@ import random
 
 import pytest
 import torch
+from reference.horizons import naive_sustained_horizon
 
 from leadingterms.training.checkpoints import is_log_spaced, list_checkpoints, prune_checkpoints, save_checkpoint
 from leadingterms.training.tracking import (
     append_metrics,
+    format_horizons,
     horizon_lines,
     horizon_summary,
     layer_spread,
@@ -55,13 +57,6 @@ def test_validity_horizon_is_the_sustained_crossing():
     assert validity_horizon(falls)["closed_form"]["W_O"] == {"5%": None, "20%": None}
 
 
-def _naive_sustained(steps, rels, t):
-    """docs/theory.md (6.5) literally: min{s_k : e(s_j) > t for every j >= k}, none if e(s_n) <= t."""
-    above = [r is None or r > t for r in rels]
-    ks = [k for k in range(len(steps)) if all(above[k:])]
-    return steps[min(ks)] if ks and above[-1] else None
-
-
 def test_sustained_crossing_matches_the_definition_on_random_series():
     rng = random.Random(0)
     for _ in range(500):
@@ -70,7 +65,7 @@ def test_sustained_crossing_matches_the_definition_on_random_series():
         rels = [None if rng.random() < 0.05 else rng.choice([0.01, 0.05, 0.1, 0.2, 0.3]) * rng.uniform(0.5, 1.5)
                 for _ in range(n)]
         for t in (0.05, 0.2):
-            assert sustained_crossing(list(zip(steps, rels, strict=True)), t) == _naive_sustained(steps, rels, t)
+            assert sustained_crossing(list(zip(steps, rels, strict=True)), t) == naive_sustained_horizon(steps, rels, t)
 
 
 def test_horizon_summary_headline_and_s_eta():
@@ -90,10 +85,12 @@ def test_horizon_summary_headline_and_s_eta():
     only = horizon_summary(rows, lr=0.5, N=100, batch_size=10, grad_accum=1, tracked=("closed_form",))
     assert only["headline"] == "closed_form" and "shadow was not tracked" in only["why"]
     assert horizon_summary(rows, lr=0.5, N=100, batch_size=10, grad_accum=1, tracked=())["headline"] is None
+    assert format_horizons({"W_O": {"5%": None, "20%": None}, "V": {"5%": {"step": 3, "s_eta": 0.6}, "20%": None}}) \
+        == "W_O held; V s=3/held (sη=0.6/–)"
     lines = horizon_lines(sgd)
-    assert "headline shadow (§5), minibatch SGD: W_O s=6/held (sη=3/held); V s=4/12 (sη=2/6)" in lines[0]
+    assert "headline shadow (§5), minibatch SGD: W_O s=6/held (sη=3/–); V s=4/12 (sη=2/6)" in lines[0]
     assert lines[1].startswith("  why shadow (§5): minibatch SGD (20 of N = 100")
-    assert lines[2] == "  closed form (§3): W_O s=2/held (sη=1/held); V s=2/2 (sη=1/1)"
+    assert lines[2] == "  closed form (§3): W_O s=2/held (sη=1/–); V s=2/2 (sη=1/1)"
 
 
 def test_truncate_metrics_keeps_bytes_and_drops_torn_line(tmp_path):
