@@ -233,8 +233,8 @@ def _map_dask(fn: Callable[[TrainConfig], dict[str, Any]], cfgs: list[TrainConfi
 
     from dask.distributed import Client, LocalCluster, as_completed
 
-    cluster = LocalCluster(n_workers=min(workers, len(cfgs)), threads_per_worker=1, processes=True, host="127.0.0.1",
-                           dashboard_address="127.0.0.1:0", silence_logs=logging.ERROR)
+    cluster = LocalCluster(n_workers=min(workers, len(cfgs)), threads_per_worker=1, processes=True,
+                           host="127.0.0.1", dashboard_address="127.0.0.1:0", silence_logs=logging.ERROR)
     with cluster, Client(cluster) as client:
         futures = {client.submit(fn, c, key=f"point-{i}", pure=False): i for i, c in enumerate(cfgs)}
         for fut in as_completed(futures):
