@@ -31,7 +31,7 @@ def test_sweep_runs_skips_finished_and_resumes_longer(tiny_corpus, tmp_path, cap
     names = ["stories-lr0.5-bs8-L1-seed0", "stories-lr2.0-bs8-L1-seed0"]
     lines = stdout.strip().splitlines()
     assert [ln.split(":")[0] for ln in lines[:2]] == names and all(": ran" in ln for ln in lines[:2])
-    assert "shadow (§5) horizon W_O 20%" in lines[0] or "shadow horizon W_O 20%" in lines[0]
+    assert "; shadow horizon W_O 20%: " in lines[0]
     assert lines[-1] == f"next: leadingterms compare {out} --out {out}/compare"
     for n in names:  # every point is an ordinary run folder, finished
         summary = read_json(out / "runs" / n / "summary.json")
