@@ -61,6 +61,7 @@ def test_horizon_fits_per_group_and_held_runs_are_not_fitted():
 
 
 def test_comparison_figures_from_fabricated_records(tmp_path):
+    from leadingterms import plots as run_plots
     from leadingterms.comparison import plots
 
     recs = [_record("a", 0.05, 64, (300, None)), _record("b", 0.2, 64, (75, 110)), _record("c", 0.8, 64, (19, 28))]
@@ -74,8 +75,8 @@ def test_comparison_figures_from_fabricated_records(tmp_path):
     fits = horizon_fits(recs)
     for paths in (plots.plot_horizon_scaling(recs, fits, tmp_path), plots.plot_runs_tracking(recs, tmp_path),
                   plots.plot_runs_loss(recs, tmp_path),
-                  plots.plot_layer_readouts([(r["name"], r["readouts"], "k") for r in recs], tmp_path)):
+                  run_plots.plot_layer_readouts([(r["name"], r["readouts"], "k") for r in recs], tmp_path)):
         assert paths is not None
         assert all(p.stat().st_size > 1000 for p in paths) and {p.suffix for p in paths} == {".png", ".svg"}
-    assert plots.layer_readout_panels([recs[0]["readouts"]]) == [("planted bigram pairs: W^(l)", "planted", "W^(l)")]
-    assert plots.plot_layer_readouts([("x", {"k": 5, "planted": [], "overlap": []}, "k")], tmp_path / "no") is None
+    assert run_plots.layer_readout_panels([recs[0]["readouts"]]) == [("planted bigram pairs: W^(l)", "planted", "W^(l)")]
+    assert run_plots.plot_layer_readouts([("x", {"k": 5, "planted": [], "overlap": []}, "k")], tmp_path / "no") is None

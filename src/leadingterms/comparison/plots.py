@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from leadingterms.analyses import readout_key
+from leadingterms.plots import figure_legend
 from leadingterms.plotting import pyplot, save_figure
 from leadingterms.theory import WEIGHTS
 from leadingterms.training.tracking import PREDICTION_NAMES
@@ -170,22 +170,11 @@ def plot_runs_tracking(records: Sequence[Mapping[str, Any]], out_dir: str | Path
             ax.set_xlabel("step" if row == 0 else "s·η")
     axes[0][0].set_ylabel("relative error ‖W−Ŵ‖/‖W‖")
     axes[1][0].set_ylabel("relative error ‖W−Ŵ‖/‖W‖")
-    _run_legend(fig, axes)
+    figure_legend(fig, axes, fontsize=7)
     fig.suptitle("Relative error of each run's headline prediction (shadow under SGD, closed form under GD)",
                  fontsize=10)
     fig.tight_layout(rect=(0, 0.07, 1, 0.96))
     return save_figure(fig, out_dir, stem)
-
-
-def _run_legend(fig: Any, axes: Any) -> None:
-    handles, labels = [], []
-    for ax in np.ravel(axes):
-        for h, lab in zip(*ax.get_legend_handles_labels(), strict=True):
-            if lab not in labels:
-                handles.append(h)
-                labels.append(lab)
-    if handles:
-        fig.legend(handles, labels, loc="lower center", ncol=min(len(handles), 4), frameon=False, fontsize=7)
 
 
 def plot_runs_loss(records: Sequence[Mapping[str, Any]], out_dir: str | Path,
@@ -205,59 +194,6 @@ def plot_runs_loss(records: Sequence[Mapping[str, Any]], out_dir: str | Path,
         ax.set_xlabel(xl)
         ax.grid(alpha=0.3)
     axes[0][0].set_ylabel("mean cross-entropy (nats)")
-    _run_legend(fig, axes)
+    figure_legend(fig, axes, fontsize=7)
     fig.tight_layout(rect=(0, 0.12, 1, 1))
-    return save_figure(fig, out_dir, stem)
-
-
-def layer_readout_panels(readouts: Sequence[Mapping[str, Any]]) -> list[tuple[str, str, str]]:
-    """(panel title, table ("planted"/"overlap"), readout label with ^(l)) for every per-layer readout present."""
-    panels: list[tuple[str, str, str]] = []
-    for rd in readouts:
-        for table in ("planted", "overlap"):
-            for r in rd.get(table) or []:
-                if r["layer"] is None:
-                    continue
-                key = readout_key(r)
-                title = (f"planted {r['kind']} pairs: {key}" if table == "planted"
-                         else f"overlap@{rd['k']}: {key} vs {r['predicted']}")
-                if (title, table, key) not in panels:
-                    panels.append((title, table, key))
-    return panels
-
-
-def plot_layer_readouts(series: Sequence[tuple[str, Mapping[str, Any], Any]], out_dir: str | Path,
-                        stem: str = "layer_readouts") -> list[Path] | None:
-    """Per-layer readouts of learned weights: fraction of planted pairs found in the top-k, and overlap@k with
-    the prediction, against the layer (integer ticks); one line per (label, readouts record, colour).
-    None when no run has a per-layer readout."""
-    panels = layer_readout_panels([rd for _, rd, _ in series])
-    if not panels:
-        return None
-    plt = pyplot()
-    fig, axes = plt.subplots(1, len(panels), figsize=(3.3 * len(panels) + 0.4, 3.6), squeeze=False)
-    max_layer = 0
-    for label, rd, colour in series:
-        for ax, (_, table, key) in zip(axes[0], panels, strict=True):
-            rows = [r for r in rd.get(table) or [] if r["layer"] is not None and readout_key(r) == key]
-            if not rows:
-                continue
-            x = [r["layer"] for r in rows]
-            y = [r["hits"] / r["total"] if table == "planted" and r["total"] else
-                 (r["overlap"] if table == "overlap" else np.nan) for r in rows]
-            max_layer = max(max_layer, *x)
-            ax.plot(x, y, "o-", color=colour, lw=1.5, ms=4, label=label)
-    for ax, (title, _, _) in zip(axes[0], panels, strict=True):
-        ax.set_title(title, fontsize=9)
-        ax.set_xlabel("layer l")
-        ax.set_xticks(range(max_layer + 1))
-        ax.set_xlim(-0.3, max_layer + 0.3)
-        ax.set_ylim(-0.03, 1.03)
-        ax.grid(alpha=0.3)
-    axes[0][0].set_ylabel("fraction found / overlap")
-    if len(series) > 1:
-        _run_legend(fig, axes)
-        fig.tight_layout(rect=(0, 0.14, 1, 1))
-    else:
-        fig.tight_layout()
     return save_figure(fig, out_dir, stem)

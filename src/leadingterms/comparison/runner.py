@@ -50,6 +50,7 @@ class CompareRunsResult:
 
 def compare_runs(cfg: CompareRunsConfig) -> CompareRunsResult:
     """Read every run, fit the horizons against η, draw the figures and write the page and the JSON."""
+    from leadingterms import plots as run_plots
     from leadingterms.comparison import plots
     from leadingterms.comparison.page import build_page
     from leadingterms.comparison.records import assign_groups, horizon_fits, run_folders, run_labels, run_record
@@ -75,7 +76,7 @@ def compare_runs(cfg: CompareRunsConfig) -> CompareRunsResult:
     plots.plot_runs_tracking(records, fig_dir)
     plots.plot_runs_loss(records, fig_dir)
     colours = plots.lr_colours(records)
-    plots.plot_layer_readouts([(r["name"], r["readouts"], colours[r["lr"]]) for r in records if r["readouts"]],
+    run_plots.plot_layer_readouts([(r["name"], r["readouts"], colours[r["lr"]]) for r in records if r["readouts"]],
                               fig_dir)
     json_path = out / COMPARE_FILE
     write_json(json_path, {"kind": "leadingterms.compare", "runs": records, "fits": fits,

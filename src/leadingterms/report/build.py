@@ -278,7 +278,11 @@ def section_associations(comps: Sequence[analyses.Comparison], vocab: Sequence[s
                 f"(row = {esc(c.rows)}, top-{k} {esc(c.cols)}s)</h3>"
                 + html_table(("token", f"learned {c.learned_label}", f"predicted {c.predicted_label}", "common"),
                               body))
-    out += '<p class="note">Bold: tokens in both lists. Layers other than 0 are in the overlap table above.</p>'
+    out += '<p class="note">Bold: tokens in both lists. Layers other than 0 are in the tables above.</p>'
+    if (fig_dir / "layer_readouts.png").is_file():
+        out += image(fig_dir / "layer_readouts.png",
+                     f"per-layer readouts of the learned weights at step {step}: planted pairs found in the "
+                     f"top-{k} and overlap@{k} with the prediction over the {n_freq} most frequent tokens")
     if (fig_dir / "heatmaps.png").is_file():
         out += image(fig_dir / "heatmaps.png",
                      f"learned (left) vs predicted (right) on the {n_freq} most frequent tokens; each panel "
@@ -356,6 +360,10 @@ def build_report(cfg: ReportConfig) -> ReportResult:
         freq = analyses.frequent_ids(basis, cfg.heatmap_tokens)
         result.overlaps = analyses.overlap_summary(comps, freq, k)
         result.planted = analyses.planted_recovery(basis, vocab, planted_pairs, weights=weights, k=k)
+        (fig_dir / "layer_readouts.png").unlink(missing_ok=True)
+        if L > 1:
+            plots.plot_layer_readouts([(f"step {step}", {"k": k, "planted": result.planted,
+                                                          "overlap": result.overlaps}, "#1f77b4")], fig_dir)
         plots.plot_heatmaps([(f"learned {c.learned_label}", c.learned, f"predicted {c.predicted_label}",
                               c.predicted) for c in comps if c.layer in (None, 0)], freq, vocab, fig_dir)
         pred = closed_form(basis, step, run.config.lr, L)
