@@ -29,6 +29,7 @@ def test_fit_power_law_exact_and_degenerate():
     fit = fit_power_law([0.05, 0.2, 0.8], [22.0 / 0.05, 22.0 / 0.2, 22.0 / 0.8])
     assert fit["exponent"] == pytest.approx(-1.0, abs=1e-12) and fit["prefactor"] == pytest.approx(22.0)
     assert fit["r2"] == pytest.approx(1.0)
+    assert fit_power_law([0.1, 0.2], [10.0, 4.0])["r2"] is None  # two points: any line fits
     for x, y in (([0.1], [10.0]), ([0.1, 0.1], [10.0, 12.0]), ([], [])):
         bad = fit_power_law(x, y)
         assert bad["exponent"] is None and "two or more learning rates" in bad["why"]

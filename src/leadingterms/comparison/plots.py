@@ -109,7 +109,7 @@ def plot_horizon_scaling(records: Sequence[Mapping[str, Any]], fits: Sequence[Ma
             ax.set_xticks(lr_all)
             ax.set_xticklabels([f"{v:g}" for v in lr_all])
             ax.minorticks_off()
-            _log_ticks(ax.yaxis)
+            _log_ticks(ax.yaxis, *ax.get_ylim())
         axes[1][col].set_xlabel("learning rate η")
         if axes[0][col].get_legend_handles_labels()[0]:
             axes[0][col].legend(fontsize=7, frameon=False, loc="best")
@@ -125,11 +125,13 @@ def plot_horizon_scaling(records: Sequence[Mapping[str, Any]], fits: Sequence[Ma
     return save_figure(fig, out_dir, stem)
 
 
-def _log_ticks(axis: Any) -> None:
-    """Labelled ticks at 1, 2, 5 × 10^k on a log axis (plain numbers)."""
+def _log_ticks(axis: Any, lo: float, hi: float) -> None:
+    """Labelled ticks on a log axis spanning [lo, hi] (plain numbers): at 1, 2, 5 × 10^k, or at every
+    integer multiple of 10^k when the axis spans less than a decade."""
     from matplotlib.ticker import FuncFormatter, LogLocator
 
-    axis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    subs = (1.0, 2.0, 5.0) if hi > 10 * lo else (1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0)
+    axis.set_major_locator(LogLocator(base=10, subs=subs, numticks=15))
     axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
 
 
@@ -167,7 +169,9 @@ def plot_runs_tracking(records: Sequence[Mapping[str, Any]], out_dir: str | Path
             for thr in (0.05, 0.20):
                 ax.axhline(thr, color="0.4", ls=":", lw=1)
             ax.grid(alpha=0.3)
-            ax.set_xlabel("step" if row == 0 else "s·η")
+            ax.set_xlabel("step" if row == 0 else "s·η (log scale)")
+            if row == 1:
+                ax.set_xscale("log")
     axes[0][0].set_ylabel("relative error ‖W−Ŵ‖/‖W‖")
     axes[1][0].set_ylabel("relative error ‖W−Ŵ‖/‖W‖")
     figure_legend(fig, axes, fontsize=7)

@@ -168,7 +168,8 @@ def assign_groups(records: Sequence[dict[str, Any]]) -> None:
 
 def fit_power_law(x: Sequence[float], y: Sequence[float]) -> dict[str, Any]:
     """Least squares of log y = log C + α log x -> {"exponent": α, "prefactor": C, "n_points", "r2"};
-    exponent None (with ``why``) when fewer than two distinct x."""
+    exponent None (with ``why``) when fewer than two distinct x; r2 (of the log-log fit) None below three
+    points, where any line fits."""
     lx, ly = np.log(np.asarray(x, dtype=np.float64)), np.log(np.asarray(y, dtype=np.float64))
     n = int(lx.size)
     if n < 2 or np.unique(lx).size < 2:
@@ -178,8 +179,8 @@ def fit_power_law(x: Sequence[float], y: Sequence[float]) -> dict[str, Any]:
     (a, alpha), *_ = np.linalg.lstsq(A, ly, rcond=None)
     resid = ly - (a + alpha * lx)
     ss = float(((ly - ly.mean()) ** 2).sum())
-    return {"exponent": float(alpha), "prefactor": float(math.exp(a)), "n_points": n,
-            "r2": 1.0 - float((resid ** 2).sum()) / ss if ss > 0 else 1.0}
+    r2 = (1.0 - float((resid ** 2).sum()) / ss if ss > 0 else 1.0) if n >= 3 else None
+    return {"exponent": float(alpha), "prefactor": float(math.exp(a)), "n_points": n, "r2": r2}
 
 
 def horizon_fits(records: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
