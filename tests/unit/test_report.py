@@ -96,6 +96,22 @@ def test_compare_step_within_horizon_uses_the_headline_sustained_horizon():
     assert compare_step(old, within_horizon=True) == 8
 
 
+def test_report_on_a_run_written_before_sustained_horizons(run_dir, tmp_path):
+    import json
+    import shutil
+
+    old = tmp_path / "old"
+    shutil.copytree(run_dir, old)
+    summary = json.loads((old / "summary.json").read_text())
+    del summary["horizon"]  # as written before the change: first crossings under validity_horizon only
+    summary["validity_horizon"] = {"closed_form": {"W_O": {"5%": 1, "20%": 1}}}
+    (old / "summary.json").write_text(json.dumps(summary))
+    res = build_report(ReportConfig(run=str(old), k=3, within_horizon=True, heatmap_tokens=6))
+    html = res.path.read_text(encoding="utf-8")
+    assert "written before summary.json recorded sustained horizons" in html
+    assert "<b>Headline: the shadow (§5)</b>" in html  # batch 10 of 40 stories: minibatch SGD
+
+
 def test_planted_recovery_matches_naive_topk(run_dir):
     from leadingterms.training import load_run
 
@@ -116,6 +132,32 @@ def test_planted_recovery_matches_naive_topk(run_dir):
     assert by[("bigram", "B̄")]["hits"] == expect and by[("bigram", "B̄")]["total"] == 2
     assert ("bigram", "W_O") not in by  # no learned weights given
     assert by[("context", "Φ̄/π")]["total"] == 1
+
+
+def test_planted_recovery_reads_every_layer(run_dir):
+    from leadingterms.training import load_run
+
+    run = load_run(run_dir)
+    basis, weights = run.basis(), run.load_checkpoint().weights()
+    vocab = basis.vocab
+    planted = [{"kind": "bigram", "a": "bird", "b": "flew"}, {"kind": "bigram", "a": "dog", "b": "barked"},
+               {"kind": "context", "a": "beach", "b": "shell"}]
+    rec = planted_recovery(basis, vocab, planted, weights=weights, k=5)
+    assert [(r["readout"], r["layer"]) for r in rec] == [
+        ("B̄", None), ("W_O", None), ("Q̄", None), ("W^(0)", 0), ("W^(1)", 1),
+        ("Φ̄/π", None), ("Ḡ", None), ("V^(0)·W_O", 0), ("V^(1)·W_O", 1)]
+
+    def top5(row):  # naive: sort descending, ties by the smaller id
+        return sorted(range(len(row)), key=lambda j: (-row[j], j))[:5]
+
+    for l in (0, 1):
+        W = weights[f"layers.{l}.W"].double()
+        expect = sum(vocab.index(a) in top5(W[vocab.index(b)].tolist()) for a, b in [("bird", "flew"), ("dog", "barked")])
+        got = next(r for r in rec if r["readout"] == f"W^({l})")
+        assert got["hits"] == expect and got["total"] == 2 and "row b of the learned W^(" + str(l) + ")" in got["description"]
+        VW = (weights[f"layers.{l}.V"].double() @ weights["W_O"].double())[vocab.index("beach")].tolist()
+        got = next(r for r in rec if r["readout"] == f"V^({l})·W_O")
+        assert got["hits"] == int(vocab.index("shell") in top5(VW))
 
 
 def test_default_tokens(run_dir):
