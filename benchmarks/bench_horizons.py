@@ -78,7 +78,7 @@ def run(quick: bool = False) -> str:
             a = "–" if f["exponent"] is None else f"{f['exponent']:+.2f}"
             b = "–" if f["s_eta_exponent"] is None else f"{f['s_eta_exponent']:+.2f}"
             lines.append(f"| {f['prediction']} | {f['weight']} | {f['threshold']} | {a} | {b} | "
-                         f"{f['n_points']} of {f['n_runs']} | {', '.join(f'{x:g}' for x in f['lrs'])} |")
+                         f"{f['n_points']} of {f['n_runs']} | {', '.join(f'{x:g}' for x in f['lrs']) or '–'} |")
     lines += ["", "```", out.strip(), "```"]
     return "\n".join(lines)
 
