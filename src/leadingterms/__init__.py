@@ -12,6 +12,7 @@ The public API (imported lazily, so ``import leadingterms`` is cheap)::
     closed_form(basis, s, eta, L), predict(...)        run_predict(PredictConfig(...)) -> PredictResult
     Shadow(V, T, L, eta)                               the SGD path-dependent leading terms
     train(TrainConfig(...)) -> RunResult               load_run(RUN) -> Run
+    run_sweep(SweepConfig(...)) -> SweepResult         compare_runs(CompareRunsConfig(...)) -> CompareRunsResult
     run_intervention(InterventionConfig(...))          intervene(model, basis, tokens, step=, lr=)
     run_associations(AssociationsConfig(...))          open_readouts(stats, run, step).top(name, token)
     build_explorer(ExploreConfig(...))                 run_with_cache(model, tokens), logit_lens(cache, W_O)
@@ -58,6 +59,12 @@ _EXPORTS = {
     "train": "leadingterms.training.runner",
     "Run": "leadingterms.training.runs",
     "load_run": "leadingterms.training.runs",
+    "SweepConfig": "leadingterms.sweep",
+    "SweepResult": "leadingterms.sweep",
+    "run_sweep": "leadingterms.sweep",
+    "CompareRunsConfig": "leadingterms.comparison.runner",
+    "CompareRunsResult": "leadingterms.comparison.runner",
+    "compare_runs": "leadingterms.comparison.runner",
     "InterventionConfig": "leadingterms.intervene",
     "InterventionResult": "leadingterms.intervene",
     "intervene": "leadingterms.intervene",
@@ -116,6 +123,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs
     from leadingterms.basis.runner import StatsConfig, StatsResult, run_stats
     from leadingterms.basis.stats import compute_basis
     from leadingterms.basis.types import Basis
+    from leadingterms.comparison.runner import CompareRunsConfig, CompareRunsResult, compare_runs
     from leadingterms.corpus.pipeline import CorpusConfig, CorpusResult, run_corpus
     from leadingterms.corpus.sources import SourceConfig
     from leadingterms.corpus.store import TokenStore, load_store
@@ -130,6 +138,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs
     from leadingterms.pretrained.suite import SuiteConfig, SuiteResult, run_suite
     from leadingterms.report.build import ReportConfig, ReportResult, build_report
     from leadingterms.shadow import Shadow
+    from leadingterms.sweep import SweepConfig, SweepResult, run_sweep
     from leadingterms.theory import MATRICES, WEIGHTS
     from leadingterms.training.config import TrainConfig
     from leadingterms.training.runner import RunResult, train
