@@ -20,7 +20,7 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-BENCHES = ["tokenize", "basis", "train_step", "corpus_scale"]
+BENCHES = ["tokenize", "basis", "train_step", "associations", "horizons", "corpus_scale"]
 
 
 def machine() -> str:
