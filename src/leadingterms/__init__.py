@@ -9,6 +9,7 @@ The public API (imported lazily, so ``import leadingterms`` is cheap)::
 
     run_corpus(CorpusConfig(...)) -> CorpusResult      load_store(DIR) -> TokenStore
     run_stats(StatsConfig(...)) -> StatsResult         compute_basis(tokens, V) -> Basis, load_basis(DIR)
+    reduce_basis(shards, V) -> Basis                   the same as a map-reduce over row shards
     closed_form(basis, s, eta, L), predict(...)        run_predict(PredictConfig(...)) -> PredictResult
     Shadow(V, T, L, eta)                               the SGD path-dependent leading terms
     train(TrainConfig(...)) -> RunResult               load_run(RUN) -> Run
@@ -36,9 +37,12 @@ _EXPORTS = {
     "CorpusResult": "leadingterms.corpus.pipeline",
     "run_corpus": "leadingterms.corpus.pipeline",
     "TokenStore": "leadingterms.corpus.store",
+    "ShardedArray": "leadingterms.corpus.store",
     "load_store": "leadingterms.corpus.store",
+    "ParallelConfig": "leadingterms.distributed",
     "Basis": "leadingterms.basis.types",
     "compute_basis": "leadingterms.basis.stats",
+    "reduce_basis": "leadingterms.basis.stats",
     "load_basis": "leadingterms.basis.io",
     "save_basis": "leadingterms.basis.io",
     "StatsConfig": "leadingterms.basis.runner",
@@ -121,13 +125,14 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs
     )
     from leadingterms.basis.io import load_basis, save_basis
     from leadingterms.basis.runner import StatsConfig, StatsResult, run_stats
-    from leadingterms.basis.stats import compute_basis
+    from leadingterms.basis.stats import compute_basis, reduce_basis
     from leadingterms.basis.types import Basis
     from leadingterms.comparison.runner import CompareRunsConfig, CompareRunsResult, compare_runs
     from leadingterms.corpus.pipeline import CorpusConfig, CorpusResult, run_corpus
     from leadingterms.corpus.sources import SourceConfig
-    from leadingterms.corpus.store import TokenStore, load_store
+    from leadingterms.corpus.store import ShardedArray, TokenStore, load_store
     from leadingterms.demo import DemoConfig, DemoResult, run_demo
+    from leadingterms.distributed import ParallelConfig
     from leadingterms.errors import LeadingTermsError
     from leadingterms.explore import ExploreConfig, build_explorer
     from leadingterms.intervene import InterventionConfig, InterventionResult, intervene, run_intervention
