@@ -14,6 +14,11 @@ Index conventions (sequence i, positions t = 0..T−1, x_t input, y_t = x_{t+1} 
 No one-hot matrix and no T×T×T tensor is formed. Memory: the V×V accumulators (over the
 compact vocabulary of tokens present) plus one chunk of rows, chosen so that the chunk's pair
 arrays stay within :data:`DEFAULT_CHUNK_BYTES`.
+
+Structure: :func:`bigram_sums` / :func:`attention_sums` give the raw sums of some rows
+(:mod:`leadingterms.basis.sums`), :func:`finish_bigram` / :func:`finish_attention` normalise
+merged sums once. :func:`reduce_basis` is the whole basis as a map-reduce over shards of rows
+(docs/theory.md (2.25)); :func:`compute_basis` is its one-shard case.
 """
 
 from __future__ import annotations
