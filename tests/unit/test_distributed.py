@@ -1,0 +1,47 @@
+"""The engines: in-process by default without importing Dask; results in input order; flag checks."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from leadingterms.config import check_config
+from leadingterms.distributed import InProcess, ParallelConfig, check_scheduler, in_worker, open_engine
+from leadingterms.errors import LeadingTermsError
+
+
+def test_default_commands_never_import_dask(tmp_path):
+    code = textwrap.dedent(f"""
+        import sys
+        from leadingterms.corpus.pipeline import CorpusConfig, run_corpus
+        from leadingterms.basis.runner import StatsConfig, run_stats
+        run_corpus(CorpusConfig(synthetic_docs=30, seq_len=16, out={str(tmp_path / 'c')!r}))
+        run_stats(StatsConfig(corpus={str(tmp_path / 'c')!r}, out={str(tmp_path / 's')!r}, progress=False))
+        print(sorted(m for m in ("dask", "distributed") if m in sys.modules))
+    """)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+
+
+def test_in_process_engine_maps_in_order():
+    with open_engine(ParallelConfig()) as engine:
+        assert isinstance(engine, InProcess) and engine.n_workers == 1
+        assert list(engine.map(lambda x, k: x * k, range(5), 3)) == [0, 3, 6, 9, 12]
+    assert not in_worker()
+
+
+@pytest.mark.parametrize("value", ["nowhere", "", " tcp://a:1", 5])
+def test_bad_scheduler_addresses(value):
+    with pytest.raises(LeadingTermsError, match="--scheduler must be a Dask scheduler address"):
+        check_scheduler(value, "scheduler")
+
+
+def test_workers_and_scheduler_exclude_each_other():
+    assert check_scheduler("tcp://127.0.0.1:8786", "scheduler") == "tcp://127.0.0.1:8786"
+    with pytest.raises(LeadingTermsError, match="exclude each other"):
+        check_config(ParallelConfig(workers=2, scheduler="tcp://127.0.0.1:8786"))
+    with pytest.raises(LeadingTermsError, match="--workers must be a positive integer"):
+        check_config(ParallelConfig(workers=0))
