@@ -20,6 +20,7 @@ sent to each worker once.
 from __future__ import annotations
 
 import contextlib
+import importlib
 import logging
 import sys
 from collections import deque
@@ -86,6 +87,13 @@ class DaskEngine:
         self.client = client
         self.name = name
         self.n_workers = max(1, sum(client.nthreads().values()))
+        self._warming: list[Any] = []
+
+    def warm(self, modules: tuple[str, ...]) -> None:
+        """Start importing ``modules`` on every worker now (not waited for)."""
+        for address in self.client.nthreads():
+            self._warming += [self.client.submit(_import, m, workers=[address], allow_other_workers=False,
+                                                 pure=False) for m in modules]
 
     def map(self, fn: Callable[..., Any], items: Iterable[Any], *shared: Any) -> Iterator[Any]:
         window = 2 * self.n_workers
@@ -101,6 +109,10 @@ class DaskEngine:
         finally:
             for fut in pending:
                 fut.cancel()
+
+
+def _import(module: str) -> None:
+    importlib.import_module(module)
 
 
 def _result(future: Any) -> Any:
@@ -134,8 +146,11 @@ def _import_distributed() -> Any:
 
 
 @contextlib.contextmanager
-def open_engine(cfg: ParallelConfig) -> Iterator[Engine]:
-    """The engine ``cfg`` asks for; a local cluster is stopped (and a client closed) on exit."""
+def open_engine(cfg: ParallelConfig, warm: tuple[str, ...] = ()) -> Iterator[Engine]:
+    """The engine ``cfg`` asks for; a local cluster is stopped (and a client closed) on exit.
+
+    ``warm``: modules the tasks will need; Dask workers start importing them at once (e.g. torch, a
+    few seconds), while this process goes on."""
     if cfg.scheduler is None and cfg.workers == 1:
         yield InProcess()
         return
@@ -156,4 +171,6 @@ def open_engine(cfg: ParallelConfig) -> Iterator[Engine]:
                 dashboard_address=":0", scheduler_kwargs={"dashboard": False}, silence_logs=logging.ERROR))
             client = stack.enter_context(distributed.Client(cluster))
             name = f"local Dask cluster ({cfg.workers} workers)"
-        yield DaskEngine(client, name)
+        engine = DaskEngine(client, name)
+        engine.warm(warm)
+        yield engine

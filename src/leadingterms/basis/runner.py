@@ -92,12 +92,12 @@ def run_stats(cfg: StatsConfig) -> StatsResult:
         return StatsResult(basis, out, True, notes)
     device = str(resolve_device(cfg.device))
     pieces = store_pieces(store.tokens, cfg.shard_tokens)
-    hashes, counts = survey(pieces, store.V, progress=cfg.progress)  # checks every id before anything is written
     chunk_rows = cfg.chunk_rows or chunk_rows_for(store.T)
-    key = checkpoint_key({"format": CHECKPOINT_FORMAT, "corpus_hash": store.content_hash, "shards": hashes,
-                          "V": store.V, "dtype": cfg.dtype, "top_k": cfg.top_k, "chunk_rows": chunk_rows,
-                          "device": device.split(":")[0]})
-    with open_engine(cfg) as engine:
+    with open_engine(cfg, warm=("leadingterms.basis.stats",)) as engine:
+        hashes, counts = survey(pieces, store.V, progress=cfg.progress)  # every id checked before any write
+        key = checkpoint_key({"format": CHECKPOINT_FORMAT, "corpus_hash": store.content_hash, "shards": hashes,
+                              "V": store.V, "dtype": cfg.dtype, "top_k": cfg.top_k, "chunk_rows": chunk_rows,
+                              "device": device.split(":")[0]})
         passes = ResumablePasses(engine, out / PARTIAL_DIR, key, interval_s=cfg.checkpoint_seconds,
                                  progress=cfg.progress, notes=notes)
         # saving serialises the V×V tensors in memory (4, or 7 with extras) next to 3 extra products

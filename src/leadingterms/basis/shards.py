@@ -35,8 +35,10 @@ from leadingterms.errors import LeadingTermsError
 from leadingterms.persist import load_tensors, save_tensors
 from leadingterms.progress import bar
 
-#: Tokens per shard of the computation (a few seconds of kernel work per shard).
+#: Tokens per shard of the computation at most (a few seconds of kernel work per shard).
 DEFAULT_SHARD_TOKENS = 1 << 22
+#: The number of shards of a store file is a multiple of this (equal work for 2, 4 or 8 workers).
+BALANCE = 8
 PARTIAL_DIR = ".partial"
 CHECKPOINT_FORMAT = 1
 _KINDS: dict[str, type[Sums]] = {"bigram": BigramSums, "attention": AttentionSums}
@@ -72,15 +74,19 @@ class RowRange:
 
 
 def store_pieces(tokens: Any, shard_tokens: int = DEFAULT_SHARD_TOKENS) -> list[RowRange]:
-    """The row ranges of a store's ``tokens`` (memmaps of .npy files) of at most ``shard_tokens`` tokens."""
+    """The row ranges of a store's ``tokens`` (memmaps of .npy files): each file is cut into equal ranges
+    of at most ``shard_tokens`` tokens, their number rounded up to a multiple of :data:`BALANCE` (so
+    that 2, 4 or 8 workers get the same work; the layout does not depend on the engine)."""
     pieces = []
     for shard in row_shards(tokens):
         if not isinstance(shard, np.memmap) or shard.filename is None:
             raise LeadingTermsError("the statistics of a store need its rows memory-mapped from .npy files")
         N, W = shard.shape
-        step = max(1, shard_tokens // max(1, W - 1))
-        pieces += [RowRange(str(shard.filename), int(shard.offset), a, min(a + step, N), W, shard.dtype.str)
-                   for a in range(0, N, step)]
+        n = -(-N * max(1, W - 1) // shard_tokens)
+        n = min(N, -(-n // BALANCE) * BALANCE)
+        bounds = [N * i // n for i in range(n + 1)]
+        pieces += [RowRange(str(shard.filename), int(shard.offset), a, b, W, shard.dtype.str)
+                   for a, b in zip(bounds[:-1], bounds[1:], strict=True) if b > a]
     return pieces
 
 

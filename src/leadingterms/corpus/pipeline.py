@@ -152,7 +152,7 @@ def run_corpus(cfg: CorpusConfig) -> CorpusResult:
     with build_folder(out) as build:
         tok.prepare(stream)  # bpe: one pass to train it
         raw = RawCorpus(build)
-        with open_engine(cfg) as engine:
+        with open_engine(cfg, warm=("leadingterms.corpus.tokenizers",)) as engine:
             encode_corpus(stream, tok, engine, raw, cfg.chunk_chars)
         lut = tok.finish()
         notes += tok.notes

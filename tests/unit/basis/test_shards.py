@@ -109,6 +109,7 @@ def test_sums_travel_sparse_where_smaller_and_merge_to_the_same_bits(kind, densi
 
 # ---------------------------------------------------------------------------------------- stores and checkpoints
 V_, T_ = 23, 9
+SHARD_TOKENS = 15 * T_  # 4 per store file, rounded up to 8: 16 shards of 7 or 8 rows
 
 
 @pytest.fixture
@@ -120,26 +121,26 @@ def store(tmp_path):
     for t in range(T_):
         rows[:, t + 1] = [rng.choice(V_, p=probs[x]) for x in rows[:, t]]
     return write_store(tmp_path / "corpus", rows, [f"w{i}" for i in range(V_)], {"source": "test"},
-                       shard_bytes=20 * (T_ + 1) * 2)  # 6 store shards
+                       shard_bytes=60 * (T_ + 1) * 2)  # 2 store files of 60 rows
 
 
 def cfg_for(store, out, **kw):
-    return StatsConfig(corpus=str(store.path), out=str(out), shard_tokens=10 * T_, checkpoint_seconds=0,
+    return StatsConfig(corpus=str(store.path), out=str(out), shard_tokens=SHARD_TOKENS, checkpoint_seconds=0,
                        progress=False, **kw)
 
 
 def test_store_shards_equal_one_pass(store, tmp_path):
-    pieces = store_pieces(store.tokens, 10 * T_)
-    assert len(pieces) == 12 and all(p.shape[0] == 10 for p in pieces)
+    pieces = store_pieces(store.tokens, SHARD_TOKENS)
+    assert len(pieces) == 16 and {p.shape[0] for p in pieces} == {7, 8}
     np.testing.assert_array_equal(np.concatenate([p.load() for p in pieces]), np.asarray(store.tokens))
     res = run_stats(cfg_for(store, tmp_path / "b"))
-    assert res.basis.meta["shards"] == 12 and res.basis.meta["shards_computed"] == {"pass1": 12, "pass2": 12}
+    assert res.basis.meta["shards"] == 16 and res.basis.meta["shards_computed"] == {"pass1": 16, "pass2": 16}
     assert_close(res.basis, compute_basis(np.asarray(store.tokens), V_, progress=False))
     assert not (tmp_path / "b" / PARTIAL_DIR).exists()  # checkpoints go once the basis is saved
 
 
 def test_survey_checks_ids_before_anything_is_written(store, tmp_path):
-    shard = np.load(store.path / "tokens-00002.npy", mmap_mode="r+")  # a shard corrupted on disk
+    shard = np.load(store.path / "tokens-00001.npy", mmap_mode="r+")  # a store file corrupted on disk
     shard[5, 3] = V_ + 4
     shard.flush()
     with pytest.raises(LeadingTermsError, match="out of range"):
@@ -147,8 +148,8 @@ def test_survey_checks_ids_before_anything_is_written(store, tmp_path):
     assert not (tmp_path / "b").exists()
     shard[5, 3] = 0
     shard.flush()
-    hashes, counts = survey(store_pieces(store.tokens, 10 * T_), V_)
-    assert len(set(hashes)) == 12 and int(counts.sum()) == store.N * (T_ + 1)
+    hashes, counts = survey(store_pieces(store.tokens, SHARD_TOKENS), V_)
+    assert len(set(hashes)) == 16 and int(counts.sum()) == store.N * (T_ + 1)
 
 
 KILLER = textwrap.dedent("""
@@ -172,7 +173,7 @@ KILLER = textwrap.dedent("""
 def kill_during(store, out, which, after):
     """Run ``stats`` in a process that SIGKILLs itself when it starts shard ``after`` of ``which``."""
     env = {**os.environ, "LEADINGTERMS_NO_PROGRESS": "1"}
-    proc = subprocess.run([sys.executable, "-c", KILLER, str(store.path), str(out), which, str(after), str(10 * T_)],
+    proc = subprocess.run([sys.executable, "-c", KILLER, str(store.path), str(out), which, str(after), str(SHARD_TOKENS)],
                           env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == -signal.SIGKILL, proc.stderr
 
@@ -196,10 +197,10 @@ def test_sigkill_then_resume(store, tmp_path, monkeypatch, which, after):
     stamp = ck1.stat().st_mtime_ns
     pass1, pass2 = counting(monkeypatch, "bigram_task"), counting(monkeypatch, "attention_task")
     res = run_stats(cfg_for(store, out))
-    done1, done2 = (after, 0) if which == "pass1" else (12, after)
+    done1, done2 = (after, 0) if which == "pass1" else (16, after)
     assert res.basis.meta["shards_resumed"] == {"pass1": done1, "pass2": done2}
-    assert (len(pass1), len(pass2)) == (12 - done1, 12 - done2)  # merged shards are not recomputed
-    assert any(f"resumed after {after} of 12" in n for n in res.notes)
+    assert (len(pass1), len(pass2)) == (16 - done1, 16 - done2)  # merged shards are not recomputed
+    assert any(f"resumed after {after} of 16" in n for n in res.notes)
     assert_equal(res.basis, whole)  # shard order is kept: the same bits as an uninterrupted run
     assert stamp > 0 and not partial.exists()
 
@@ -216,7 +217,7 @@ def test_corrupt_or_foreign_checkpoint_is_never_summed(store, tmp_path, monkeypa
     ck.write_bytes(bytes(data))
     pass1 = counting(monkeypatch, "bigram_task")
     res = run_stats(cfg_for(store, out))
-    assert len(pass1) == 12 and res.basis.meta["shards_resumed"]["pass1"] == 0
+    assert len(pass1) == 16 and res.basis.meta["shards_resumed"]["pass1"] == 0
     assert any("corrupt" in n and "checksum" in n for n in res.notes)
     assert_equal(res.basis, whole)
     ck = tmp_path / "c" / PARTIAL_DIR / "pass1.safetensors"

@@ -132,7 +132,7 @@ class RecordingEngine(InProcess):
 
 def test_each_task_holds_one_chunk_of_the_budget(tinystories_path, tmp_path, monkeypatch):
     engine = RecordingEngine()
-    monkeypatch.setattr(pipeline, "open_engine", lambda cfg: contextlib.nullcontext(engine))
+    monkeypatch.setattr(pipeline, "open_engine", lambda cfg, **kw: contextlib.nullcontext(engine))
     budget = 30_000
     run_corpus(CorpusConfig(text=str(tinystories_path), seq_len=64, chunk_chars=budget, out=str(tmp_path / "s")))
     assert len(engine.chunk_chars) > 50 and sum(engine.chunk_chars) > 2_000_000
