@@ -11,7 +11,9 @@ shared pages count once per process).
   at 1 and 2 workers, on both sizes. Baseline: the pipeline it replaces (the whole text, every
   token list and the sequences in memory; the same functions), on the smaller text.
 - ``leadingterms stats`` (V = 3001, T = 200, float64) on the smaller text's store, in-process
-  and ``--workers 2``: wall time and tokens/s.
+  and ``--workers 2``: wall time and tokens/s, the faster of ``BENCH_SCALE_REPEATS`` (default 2)
+  alternating runs each; and the per-shard kernel alone (1 process with 1 or 2 threads, 2
+  processes at once), which bounds what 2 workers can gain.
 - A projection for the whole TinyStories train split (≈1.9 GB of text, ≈470 M tokens).
 
 Targets (issue 11, 2 cores): corpus peak RSS <= 600 MB at 100 MB and growing <= 10% to 200 MB;
@@ -36,6 +38,10 @@ DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "tinysto
 MB = int(os.environ.get("BENCH_SCALE_MB", 100))
 CORPUS_ARGS = ["--tokenizer", "word", "--vocab-size", "3000", "--unk", "--seq-len", "200", "--pack"]
 TRAIN_SPLIT_BYTES, TRAIN_SPLIT_TOKENS = 1.9e9, 470e6
+#: stats runs and kernel checks are repeated (alternating) and the fastest kept: the machine is shared
+REPEATS = int(os.environ.get("BENCH_SCALE_REPEATS", 2))
+KERNEL_SETUPS = {"1 process, 1 thread": (1, 1), "1 process, 2 threads": (1, 2),
+                 "2 processes at once, 1 thread each": (2, 1)}
 
 BASELINE = textwrap.dedent("""
     # the corpus stage before streaming: the whole text, every token list and all sequences in memory
@@ -151,15 +157,22 @@ def run(quick: bool) -> str:
         store = folder / f"store-{mb}-1"
         meta = json.loads((store / "corpus.json").read_text())
         n_tokens = meta["n_sequences"] * 200
-        stats = {}
-        for w in (1, 2):
-            out = folder / f"basis-{w}"
-            stats[w] = measure(leadingterms("stats", "--corpus", str(store), "--out", str(out), "--workers", str(w),
-                                            "--force"))
-            stats[w]["compute"] = json.loads((out / "basis.json").read_text())["seconds"]
+        stats: dict[int, dict[str, Any]] = {}
+        for _ in range(REPEATS):  # alternating; the faster run of each (the machine is shared)
+            for w in (2, 1):
+                out = folder / f"basis-{w}"
+                r = measure(leadingterms("stats", "--corpus", str(store), "--out", str(out), "--workers", str(w),
+                                         "--force"))
+                r["compute"] = json.loads((out / "basis.json").read_text())["seconds"]
+                if w not in stats or r["wall"] < stats[w]["wall"]:
+                    stats[w] = r
         agree = _max_rel(folder / "basis-1", folder / "basis-2")
-        kernel = {"1 process, 1 thread": kernel_rates(store, 1, 1), "1 process, 2 threads": kernel_rates(store, 1, 2),
-                  "2 processes at once, 1 thread each": kernel_rates(store, 2, 1)}
+        kernel: dict[str, list[float]] = {}
+        for _ in range(REPEATS):
+            for name, (n, th) in KERNEL_SETUPS.items():
+                rates = kernel_rates(store, n, th)
+                if sum(rates) > sum(kernel.get(name, [0.0])):
+                    kernel[name] = rates
         kernel_load = loadavg()
 
     def mbps(m: int, w: int) -> float:
@@ -173,7 +186,7 @@ def run(quick: bool) -> str:
     for (m, w), r in corpus.items():
         rows.append(f"| corpus | {size[m] / 1e6:.0f} MB | {w} | {r['wall']:.1f} | {mbps(m, w):.1f} | "
                     f"{format_bytes(r['main'])} | {format_bytes(r['tree'])} | {r['load']} |")
-    for w, r in stats.items():
+    for w, r in sorted(stats.items()):
         rows.append(f"| stats (V=3001, T=200, float64; {n_tokens / 1e6:.1f} M tokens) | {size[mb] / 1e6:.0f} MB | "
                     f"{w} | {r['wall']:.1f} | {n_tokens / r['wall'] / 1e3:,.0f} k tokens/s (compute "
                     f"{r['compute']:.1f} s) | {format_bytes(r['main'])} | {format_bytes(r['tree'])} | {r['load']} |")
@@ -201,7 +214,7 @@ def run(quick: bool) -> str:
         f"stats --workers 2 ≈ {proj_stats / 60:.1f} min.",
         "",
         f"Scaling check: the per-shard kernel (both passes, 4M tokens of the store, V = 3001) alone, in "
-        f"tokens/s (load {kernel_load}): "
+        f"tokens/s, best of {REPEATS} (load at the end {kernel_load}): "
         + "; ".join(f"{k}: {' + '.join(f'{r / 1e3:,.0f}k' for r in v)}" for k, v in kernel.items())
         + ". Two single-threaded processes share the memory system (each scatters into its own 3 × 72 MB of "
         "V×V accumulators), so they do not reach twice one process.",
