@@ -115,15 +115,16 @@ class Shadow:
         """Current shadow weights under the model's parameter names (layers share tensors)."""
         return layered({"W_O": self.W_O, "W": self.W, "V": self.V_, "P": self.P}, self.layers)
 
-    def state_dict(self) -> dict[str, Tensor]:
+    def state_dict(self, *, clone: bool = True) -> dict[str, Tensor]:
         """Tensors for checkpoint/resume (safetensors-ready): the four terms, the row sums of W_O,
-        step and lr."""
+        step and lr (``clone=False``: the live tensors, for a caller that copies them itself)."""
+        c = (lambda t: t.clone()) if clone else (lambda t: t)  # noqa: E731
         return {
-            "W_O": self.W_O.clone(),
-            "V": self.V_.clone(),
-            "W": self.W.clone(),
-            "P": self.P.clone(),
-            "W_O_rowsum": self.rowsum.clone(),
+            "W_O": c(self.W_O),
+            "V": c(self.V_),
+            "W": c(self.W),
+            "P": c(self.P),
+            "W_O_rowsum": c(self.rowsum),
             "step": torch.tensor([self.step], dtype=torch.int64),
             "lr": torch.tensor([self.lr], dtype=torch.float64),
         }

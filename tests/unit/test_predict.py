@@ -226,3 +226,49 @@ def test_closed_form_on_real_corpus(tinystories_path) -> None:
     res2 = compare(learned, second_order(b, 10, 1e-3, 2))
     assert res2["W_O"]["rel"] < res["W_O"]["rel"] / 100
     assert res2["layers.0.V"]["rel"] < res["layers.0.V"]["rel"] / 10
+
+
+# ----------------------------------------------------------------------------- Predictions (fixed matrices)
+
+
+def _random_basis(V: int, T: int, N: int, seed: int):
+    from leadingterms.basis import compute_basis
+
+    toks = np.random.default_rng(seed).integers(0, V, size=(N, T + 1))
+    return compute_basis(toks, V, progress=False)
+
+
+@pytest.mark.parametrize("which", ["naive", "random", "tinystories"])
+def test_predictions_equal_the_dense_formulas(which: str, basis: NaiveBasis, tinystories_path) -> None:
+    """Predictions (fixed matrices formed once, combined per call) = (3.1)–(3.4), (4.3), (4.4) written
+    densely, to 1e-12 relative, at several (s, η) from ONE Predictions object."""
+    from reference.naive import reference_closed_form
+    from reference.second_order import reference_second_order
+
+    from leadingterms.predict import Predictions
+
+    if which == "naive":
+        b = basis
+    elif which == "random":
+        b = _random_basis(40, 10, 30, seed=1)
+    else:
+        from leadingterms.basis import compute_basis
+
+        toks, V = _word_corpus(tinystories_path, K=299, T=24, N=60)
+        b = compute_basis(toks, V, progress=False)
+    L = 3
+    p = Predictions(b, L)
+    for s, eta in ((1, 0.5), (2, 0.1), (5, 0.03), (40, 1e-3)):
+        cf, so = p.closed_form(s, eta), p.second_order(s, eta)
+        for name, t in cf.items():
+            want = reference_closed_form(b, name, s, eta)
+            if float(want.abs().max()) > 0:
+                assert rel(t, want) < 1e-12, (which, s, name)
+        W_O, V_ = reference_second_order(b.B_bar, b.Phi_bar, b.A_bar, b.Pi, s, eta, L)
+        assert rel(so["W_O"], W_O) < 1e-12, (which, s)
+        for l in range(L):
+            assert rel(so[f"layers.{l}.V"], V_) < 1e-12 if s > 1 else float(so[f"layers.{l}.V"].abs().max()) == 0
+            assert so[f"layers.{l}.W"] is cf[f"layers.{l}.W"] or torch.equal(so[f"layers.{l}.W"], cf[f"layers.{l}.W"])
+    fixed = dict(p._fixed)
+    p.second_order(7, 0.01)
+    assert all(p._fixed[k] is v for k, v in fixed.items())  # formed once, reused

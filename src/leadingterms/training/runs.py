@@ -67,12 +67,25 @@ class Run:
         return load_checkpoint_raw(self.path, self._step(step))
 
     def shadow_weights(self, step: int | None = None) -> dict[str, torch.Tensor]:
-        """The shadow weights (docs/theory.md §5) stored with checkpoint ``step`` (model parameter names)."""
-        groups, _ = self.checkpoint_state(step)
-        sh = groups["shadow"]
-        if not sh:
+        """The shadow weights (docs/theory.md §5) at checkpoint ``step`` (model parameter names): stored
+        with the checkpoint, or replayed from the run's corpus up to it (:mod:`.replay`) where the
+        checkpoint policy left them out."""
+        from leadingterms.corpus.store import load_store
+        from leadingterms.training.replay import shadow_at
+
+        s = self._step(step)
+        if "shadow" not in self.config.track:
             raise LeadingTermsError(f"run {self.path} did not track the shadow")
-        return layered({k: sh[k] for k in ("W_O", "W", "V", "P")}, self.config.layers)
+        groups, meta = self.checkpoint_state(s)
+        if groups["shadow"]:
+            sh = groups["shadow"]
+            return layered({k: sh[k] for k in ("W_O", "W", "V", "P")}, self.config.layers)
+        store = load_store(self.config.corpus)
+        if store.content_hash != self.info.get("corpus_hash"):
+            used = self.info.get("corpus_hash")
+            raise LeadingTermsError(f"cannot replay the shadow of {self.path}: its corpus {store.path} has "
+                                    f"changed (hash {store.content_hash}, the run used {used})")
+        return shadow_at(self.path, s, cfg=self.config, store=store).weights()
 
     def basis(self) -> Basis:
         """The full-corpus basis the run compared with (--stats DIR or RUN/basis/)."""

@@ -36,7 +36,7 @@ from leadingterms.metrics import compare
 from leadingterms.theory import LAYER_KINDS, param_name, parse_param
 
 if TYPE_CHECKING:
-    from leadingterms.basis import Basis
+    from leadingterms.predict import Predictions
 
 METRICS_FILE = "metrics.jsonl"
 HORIZON_THRESHOLDS = (0.05, 0.20)
@@ -68,7 +68,7 @@ def layer_spread(weights: Mapping[str, torch.Tensor], layers: int) -> dict[str, 
         return None
     out: dict[str, float | None] = {}
     for kind in LAYER_KINDS:
-        stack = torch.stack([weights[param_name(kind, l)].detach().double().cpu() for l in range(layers)])
+        stack = torch.stack([weights[param_name(kind, l)].detach().double() for l in range(layers)])
         mean = stack.mean(0)
         denom = float(torch.linalg.vector_norm(mean))
         if denom == 0.0:
@@ -79,30 +79,30 @@ def layer_spread(weights: Mapping[str, torch.Tensor], layers: int) -> dict[str, 
     return out
 
 
-def predictions(kind: str, step: int, *, layers: int, lr: float, basis: Basis | None,
+def predictions(kind: str, step: int, *, lr: float, preds: Predictions | None,
                 shadow: Mapping[str, torch.Tensor] | None,
                 like: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """The prediction of ``kind`` (closed_form, second_order or shadow) for the weights after ``step`` steps.
+    """The prediction of ``kind`` (closed_form, second_order or shadow) for the weights after ``step`` steps;
+    ``preds`` holds the basis's fixed matrices (:class:`leadingterms.predict.Predictions`).
 
     At step 0 nothing has moved: every prediction is zero (shaped like ``like``)."""
-    from leadingterms.predict import predict
-
     if kind == "shadow":
         assert shadow is not None
         return dict(shadow)
     if step == 0:
         return {k: torch.zeros_like(v, dtype=torch.float64) for k, v in like.items()}
-    assert basis is not None
-    pred = predict(basis, step, lr, layers, order=2 if kind == "second_order" else 1)
-    return second_order_keys(pred) if kind == "second_order" else pred
+    assert preds is not None
+    if kind == "second_order":
+        return second_order_keys(preds.second_order(step, lr))
+    return preds.closed_form(step, lr)
 
 
 def metrics_row(step: int, *, epoch: float, weights: Mapping[str, torch.Tensor], layers: int, lr: float,
-                track: Iterable[str], basis: Basis | None, shadow: Mapping[str, torch.Tensor] | None,
+                track: Iterable[str], preds: Predictions | None, shadow: Mapping[str, torch.Tensor] | None,
                 loss: float, batch_loss: float | None, val_loss: float | None) -> dict[str, Any]:
     """One metrics.jsonl row (see the module docstring): losses, and the learned ``weights``
-    compared with every tracked prediction; untracked kinds are null."""
-    learned = {k: v.detach().cpu() for k, v in weights.items()}
+    compared with every tracked prediction (on the weights' device); untracked kinds are null."""
+    learned = {k: v.detach() for k, v in weights.items()}
     row: dict[str, Any] = {"step": step, "epoch": epoch, "loss": finite_or_none(loss),
                            "batch_loss": finite_or_none(batch_loss), "val_loss": finite_or_none(val_loss)}
     tracked = set(track)
@@ -110,7 +110,7 @@ def metrics_row(step: int, *, epoch: float, weights: Mapping[str, torch.Tensor],
         if kind not in tracked:
             row[kind] = None
             continue
-        pred = predictions(kind, step, layers=layers, lr=lr, basis=basis, shadow=shadow, like=learned)
+        pred = predictions(kind, step, lr=lr, preds=preds, shadow=shadow, like=learned)
         row[kind] = clean_comparison(compare(learned, pred))
     row["layer_spread"] = layer_spread(learned, layers)
     return row
