@@ -1,31 +1,44 @@
-"""One SGD step (forward + backward + update) of our model vs the paper's dense formulation.
+"""Training speed as a user meets it: the ``leadingterms train`` command vs the paper's dense step.
 
-Baseline: a faithful re-implementation of the paper's toy model as written in SPEC §1 — one-hot
-inputs ``X`` as dense float matrices, every product dense (``X @ W``, ``(A h) @ V``, ``h @ W_O``),
-the positional matrix DM(P) filled by a Python loop over the offsets (one ``torch.diag`` per
-offset) on every forward, and a causal mask.  Ours: ``leadingterms.model.AttentionOnlyTransformer``
-(gathers for the one-hot first layer, products restricted to the batch's distinct tokens for
-the first layer's output, dense later layers).  Both use ``torch.optim.SGD`` on the same weights
-and the same batch, timed alternately in the same run; the median of several repeats is reported.
+Two tables, measured in one run on the shared TinyStories head (word tokens, V = 3000, T = 200,
+stories packed into rows, batch 8; ``--quick``: V = 600, T = 64):
 
-Token batches: uniform random ids (worst case for our distinct-token trick) and, when the
-shared corpus is present, TinyStories word tokens (the paper's setting, V = 3000).
+1. **The command** (what a user waits for). ``leadingterms train --corpus C --layers L --lr 0.01
+   --batch-size 8 --steps S --out RUN`` is run as a separate process with S = 1 and S = 11 and
+   the DEFAULT logging, checkpoint and tracking policy (``--track none`` for the untracked rows);
+   one step costs (wall(S=11) − wall(S=1)) / 10, so start-up, loading, the basis, the first log
+   and the final checkpoint cancel while every per-step and per-log cost (logged loss, comparisons,
+   checkpoint writes, metrics JSON, progress) counts. It is compared with the official step:
+   the paper's algorithm (below) on the command's first batch, timed in the same run. Checkpoint
+   bytes are those the 11-step run wrote and kept (RUN/summary.json).
+2. **One optimizer step in-process** (forward + backward + SGD update), float32: the official
+   step vs ``AttentionOnlyTransformer``, with their FLOP rates next to a plain float32 matmul
+   timed in the same alternation (the machine's reference rate at that moment).
 
-FLOP rates count the dense matmul FLOPs of one step (forward + backward, via
-``torch.utils.flop_counter.FlopCounterMode``) divided by the step time, next to a plain
-(B*T x V) @ (V x V) matmul timed on the same machine.
+Official step (baseline): the paper's toy model as written in docs/theory.md §1 -- one-hot inputs
+``X`` as dense float matrices, every product dense (``X @ W``, ``(A h) @ V``, ``h @ W_O``), the
+positional matrix DM(P) filled by a Python loop over the offsets (one ``torch.diag`` per offset)
+on every forward, a causal mask, ``torch.optim.SGD``. Ours: gathers for the one-hot first layer,
+first-layer output products restricted to the batch's distinct tokens, dense later layers.
+
+The machine is shared: the load average (1/5/15 min) is recorded next to every figure; compare
+within a row. Environment: BENCH_REPEATS (command pairs per configuration, median; default 1).
 """
 
 from __future__ import annotations
 
-import lzma
-import re
+import json
+import os
+import shutil
 import statistics
+import subprocess
+import sys
+import tempfile
 import time
-from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -62,18 +75,6 @@ class PaperModel(nn.Module):
             h = h + A @ h @ self.Vv[l]
         logits = h @ self.W_O
         return F.cross_entropy(logits.reshape(-1, V), y.reshape(-1))
-
-
-def tinystories_tokens(V: int, T: int) -> torch.Tensor | None:
-    """(N, T+1) word-token ids of the shared TinyStories head (SPEC §6 tokenizer, paper's filter)."""
-    if not TINYSTORIES.is_file():
-        return None
-    stories = lzma.open(TINYSTORIES, "rt", encoding="utf-8").read().split("<|endoftext|>")
-    toks = [[t for t in re.findall(r"[^\W\d_]+|.", s.lower(), re.S) if t not in (" ", "\n")] for s in stories]
-    counts = Counter(t for ts in toks for t in ts)
-    vocab = {w: i for i, (w, _) in enumerate(counts.most_common(V))}
-    rows = [[vocab[t] for t in ts[: T + 1]] for ts in toks if len(ts) > T and all(t in vocab for t in ts)]
-    return torch.tensor(rows) if rows else None
 
 
 def step_fn(model: nn.Module, batch: torch.Tensor, lr: float = 0.005) -> Callable[[], float]:
@@ -114,43 +115,126 @@ def plain_matmul(m: int, k: int, n: int) -> tuple[Callable[[], float], int]:
     return (lambda: float((a @ b)[0, 0])), 2 * m * k * n
 
 
+#: The installed command, as a user runs it.
+CLI = str(Path(sys.executable).parent / "leadingterms")
+
+
+def loadavg() -> str:
+    return " / ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
+def build_store(root: Path, V: int, T: int) -> Path:
+    """The TinyStories head as a token store, through the ``corpus`` command (word tokens, packed rows)."""
+    out = root / "corpus"
+    cmd = [CLI, "corpus", "--text", str(TINYSTORIES), "--tokenizer", "word",
+           "--vocab-size", str(V), "--unk", "--seq-len", str(T), "--pack", "--out", str(out)]
+    subprocess.run(cmd, check=True, capture_output=True, text=True)
+    return out
+
+
+def command_wall(corpus: Path, run: Path, layers: int, steps: int, extra: list[str]) -> tuple[float, dict]:
+    """Wall seconds of one ``leadingterms train`` process and its summary.json."""
+    shutil.rmtree(run, ignore_errors=True)
+    cmd = [CLI, "train", "--corpus", str(corpus), "--layers", str(layers),
+           "--lr", "0.01", "--batch-size", "8", "--steps", str(steps), "--out", str(run), *extra]
+    env = dict(os.environ, LEADINGTERMS_NO_PROGRESS="1")
+    t0 = time.perf_counter()
+    subprocess.run(cmd, check=True, capture_output=True, text=True, env=env)
+    wall = time.perf_counter() - t0
+    return wall, json.loads((run / "summary.json").read_text())
+
+
+def command_step(corpus: Path, root: Path, layers: int, extra: list[str], repeats: int) -> dict:
+    """(wall(S=11) − wall(S=1)) / 10, median over ``repeats`` pairs, with the 11-step run's checkpoint bytes."""
+    per_step, load, summary = [], loadavg(), {}
+    for _ in range(repeats):
+        t1, _ = command_wall(corpus, root / "run", layers, 1, extra)
+        t11, summary = command_wall(corpus, root / "run", layers, 11, extra)
+        per_step.append((t11 - t1) / 10)
+    shutil.rmtree(root / "run", ignore_errors=True)
+    return {"step_s": statistics.median(per_step), "load": load, "written": summary["checkpoint_bytes_written"],
+            "kept": summary["checkpoint_bytes_kept"], "estimate_step_s": summary["estimate"]["step_s"],
+            "disk_bound": summary["estimate"]["disk_bytes"]}
+
+
+def first_batch(corpus: Path) -> torch.Tensor:
+    """The rows of the command's first optimizer step (batch 8, seed 0)."""
+    from leadingterms.corpus.store import load_store
+    from leadingterms.training.data import DataOrder
+
+    store = load_store(corpus)
+    rows = DataOrder(store.N, 8, 1, 0).step_rows(0)
+    return torch.from_numpy(np.asarray(store.tokens[rows], dtype=np.int64))
+
+
+def mib(n: float) -> str:
+    return f"{n / 2**20:,.0f}"
+
+
 def run(quick: bool) -> str:
-    V, T, B, repeats = (600, 64, 8, 3) if quick else (3000, 200, 8, 5)
+    V, T, B, repeats = (600, 64, 8, 3) if quick else (3000, 200, 8, 3)
+    pairs = int(os.environ.get("BENCH_REPEATS", "1"))
     torch.manual_seed(0)
-    batches = {"uniform random": torch.randint(0, V, (B, T + 1))}
-    ts = tinystories_tokens(V, T)
-    if ts is not None and len(ts) >= B:
-        g = torch.Generator().manual_seed(0)
-        batches["TinyStories words"] = ts[torch.randperm(len(ts), generator=g)[:B]]
-    f_ref, fl_ref = plain_matmul(B * T, V, V)
-    rows = []
-    for layers in (1, 3):
-        for name, batch in batches.items():
+    if not TINYSTORIES.is_file():
+        return f"(skipped: {TINYSTORIES} is absent)"
+    root = Path(tempfile.mkdtemp(prefix="bench-train-"))
+    try:
+        corpus = build_store(root, V, T)
+        batch = first_batch(corpus)
+        from leadingterms.corpus.store import load_store
+
+        V = load_store(corpus).V
+        f_ref, fl_ref = plain_matmul(B * T, V, V)
+        step_rows, cmd_rows = [], []
+        for layers in (1, 3):
             ours = AttentionOnlyTransformer(ModelConfig(V=V, T=T, layers=layers, init="normal:0.01"), seed=0)
             base = PaperModel(ours.weights(), layers)
             f_ours, f_base = step_fn(ours, batch), step_fn(base, batch)
             assert abs(f_ours() - f_base()) < 1e-4, "models disagree"
             fl_ours, fl_base = step_flops(f_ours), step_flops(f_base)
+            load = loadavg()
             t_ours, t_base, t_ref = time_alternating([f_ours, f_base, f_ref], repeats)
             n_u = int(torch.unique(batch[:, :-1]).numel())
-            rows.append(
-                f"| {layers} | {name} | {n_u} | {t_base * 1e3:.0f} | {t_ours * 1e3:.0f} | **{t_base / t_ours:.2f}×** "
-                f"| {fl_base / 1e9:.1f} | {fl_ours / 1e9:.1f} | {fl_base / t_base / 1e9:.0f} | {fl_ours / t_ours / 1e9:.0f} | {fl_ref / t_ref / 1e9:.0f} |"
-            )
+            step_rows.append(
+                f"| {layers} | {n_u} | {t_base * 1e3:.0f} | {t_ours * 1e3:.0f} | **{t_base / t_ours:.2f}×** "
+                f"| {fl_base / 1e9:.1f} | {fl_ours / 1e9:.1f} | {fl_base / t_base / 1e9:.0f} "
+                f"| {fl_ours / t_ours / 1e9:.0f} | {fl_ref / t_ref / 1e9:.0f} | {load} |")
+            del ours, base, f_ours, f_base
+            res = {name: command_step(corpus, root, layers, extra, pairs)
+                   for name, extra in (("tracked", []), ("untracked", ["--track", "none"]))}
+            tr, un = res["tracked"], res["untracked"]
+            for name, r in res.items():
+                cmd_rows.append(
+                    f"| {layers} | {name} | {t_base:.3f} | {r['step_s']:.3f} | **{t_base / r['step_s']:.2f}×** "
+                    f"| {fl_ours / r['step_s'] / 1e9:.0f} | {r['estimate_step_s']:.3f} "
+                    f"| {mib(r['written'])} | {mib(r['kept'])} | {mib(r['disk_bound'])} | {r['load']} |")
+            cmd_rows.append(f"| {layers} | tracking overhead | | | **{tr['step_s'] / un['step_s'] - 1:+.1%}** "
+                            "| | | | | | |")
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
     return "\n".join([
-        f"One optimizer step (forward + backward + `torch.optim.SGD` update), float32, V = {V}, T = {T}, "
-        f"batch {B}, CPU, median of {repeats} alternating repeats after a warm-up. Baseline: the paper's dense "
-        "formulation (one-hot `X @ W`, `(A h) @ V`, DM(P) filled by a Python loop over offsets each forward). "
-        "Ours: `AttentionOnlyTransformer` (gathers for the one-hot first layer, first-layer output products "
-        "restricted to the n_u distinct tokens of the batch). GFLOP = dense matmul FLOPs of one step "
-        f"(FlopCounterMode), rate = GFLOP / step time; plain matmul = a float32 ({B * T} × {V}) @ ({V} × {V}) "
-        "product timed in the same alternation as the two steps (the machine's reference rate at that moment). "
-        "On a shared machine absolute times vary with the load; compare within a row.",
+        f"**The command**, V = {V}, T = {T}, batch 8, CPU, torch threads {torch.get_num_threads()}: one step = "
+        "(wall(`--steps 11`) − wall(`--steps 1`)) / 10 of `leadingterms train --corpus C --layers L --lr 0.01 "
+        f"--batch-size 8 --steps S --out RUN` with the default policy (median of {pairs} pair(s)); official = "
+        "the paper's dense step on the command's first batch (median of "
+        f"{repeats}, timed in this run); GFLOP/s = FLOPs of our model step / the command's step time; "
+        "estimate = the time per step the command printed before its first step; checkpoint MiB written / kept "
+        "by the 11-step run, and the disk bound it printed (the most the policy keeps, however long the run).",
         "",
-        "| layers | tokens | n_u | baseline ms | ours ms | speed-up | baseline GFLOP | ours GFLOP "
-        "| baseline GFLOP/s | ours GFLOP/s | plain matmul GFLOP/s |",
-        "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
-        *rows,
+        "| layers | tracking | official s | command s/step | speed-up | GFLOP/s | estimate s/step "
+        "| ckpt MiB written | ckpt MiB kept | disk bound MiB | load avg |",
+        "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+        *cmd_rows,
+        "",
+        f"**One optimizer step in-process** (forward + backward + SGD update), float32, median of {repeats} "
+        "alternating repeats after a warm-up, the same batch. GFLOP = dense matmul FLOPs of one step "
+        f"(FlopCounterMode); plain matmul = a float32 ({B * T} × {V}) @ ({V} × {V}) product timed in the "
+        "same alternation.",
+        "",
+        "| layers | n_u | official ms | ours ms | speed-up | official GFLOP | ours GFLOP "
+        "| official GFLOP/s | ours GFLOP/s | plain matmul GFLOP/s | load avg |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+        *step_rows,
     ])
 
 

@@ -10,6 +10,7 @@ The public API (imported lazily, so ``import leadingterms`` is cheap)::
     run_corpus(CorpusConfig(...)) -> CorpusResult      load_store(DIR) -> TokenStore
     run_stats(StatsConfig(...)) -> StatsResult         compute_basis(tokens, V) -> Basis, load_basis(DIR)
     closed_form(basis, s, eta, L), predict(...)        run_predict(PredictConfig(...)) -> PredictResult
+    Predictions(basis, L).closed_form(s, eta)          fixed matrices once, any (s, eta) after
     Shadow(V, T, L, eta)                               the SGD path-dependent leading terms
     train(TrainConfig(...)) -> RunResult               load_run(RUN) -> Run
     run_intervention(InterventionConfig(...))          intervene(model, basis, tokens, step=, lr=)
@@ -46,6 +47,7 @@ _EXPORTS = {
     "MATRICES": "leadingterms.theory",
     "closed_form": "leadingterms.predict",
     "predict": "leadingterms.predict",
+    "Predictions": "leadingterms.predict",
     "PredictConfig": "leadingterms.predict",
     "PredictResult": "leadingterms.predict",
     "run_predict": "leadingterms.predict",
@@ -112,7 +114,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs
     from leadingterms.errors import LeadingTermsError
     from leadingterms.intervene import InterventionConfig, InterventionResult, intervene, run_intervention
     from leadingterms.model import AttentionOnlyTransformer, ModelConfig
-    from leadingterms.predict import PredictConfig, PredictResult, closed_form, predict, run_predict
+    from leadingterms.predict import PredictConfig, Predictions, PredictResult, closed_form, predict, run_predict
     from leadingterms.pretrained.compare import CompareConfig, CompareResult, run_compare
     from leadingterms.pretrained.suite import SuiteConfig, SuiteResult, run_suite
     from leadingterms.report.build import ReportConfig, ReportResult, build_report

@@ -44,26 +44,30 @@ def relative_error(learned: Tensor, predicted: Tensor) -> float | None:
     return float(torch.linalg.vector_norm(a - b)) / na
 
 
-_CHUNK = 1 << 18  # elements per block of :func:`_sums` (2 MiB of float64: stays in cache)
+def _square(t: Tensor) -> float:
+    """‖t‖² accumulated in float64 (no float64 copy of a float32 ``t``)."""
+    if t.dtype == torch.float64:
+        return float(t @ t)
+    return float(torch.linalg.vector_norm(t, dtype=torch.float64)) ** 2
 
 
 def _sums(a: Tensor, b: Tensor) -> tuple[float, float, float, float]:
-    """(‖a‖², ‖b‖², ⟨a,b⟩, ‖a − b‖²) in float64, in one pass over blocks of the flattened tensors."""
-    a, b = a.detach().reshape(-1), b.detach().to(a.device).reshape(-1)
-    acc = torch.zeros(4, dtype=torch.float64, device=a.device)
-    for i in range(0, a.numel(), _CHUNK):
-        x, y = a[i:i + _CHUNK].to(torch.float64), b[i:i + _CHUNK].to(torch.float64)
-        d = x - y
-        acc += torch.stack([x @ x, y @ y, x @ y, d @ d])
-    aa, bb, ab, dd = acc.tolist()
-    return aa, bb, ab, dd
+    """(‖a‖², ‖b‖², ⟨a,b⟩, ‖a − b‖²) in float64 with few, large operations: the difference is formed
+    once in float64 (a float32 operand is promoted on the fly), and ⟨a,b⟩ = (‖a‖² + ‖b‖² − ‖a − b‖²)/2
+    (its rounding, ~1e-16·(‖a‖² + ‖b‖²), is far below what a cosine resolves)."""
+    x, y = a.detach().reshape(-1), b.detach().reshape(-1).to(a.device)
+    if x.dtype != torch.float64 and y.dtype != torch.float64:
+        x = x.to(torch.float64)
+    d = torch.sub(x, y) if x.dtype == y.dtype else torch.sub(x, y).to(torch.float64)
+    aa, bb, dd = _square(x), _square(y), _square(d)
+    return aa, bb, (aa + bb - dd) / 2, dd
 
 
 def compare(learned: Mapping[str, Tensor], predicted: Mapping[str, Tensor]) -> dict[str, dict[str, float]]:
     """Per parameter name present in both: ``{"cos": frobenius_cosine, "rel": relative_error}``.
 
     Names whose learned weight is exactly zero are omitted (their relative error is undefined).
-    Both numbers come from one float64 pass over the pair (no float64 copy of a whole matrix).
+    Both numbers come from the same four float64 sums (pass float64 tensors to avoid a conversion).
     """
     out: dict[str, dict[str, float]] = {}
     for name, a in learned.items():

@@ -10,7 +10,7 @@ micro-batches) updates, using the state *before* the update::
 where B̄_r, Φ̄_r, Q̄_r, Δ_r are the §2 statistics of ℬ_r normalised by |ℬ_r|·T. Every layer
 shares the same leading terms. With identical full batches this reproduces the closed forms of §3.
 
-**Cost of a step** (docs/theory.md §5, "How it is computed"). Let ``ids`` be the Vc distinct
+**Cost of a step** (docs/theory.md §5, "How it is computed", (5.5)). Let ``ids`` be the Vc distinct
 tokens of the batch. The batch's raw sums are compact (Vc, Vc) blocks (C, Φ) and the centrings
 are rank one, so every increment lives in the rows ``ids`` (and for W in the block ids × ids):
 
@@ -24,8 +24,9 @@ the V³ of a dense Φ̄_rᵀ W_Oᵀ. ``r`` (the row sums of W_O) is kept up to d
 
 from __future__ import annotations
 
+import contextlib
 import math
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,6 +36,22 @@ from torch import Tensor
 from leadingterms.errors import LeadingTermsError
 from leadingterms.theory import layered
 from leadingterms.validate import check_schedule, positive_int, token_rows
+
+#: Pair work (rows · T(T+1)/2) below which a step's gathers and scatter-adds run on one CPU thread:
+#: they are many small operations, whose thread synchronisation would cost more than it saves.
+SMALL_PAIR_WORK = 1 << 20
+
+
+@contextlib.contextmanager
+def _one_thread_if(small: bool) -> Iterator[None]:
+    n = torch.get_num_threads()
+    if small and n > 1:
+        torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        if torch.get_num_threads() != n:
+            torch.set_num_threads(n)
 
 
 @dataclass
@@ -85,12 +102,16 @@ class Shadow:
         state (which is not changed; :meth:`apply` adds them)."""
         from leadingterms.basis.stats import batch_sums
 
-        s = batch_sums(self._batch(batch_tokens), self.V, dtype=self.dtype, device=self.device)
+        tokens = self._batch(batch_tokens)
+        small = self.device.type == "cpu" and tokens.shape[0] * self.T * (self.T + 1) // 2 <= SMALL_PAIR_WORK
+        with _one_thread_if(small):
+            s = batch_sums(tokens, self.V, dtype=self.dtype, device=self.device)
         ids, NT, u = s.ids, s.NT, 1.0 / self.V
         W_O_cols = self.W_O.index_select(1, ids)  # (V, Vc): W_O[:, b], b in ids
         r = self.rowsum
         Mc = (W_O_cols.T - u * r[None, :]) @ self.V_.index_select(0, ids).T  # (Vc, Vc) = M'[ids, ids]
-        Q, Delta = s.attention(Mc)
+        with _one_thread_if(small):
+            Q, Delta = s.attention(Mc)
         Phi = s.Phi.div_(NT)  # (Vc, Vc) row = next, col = context: Φ̄_r without its rank-one centring
         dV = (W_O_cols @ Phi).T.addr_(Phi.sum(0), r, alpha=-u)  # (Vc, V) rows ids of Φ̄_rᵀ W_Oᵀ
         dW_O = torch.zeros(len(ids), self.V, dtype=self.dtype, device=self.device)

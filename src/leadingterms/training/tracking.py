@@ -105,13 +105,13 @@ def metrics_row(step: int, *, epoch: float, weights: Mapping[str, torch.Tensor],
     learned = {k: v.detach() for k, v in weights.items()}
     row: dict[str, Any] = {"step": step, "epoch": epoch, "loss": finite_or_none(loss),
                            "batch_loss": finite_or_none(batch_loss), "val_loss": finite_or_none(val_loss)}
-    tracked = set(track)
+    tracked = [kind for kind in ("closed_form", "shadow", "second_order") if kind in set(track)]
+    by_kind = {kind: predictions(kind, step, lr=lr, preds=preds, shadow=shadow, like=learned) for kind in tracked}
+    cmp: dict[str, dict[str, dict[str, float]]] = {}
+    for kind, pred in by_kind.items():
+        cmp[kind] = compare(learned, pred)
     for kind in ("closed_form", "shadow", "second_order"):
-        if kind not in tracked:
-            row[kind] = None
-            continue
-        pred = predictions(kind, step, lr=lr, preds=preds, shadow=shadow, like=learned)
-        row[kind] = clean_comparison(compare(learned, pred))
+        row[kind] = clean_comparison(cmp[kind]) if kind in cmp else None
     row["layer_spread"] = layer_spread(learned, layers)
     return row
 
