@@ -10,7 +10,7 @@ One zero convention everywhere (docs/theory.md §6.1), all in float64:
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import torch
 from torch import Tensor
@@ -44,46 +44,69 @@ def relative_error(learned: Tensor, predicted: Tensor) -> float | None:
     return float(torch.linalg.vector_norm(a - b)) / na
 
 
-def _square(t: Tensor) -> float:
-    """‖t‖² accumulated in float64 (no float64 copy of a float32 ``t``)."""
-    if t.dtype == torch.float64:
-        return float(t @ t)
-    return float(torch.linalg.vector_norm(t, dtype=torch.float64)) ** 2
+#: A prediction for :func:`compare_many`: a tensor, or ``rows(i, j)`` giving rows i..j-1 of one
+#: (for a prediction that is cheaper to build block by block than to hold, e.g. coef · direction).
+Prediction = Tensor | Callable[[int, int], Tensor]
+
+#: Elements per block of rows in :func:`compare_many` (8 MiB of float64: a block stays in cache
+#: while it is compared with every prediction of the same weight).
+BLOCK_ELEMENTS = 1 << 20
 
 
-def _sums(a: Tensor, b: Tensor) -> tuple[float, float, float, float]:
-    """(‖a‖², ‖b‖², ⟨a,b⟩, ‖a − b‖²) in float64 with few, large operations: the difference is formed
-    once in float64 (a float32 operand is promoted on the fly), and ⟨a,b⟩ = (‖a‖² + ‖b‖² − ‖a − b‖²)/2
-    (its rounding, ~1e-16·(‖a‖² + ‖b‖²), is far below what a cosine resolves)."""
-    x, y = a.detach().reshape(-1), b.detach().reshape(-1).to(a.device)
-    if x.dtype != torch.float64 and y.dtype != torch.float64:
-        x = x.to(torch.float64)
-    d = torch.sub(x, y) if x.dtype == y.dtype else torch.sub(x, y).to(torch.float64)
-    aa, bb, dd = _square(x), _square(y), _square(d)
-    return aa, bb, (aa + bb - dd) / 2, dd
+def compare_many(learned: Mapping[str, Tensor],
+                 predictions: Mapping[str, Mapping[str, Prediction]]) -> dict[str, dict[str, dict[str, float]]]:
+    """:func:`compare` of ``learned`` with several sets of predictions (``{kind: {name: prediction}}``)
+    -> ``{kind: {name: {"cos", "rel"}}}``.
+
+    Each learned weight is read once, one block of rows at a time, in float64, and compared with
+    every prediction of that name while the block is in cache; ‖a‖², ‖b‖² and ‖a − b‖² are
+    accumulated in float64 and ⟨a,b⟩ = (‖a‖² + ‖b‖² − ‖a − b‖²)/2 (its rounding, ~1e-16·(‖a‖² + ‖b‖²),
+    is far below what a cosine resolves). The zero convention of the module docstring applies.
+    """
+    out: dict[str, dict[str, dict[str, float]]] = {kind: {} for kind in predictions}
+    for name, a in learned.items():
+        kinds = [k for k, preds in predictions.items() if name in preds]
+        if not kinds:
+            continue
+        a = a.detach()
+        n = a.shape[0] if a.ndim > 1 else 1
+        per = max(1, BLOCK_ELEMENTS // max(1, a[0].numel())) if a.ndim > 1 else 1
+        acc = {k: torch.zeros(3, dtype=torch.float64, device=a.device) for k in kinds}
+        shape_error: str | None = None
+        for i in range(0, n, per):
+            x = (a[i:i + per] if a.ndim > 1 else a).to(torch.float64).reshape(-1)
+            xx = x @ x
+            for k in kinds:
+                p = predictions[k][name]
+                y = p(i, min(i + per, n)) if callable(p) else (p[i:i + per] if a.ndim > 1 else p)
+                if y.numel() != x.numel() or (not callable(p) and p.shape != a.shape):
+                    shape_error = f"{tuple(a.shape)} and {tuple(p.shape) if not callable(p) else '?'}"
+                    break
+                y = y.detach().to(device=a.device, dtype=torch.float64).reshape(-1)
+                d = x - y
+                acc[k] += torch.stack([xx, y @ y, d @ d])
+            if shape_error:
+                break
+        if shape_error:
+            if not bool(a.any()):
+                continue
+            raise LeadingTermsError(f"cosine of tensors of different shapes {shape_error}")
+        for k in kinds:
+            aa, bb, dd = acc[k].tolist()
+            if aa == 0.0:
+                continue  # the relative error is undefined for an exactly zero learned weight
+            na, nb = math.sqrt(aa), math.sqrt(bb)
+            out[k][name] = {"cos": (aa + bb - dd) / 2 / (na * nb) if nb > 0.0 else 0.0, "rel": math.sqrt(dd) / na}
+    return out
 
 
 def compare(learned: Mapping[str, Tensor], predicted: Mapping[str, Tensor]) -> dict[str, dict[str, float]]:
     """Per parameter name present in both: ``{"cos": frobenius_cosine, "rel": relative_error}``.
 
     Names whose learned weight is exactly zero are omitted (their relative error is undefined).
-    Both numbers come from the same four float64 sums (pass float64 tensors to avoid a conversion).
+    (One set of :func:`compare_many`.)
     """
-    out: dict[str, dict[str, float]] = {}
-    for name, a in learned.items():
-        if name not in predicted:
-            continue
-        b = predicted[name]
-        if a.shape != b.shape:
-            if not bool(a.any()):
-                continue
-            raise LeadingTermsError(f"cosine of tensors of different shapes {tuple(a.shape)} and {tuple(b.shape)}")
-        aa, bb, ab, dd = _sums(a, b)
-        if aa == 0.0:
-            continue
-        na, nb = math.sqrt(aa), math.sqrt(bb)
-        out[name] = {"cos": ab / (na * nb) if nb > 0.0 else 0.0, "rel": math.sqrt(dd) / na}
-    return out
+    return compare_many(learned, {"": predicted})[""]
 
 
 def top_k_indices(M: Tensor, k: int) -> Tensor:

@@ -20,7 +20,8 @@ import torch
 from torch import Tensor
 
 from leadingterms.config import check_config, option
-from leadingterms.theory import S2, WEIGHTS, BasisLike, layered
+from leadingterms.metrics import Prediction
+from leadingterms.theory import S2, WEIGHTS, BasisLike, layered, param_name, param_names, parse_param
 from leadingterms.validate import check_schedule, device_spec, positive_float, positive_int, resolve_device
 
 if TYPE_CHECKING:
@@ -83,25 +84,55 @@ class Predictions:
             }
         return self._fixed
 
-    def second_order(self, steps: int, lr: float) -> dict[str, Tensor]:
-        """W_O and V through their η³ terms (4.3), (4.4); W and P keep their §3 terms:
+    def second_order_rows(self, steps: int, lr: float) -> dict[str, Prediction]:
+        """W_O and V through their η³ terms (4.3), (4.4), as ``rows(i, j)`` callables that build rows i..j-1
+        from the fixed matrices (for :func:`leadingterms.metrics.compare_many`, which compares them block
+        by block); W and P keep their §3 terms (tensors):
 
             W_O = (sη − C(s,2)η²π/V + η³C(s,3)π²/V²) ∘rows B̄ − η³S₂(s)/(2V)·ΠH(B̄) + η³L·C(s,3)·B̄Φ̄Φ̄ᵀ
             V   = C(s,2)η²·Φ̄ᵀB̄ᵀ − η³C(s,3)/V·Φ̄ᵀB̄ᵀΠ − η³S₂(s)/V·ĀB̄B̄ᵀ
         """
-        pred = self.closed_form(steps, lr)
+        check_schedule(steps, lr, self.layers)
         f = self._second_order_matrices()
         s, eta, L = int(steps), float(lr), self.layers
         B = self.basis.B_bar
         Vn = B.shape[0]
         pi = self.basis.Pi.to(B.dtype)
         C2, C3, s2 = math.comb(s, 2), math.comb(s, 3), S2(s)
-        rows = s * eta - (C2 * eta**2 / Vn) * pi + (eta**3 * C3 / Vn**2) * pi * pi  # (V,) per current token
-        W_O = (B * rows[:, None]).add_(f["PiH"], alpha=-(eta**3) * s2 / (2 * Vn)).add_(f["BPhiPhi"],
-                                                                                       alpha=eta**3 * L * C3)
-        V = (WEIGHTS["V"].coef(s, eta) * self.direction("V")).add_(f["valuePi"], alpha=-(eta**3) * C3 / Vn)
-        V.add_(f["ABB"], alpha=-(eta**3) * s2 / Vn)
-        return layered({"W_O": W_O, "W": pred["layers.0.W"], "V": V, "P": pred["layers.0.P"]}, L)
+        row_coef = s * eta - (C2 * eta**2 / Vn) * pi + (eta**3 * C3 / Vn**2) * pi * pi  # (V,) per current token
+        value, cV = self.direction("V"), WEIGHTS["V"].coef(s, eta)
+
+        def W_O(i: int, j: int) -> Tensor:
+            return (B[i:j] * row_coef[i:j, None]).add_(f["PiH"][i:j], alpha=-(eta**3) * s2 / (2 * Vn)).add_(
+                f["BPhiPhi"][i:j], alpha=eta**3 * L * C3)
+
+        def V(i: int, j: int) -> Tensor:
+            return (cV * value[i:j]).add_(f["valuePi"][i:j], alpha=-(eta**3) * C3 / Vn).add_(
+                f["ABB"][i:j], alpha=-(eta**3) * s2 / Vn)
+
+        cf = self.closed_form(steps, lr)
+        out: dict[str, Prediction] = {"W_O": W_O}
+        for l in range(L):
+            out.update({param_name("W", l): cf[param_name("W", l)], param_name("V", l): V,
+                        param_name("P", l): cf[param_name("P", l)]})
+        return out
+
+    def closed_form_rows(self, steps: int, lr: float) -> dict[str, Prediction]:
+        """:meth:`closed_form` as ``rows(i, j)`` callables (coef · rows of the direction) for the (V, V)
+        weights, so that no scaled copy of a direction is formed; P as a tensor."""
+        check_schedule(steps, lr, self.layers)
+
+        def scaled(kind: str) -> Prediction:
+            c, D = WEIGHTS[kind].coef(steps, lr), self.direction(kind)
+            return c * D if D.ndim < 2 else (lambda i, j: D[i:j] * c)
+
+        by_kind = {k: scaled(k) for k in WEIGHTS}
+        return {name: by_kind[parse_param(name)[0]] for name in param_names(self.layers)}
+
+    def second_order(self, steps: int, lr: float) -> dict[str, Tensor]:
+        """:meth:`second_order_rows` formed: W_O and V through their η³ terms, W and P the §3 terms."""
+        Vn = self.basis.B_bar.shape[0]
+        return {k: p(0, Vn) if callable(p) else p for k, p in self.second_order_rows(steps, lr).items()}
 
     def predict(self, steps: int, lr: float, order: int = 1) -> dict[str, Tensor]:
         """Order 1: :meth:`closed_form`; order 2: :meth:`second_order`."""

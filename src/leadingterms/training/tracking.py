@@ -14,7 +14,7 @@ A metrics.jsonl row (one per logged step s, i.e. after s optimizer updates)::
   (what SGD minimised; null at step 0 -- before any update).
 - ``val_loss``: over the store's val_tokens.npy (null when it has none).
 - cos = Frobenius cosine, rel = ||learned - predicted||_F / ||learned||_F (docs/theory.md §6.1,
-  :func:`leadingterms.metrics.compare`); a weight that is still exactly zero is omitted, and a
+  :func:`leadingterms.metrics.compare_many`); a weight that is still exactly zero is omitted, and a
   non-finite number is written as null.
 - ``layer_spread[kind]`` = max_l ||theta_l - mean_l theta||_F / ||mean_l theta||_F over the
   layers' weights of that kind (V, W, P); null for L = 1 or when the mean is zero. The theory
@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from leadingterms.metrics import compare
+from leadingterms.metrics import Prediction, compare_many
 from leadingterms.theory import LAYER_KINDS, param_name, parse_param
 
 if TYPE_CHECKING:
@@ -57,11 +57,6 @@ def clean_comparison(cmp: Mapping[str, Mapping[str, float]]) -> dict[str, dict[s
     return {name: {k: finite_or_none(v) for k, v in d.items()} for name, d in cmp.items()}
 
 
-def second_order_keys(pred: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """The weights the second-order terms refine (W_O and every V); W and P there equal the closed form."""
-    return {k: v for k, v in pred.items() if parse_param(k)[0] in SECOND_ORDER_KINDS}
-
-
 def layer_spread(weights: Mapping[str, torch.Tensor], layers: int) -> dict[str, float | None] | None:
     """{kind: max_l ||theta_l - mean||_F / ||mean||_F} for kind in V, W, P; None when L = 1."""
     if layers < 2:
@@ -81,9 +76,10 @@ def layer_spread(weights: Mapping[str, torch.Tensor], layers: int) -> dict[str, 
 
 def predictions(kind: str, step: int, *, lr: float, preds: Predictions | None,
                 shadow: Mapping[str, torch.Tensor] | None,
-                like: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+                like: Mapping[str, torch.Tensor]) -> dict[str, Prediction]:
     """The prediction of ``kind`` (closed_form, second_order or shadow) for the weights after ``step`` steps;
-    ``preds`` holds the basis's fixed matrices (:class:`leadingterms.predict.Predictions`).
+    ``preds`` holds the basis's fixed matrices (:class:`leadingterms.predict.Predictions`). The closed
+    forms and second-order terms come as row-block builders (:data:`leadingterms.metrics.Prediction`).
 
     At step 0 nothing has moved: every prediction is zero (shaped like ``like``)."""
     if kind == "shadow":
@@ -93,23 +89,23 @@ def predictions(kind: str, step: int, *, lr: float, preds: Predictions | None,
         return {k: torch.zeros_like(v, dtype=torch.float64) for k, v in like.items()}
     assert preds is not None
     if kind == "second_order":
-        return second_order_keys(preds.second_order(step, lr))
-    return preds.closed_form(step, lr)
+        return {k: v for k, v in preds.second_order_rows(step, lr).items()
+                if parse_param(k)[0] in SECOND_ORDER_KINDS}
+    return preds.closed_form_rows(step, lr)
 
 
 def metrics_row(step: int, *, epoch: float, weights: Mapping[str, torch.Tensor], layers: int, lr: float,
                 track: Iterable[str], preds: Predictions | None, shadow: Mapping[str, torch.Tensor] | None,
                 loss: float, batch_loss: float | None, val_loss: float | None) -> dict[str, Any]:
     """One metrics.jsonl row (see the module docstring): losses, and the learned ``weights``
-    compared with every tracked prediction (on the weights' device); untracked kinds are null."""
+    compared with every tracked prediction (on the weights' device, each learned weight read once:
+    :func:`leadingterms.metrics.compare_many`); untracked kinds are null."""
     learned = {k: v.detach() for k, v in weights.items()}
     row: dict[str, Any] = {"step": step, "epoch": epoch, "loss": finite_or_none(loss),
                            "batch_loss": finite_or_none(batch_loss), "val_loss": finite_or_none(val_loss)}
     tracked = [kind for kind in ("closed_form", "shadow", "second_order") if kind in set(track)]
-    by_kind = {kind: predictions(kind, step, lr=lr, preds=preds, shadow=shadow, like=learned) for kind in tracked}
-    cmp: dict[str, dict[str, dict[str, float]]] = {}
-    for kind, pred in by_kind.items():
-        cmp[kind] = compare(learned, pred)
+    cmp = compare_many(learned, {kind: predictions(kind, step, lr=lr, preds=preds, shadow=shadow, like=learned)
+                                 for kind in tracked})
     for kind in ("closed_form", "shadow", "second_order"):
         row[kind] = clean_comparison(cmp[kind]) if kind in cmp else None
     row["layer_spread"] = layer_spread(learned, layers)
