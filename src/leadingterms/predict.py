@@ -110,11 +110,9 @@ class Predictions:
             return (cV * value[i:j]).add_(f["valuePi"][i:j], alpha=-(eta**3) * C3 / Vn).add_(
                 f["ABB"][i:j], alpha=-(eta**3) * s2 / Vn)
 
-        cf = self.closed_form(steps, lr)
-        out: dict[str, Prediction] = {"W_O": W_O}
-        for l in range(L):
-            out.update({param_name("W", l): cf[param_name("W", l)], param_name("V", l): V,
-                        param_name("P", l): cf[param_name("P", l)]})
+        out = self.closed_form_rows(steps, lr)
+        out["W_O"] = W_O
+        out.update({param_name("V", l): V for l in range(L)})
         return out
 
     def closed_form_rows(self, steps: int, lr: float) -> dict[str, Prediction]:

@@ -16,6 +16,7 @@ import torch
 
 from leadingterms.budget import available_memory_bytes, check_disk, check_memory, format_bytes, free_disk_bytes
 from leadingterms.errors import LeadingTermsError
+from leadingterms.metrics import BLOCK_ELEMENTS
 from leadingterms.training.checkpoints import early_steps
 from leadingterms.training.config import TrainConfig
 
@@ -139,11 +140,12 @@ def plan(cfg: TrainConfig, *, V: int, T: int, N: int, start: int, total: int, de
         "shadow": shadow + (8 * 4 * V * min(V, cfg.batch_size * cfg.grad_accum * (T + 1)) if shadow else 0),
         "basis": basis,
         "predictions": Predictions.extra_bytes(V, second_order="second_order" in tracked) if needs_basis else 0,
-        "logging": 8 * 4 * V * V if needs_basis else 0,
+        "logging": 8 * BLOCK_ELEMENTS * 8,  # compare_many's float64 blocks
         "checkpoint copy": with_shadow,
         "interpreter": BASELINE_BYTES,
     }
-    on_device = ("weights", "gradients", "optimizer state", "activations", "shadow", "predictions", "logging")
+    on_device = ("weights", "gradients", "optimizer state", "activations", "shadow", "basis", "predictions",
+                 "logging")
     early = [s for s in early_steps(cfg.early_checkpoints) if s <= total]
     size = lambda s: with_shadow if s > 0 and (s % cfg.checkpoint_every == 0 or s == total) else without  # noqa: E731
     in_flight = 1  # a new checkpoint is written before the oldest is pruned
