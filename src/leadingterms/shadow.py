@@ -10,16 +10,22 @@ micro-batches) updates, using the state *before* the update::
 where B̄_r, Φ̄_r, Q̄_r, Δ_r are the §2 statistics of ℬ_r normalised by |ℬ_r|·T. Every layer
 shares the same leading terms. With identical full batches this reproduces the closed forms of §3.
 
-**Cost of a step** (docs/theory.md §5, "How it is computed", (5.5)). Let ``ids`` be the Vc distinct
-tokens of the batch. The batch's raw sums are compact (Vc, Vc) blocks (C, Φ) and the centrings
-are rank one, so every increment lives in the rows ``ids`` (and for W in the block ids × ids):
+**How a step is computed** (docs/theory.md §5, (5.5)). W_O is kept as its sparse part: since
+B̄_r = (C_r − u·c_r 1ᵀ)/(|ℬ_r|·T) with C_r the batch's bigram counts,
 
-    ΔW_O[ids, :]  = (C[:, ids-cols] − u·c 1ᵀ)/NT                  (Vc, V)
-    ΔV[ids, :]    = ((W_O[:, ids] Φ/NT)ᵀ − u·colsum(Φ/NT) rᵀ)       (Vc, V),  r = W_O 1
-    M'[ids, ids]  = (W_O[:, ids] − u·r 1ᵀ)ᵀ V[ids, :]ᵀ              (Vc, Vc)  -> Q̄_r, Δ_r
+    W_O = S − u·q 1ᵀ,   S = η Σ_r C_r/(|ℬ_r|·T)  (V, V), row = current token, col = next token,
+                        q = η Σ_r c_r/(|ℬ_r|·T) = S 1,
 
-so a step costs two (Vc × V × Vc) products plus O(Vc·V + B·T²) gathers and scatters, instead of
-the V³ of a dense Φ̄_rᵀ W_Oᵀ. ``r`` (the row sums of W_O) is kept up to date row by row.
+so a step adds to S only at the batch's bigram cells and to q at its tokens. Let ``ids`` be the
+Vc distinct tokens of the batch, Φ its raw context sums (Vc, Vc) divided by |ℬ_r|·T, and
+S[:, ids] the columns of S of those tokens (rows of the stored Sᵀ: a contiguous gather). Then
+
+    M'_r[ids, ids] = S[:, ids]ᵀ V[ids, :]ᵀ − u·1 (V[ids, :] q)ᵀ      (Vc, Vc)   -> Q̄_r, Δ_r
+    ΔV[ids, :]    = Φᵀ S[:, ids]ᵀ − u·colsum(Φ) qᵀ                    (Vc, V)
+
+(the row centring of W_O drops out of both: Φ̄_r has zero column sums, (2.19), and M' is
+column-centred), two (Vc × V × Vc) products plus O(Vc·V + |ℬ_r|·T²) gathers and scatter-adds
+per step instead of the V³ of a dense Φ̄_rᵀ W_Oᵀ. Equal to the dense recursion to rounding.
 """
 
 from __future__ import annotations
@@ -58,20 +64,27 @@ def _one_thread_if(small: bool) -> Iterator[None]:
 class ShadowStep:
     """The increments of one shadow step (before the factor η), in the rows of the batch's tokens.
 
-    ``ids`` (Vc,) token ids; ``W_O`` (Vc, V) rows ids of ΔW_O = B̄_r; ``V`` (Vc, V) rows ids of
-    ΔV = Φ̄_rᵀ W_Oᵀ; ``W`` (Vc, Vc) block ids × ids of ΔW = Q̄_r(M_r); ``P`` (T,) ΔP = Δ_r(M_r).
-    Every other entry of the increments is zero.
+    ``ids`` (Vc,) token ids; ``C`` (Vc, Vc) bigram counts / (|ℬ_r|·T), row = current, col = next,
+    and ``c`` (Vc,) current-token counts / (|ℬ_r|·T): ΔW_O = B̄_r = C − u·c 1ᵀ in rows ids; ``V``
+    (Vc, V) rows ids of ΔV = Φ̄_rᵀ W_Oᵀ; ``W`` (Vc, Vc) block ids × ids of ΔW = Q̄_r(M_r); ``P`` (T,)
+    ΔP = Δ_r(M_r). Every other entry of the increments is zero.
     """
 
     ids: Tensor
-    W_O: Tensor
+    C: Tensor
+    c: Tensor
     V: Tensor
     W: Tensor
     P: Tensor
 
 
 class Shadow:
-    """The shadow weights W_O, V, W, P (shared by every layer), advanced one optimizer step at a time."""
+    """The shadow weights W_O, V, W, P (shared by every layer), advanced one optimizer step at a time.
+
+    State (float64): ``S_T`` (V, V) = Sᵀ, row = next token, col = current token; ``q`` (V,); ``V_``
+    (V, V) row = context token, col = residual direction; ``W`` (V, V) row = query, col = key;
+    ``P`` (T,) offset m = t − j. ``W_O = S − u·q 1ᵀ`` is formed by :meth:`weights`.
+    """
 
     def __init__(self, V: int, T: int, layers: int, lr: float, *, dtype: torch.dtype = torch.float64,
                  device: str | torch.device = "cpu") -> None:
@@ -81,11 +94,11 @@ class Shadow:
         self.V, self.T, self.layers, self.lr = int(V), int(T), int(layers), float(lr)
         self.dtype, self.device = dtype, torch.device(device)
         z = lambda *shape: torch.zeros(*shape, dtype=dtype, device=self.device)  # noqa: E731
-        self.W_O: Tensor = z(V, V)  # (V, V) current -> next
+        self.S_T: Tensor = z(V, V)  # (V, V) Sᵀ: row = next token, col = current token
+        self.q: Tensor = z(V)  # (V,) S 1, per current token
         self.V_: Tensor = z(V, V)  # (V, V) context -> residual direction (same for every layer)
         self.W: Tensor = z(V, V)  # (V, V) query x key
         self.P: Tensor = z(T)  # (T,) offset m = t - j
-        self.rowsum: Tensor = z(V)  # (V,) W_O 1, kept up to date for the rows each step changes
         self.step = 0
 
     def _batch(self, tokens: Any) -> Any:
@@ -94,7 +107,7 @@ class Shadow:
 
     @staticmethod
     def state_bytes(V: int, T: int) -> int:
-        """Bytes of the float64 state (W_O, V, W, P and the row sums of W_O)."""
+        """Bytes of the float64 state in memory (Sᵀ, V, W, q, P)."""
         return 8 * (3 * V * V + T + V)
 
     def increments(self, batch_tokens: Any) -> ShadowStep:
@@ -107,64 +120,75 @@ class Shadow:
         with _one_thread_if(small):
             s = batch_sums(tokens, self.V, dtype=self.dtype, device=self.device)
         ids, NT, u = s.ids, s.NT, 1.0 / self.V
-        W_O_cols = self.W_O.index_select(1, ids)  # (V, Vc): W_O[:, b], b in ids
-        r = self.rowsum
-        Mc = (W_O_cols.T - u * r[None, :]) @ self.V_.index_select(0, ids).T  # (Vc, Vc) = M'[ids, ids]
+        S_cols = self.S_T.index_select(0, ids)  # (Vc, V): S[:, b]ᵀ, b in ids
+        V_rows = self.V_.index_select(0, ids)  # (Vc, V)
+        Mc = (S_cols @ V_rows.T).sub_((V_rows @ self.q)[None, :], alpha=u)  # (Vc, Vc) = M'[ids, ids]
         with _one_thread_if(small):
             Q, Delta = s.attention(Mc)
         Phi = s.Phi.div_(NT)  # (Vc, Vc) row = next, col = context: Φ̄_r without its rank-one centring
-        dV = (W_O_cols @ Phi).T.addr_(Phi.sum(0), r, alpha=-u)  # (Vc, V) rows ids of Φ̄_rᵀ W_Oᵀ
-        dW_O = torch.zeros(len(ids), self.V, dtype=self.dtype, device=self.device)
-        dW_O.index_copy_(1, ids, s.counts.div_(NT)).sub_(s.c.div_(NT)[:, None], alpha=u)  # rows ids of B̄_r
-        return ShadowStep(ids=ids, W_O=dW_O, V=dV, W=Q.div_(NT), P=Delta.div_(NT))
+        dV = (Phi.T @ S_cols).addr_(Phi.sum(0), self.q, alpha=-u)  # (Vc, V) rows ids of Φ̄_rᵀ W_Oᵀ
+        return ShadowStep(ids=ids, C=s.counts.div_(NT), c=s.c.div_(NT), V=dV, W=Q.div_(NT), P=Delta.div_(NT))
 
     def apply(self, inc: ShadowStep) -> None:
         """Add η times the increments ``inc`` (from :meth:`increments` on this state)."""
         eta, ids = self.lr, inc.ids
-        self.W.index_put_((ids[:, None], ids[None, :]), inc.W.mul(eta), accumulate=True)
+        block = (ids[:, None], ids[None, :])
+        self.S_T.index_put_(block, inc.C.T.mul(eta), accumulate=True)
+        self.q.index_add_(0, ids, inc.c, alpha=eta)
+        self.W.index_put_(block, inc.W.mul(eta), accumulate=True)
         self.P.add_(inc.P, alpha=eta)
         self.V_.index_add_(0, ids, inc.V, alpha=eta)
-        self.W_O.index_add_(0, ids, inc.W_O, alpha=eta)
-        self.rowsum.index_copy_(0, ids, self.W_O.index_select(0, ids).sum(1))
         self.step += 1
 
     def update(self, batch_tokens: Any) -> None:
         """Advance by one optimizer step whose batch is ``batch_tokens`` (B, T+1)."""
         self.apply(self.increments(batch_tokens))
 
+    def W_O(self) -> Tensor:
+        """W_O = S − u·q 1ᵀ (V, V), row = current token, col = next token (a new tensor)."""
+        return self.S_T.T.sub(self.q[:, None], alpha=1.0 / self.V)
+
     def weights(self) -> dict[str, Tensor]:
         """Current shadow weights under the model's parameter names (layers share tensors)."""
-        return layered({"W_O": self.W_O, "W": self.W, "V": self.V_, "P": self.P}, self.layers)
+        return layered({"W_O": self.W_O(), "W": self.W, "V": self.V_, "P": self.P}, self.layers)
 
     def state_dict(self, *, clone: bool = True) -> dict[str, Tensor]:
-        """Tensors for checkpoint/resume (safetensors-ready): the four terms, the row sums of W_O,
-        step and lr (``clone=False``: the live tensors, for a caller that copies them itself)."""
+        """Tensors for checkpoint/resume (safetensors-ready): S as its nonzero entries (``S_index``, flat
+        row-major indices into Sᵀ, and ``S_value``), q, V, W, P, step and lr (``clone=False``: the live
+        dense tensors, for a caller that copies them itself)."""
         c = (lambda t: t.clone()) if clone else (lambda t: t)  # noqa: E731
+        flat = self.S_T.reshape(-1)
+        index = torch.nonzero(flat).reshape(-1)
         return {
-            "W_O": c(self.W_O),
+            "S_index": index,
+            "S_value": flat[index],
+            "q": c(self.q),
             "V": c(self.V_),
             "W": c(self.W),
             "P": c(self.P),
-            "W_O_rowsum": c(self.rowsum),
             "step": torch.tensor([self.step], dtype=torch.int64),
             "lr": torch.tensor([self.lr], dtype=torch.float64),
         }
 
     def load_state_dict(self, state: Mapping[str, Tensor]) -> None:
         """Restore from :meth:`state_dict`, refusing a mismatched shape or learning rate."""
-        missing = [k for k in ("W_O", "V", "W", "P", "step") if k not in state]
+        missing = [k for k in ("S_index", "S_value", "q", "V", "W", "P", "step") if k not in state]
         if missing:
             raise LeadingTermsError(f"shadow state lacks {', '.join(missing)}")
-        shapes = {"W_O": (self.V, self.V), "V": (self.V, self.V), "W": (self.V, self.V), "P": (self.T,)}
+        shapes = {"V": (self.V, self.V), "W": (self.V, self.V), "P": (self.T,), "q": (self.V,)}
         for k, shape in shapes.items():
             if tuple(state[k].shape) != shape:
                 raise LeadingTermsError(f"shadow state {k} has shape {tuple(state[k].shape)}, expected {shape}")
+        index, value = state["S_index"].reshape(-1), state["S_value"].reshape(-1)
+        if index.numel() != value.numel() or (index.numel() and not 0 <= int(index.min()) <= int(index.max())
+                                              < self.V * self.V):
+            raise LeadingTermsError(f"shadow state S_index does not address a ({self.V}, {self.V}) matrix")
         if "lr" in state and not math.isclose(float(state["lr"].reshape(-1)[0]), self.lr, rel_tol=1e-12):
             raise LeadingTermsError(
                 f"shadow state was built with lr={float(state['lr'].reshape(-1)[0])}, this shadow has lr={self.lr}"
             )
         conv = lambda t: t.detach().to(dtype=self.dtype, device=self.device).clone()  # noqa: E731
-        self.W_O, self.V_ = conv(state["W_O"]), conv(state["V"])
-        self.W, self.P = conv(state["W"]), conv(state["P"])
-        self.rowsum = conv(state["W_O_rowsum"]) if "W_O_rowsum" in state else self.W_O.sum(1)
+        self.S_T = torch.zeros(self.V, self.V, dtype=self.dtype, device=self.device)
+        self.S_T.view(-1)[index.to(self.device, torch.int64)] = value.to(self.device, self.dtype)
+        self.q, self.V_, self.W, self.P = conv(state["q"]), conv(state["V"]), conv(state["W"]), conv(state["P"])
         self.step = int(state["step"].reshape(-1)[0])

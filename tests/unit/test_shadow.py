@@ -141,8 +141,10 @@ def test_increments_do_not_change_the_state(corpus: np.ndarray) -> None:
     b.update(batches[3])
     assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values(), strict=True))
     assert a.step == 4
-    # the kept row sums are those of W_O (analytically zero, docs/theory.md (2.18): compare absolutely)
-    assert float((a.rowsum - a.W_O.sum(1)).abs().max()) <= 1e-15 * float(a.W_O.abs().max())
+    # q is S 1 (kept by increments), and the rows of W_O = S - u q 1ᵀ sum to zero (docs/theory.md (2.18))
+    assert rel(a.q, a.S_T.sum(0)) < 1e-14
+    W_O = a.W_O()
+    assert float(W_O.sum(1).abs().max()) <= 1e-15 * float(W_O.abs().max()) * V_
 
 
 # ----------------------------------------------------------------------------- against SGD

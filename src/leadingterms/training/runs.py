@@ -10,7 +10,6 @@ import torch
 
 from leadingterms.errors import LeadingTermsError
 from leadingterms.persist import folder_of, read_json
-from leadingterms.theory import layered
 from leadingterms.training.checkpoints import checkpoint_paths, list_checkpoints, load_checkpoint_raw
 from leadingterms.training.config import TrainConfig
 from leadingterms.training.rundir import BASIS_DIR, CONFIG_FILE, SUMMARY_FILE
@@ -76,10 +75,13 @@ class Run:
         s = self._step(step)
         if "shadow" not in self.config.track:
             raise LeadingTermsError(f"run {self.path} did not track the shadow")
-        groups, meta = self.checkpoint_state(s)
+        groups, _ = self.checkpoint_state(s)
         if groups["shadow"]:
-            sh = groups["shadow"]
-            return layered({k: sh[k] for k in ("W_O", "W", "V", "P")}, self.config.layers)
+            from leadingterms.shadow import Shadow
+
+            sh = Shadow(int(self.info["V"]), int(self.info["T"]), self.config.layers, self.config.lr)
+            sh.load_state_dict(groups["shadow"])
+            return sh.weights()
         store = load_store(self.config.corpus)
         if store.content_hash != self.info.get("corpus_hash"):
             used = self.info.get("corpus_hash")
