@@ -20,7 +20,7 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-BENCHES = ["tokenize", "basis", "train_step"]
+BENCHES = ["tokenize", "basis", "train_step", "associations", "horizons"]
 
 
 def machine() -> str:

@@ -13,8 +13,10 @@ The public API (imported lazily, so ``import leadingterms`` is cheap)::
     Predictions(basis, L).closed_form(s, eta)          fixed matrices once, any (s, eta) after
     Shadow(V, T, L, eta)                               the SGD path-dependent leading terms
     train(TrainConfig(...)) -> RunResult               load_run(RUN) -> Run
+    run_sweep(SweepConfig(...)) -> SweepResult         compare_runs(CompareRunsConfig(...)) -> CompareRunsResult
     run_intervention(InterventionConfig(...))          intervene(model, basis, tokens, step=, lr=)
-    run_associations(AssociationsConfig(...))          basis_associations(basis, vocab, name, token)
+    run_associations(AssociationsConfig(...))          open_readouts(stats, run, step).top(name, token)
+    build_explorer(ExploreConfig(...))                 run_with_cache(model, tokens), logit_lens(cache, W_O)
     build_report(ReportConfig(...)) -> ReportResult    run_demo(DemoConfig(...)) -> DemoResult
     run_compare(CompareConfig(...)) -> CompareResult   run_suite(SuiteConfig(...)) -> SuiteResult
     WEIGHTS, MATRICES                                  the theory's tables (leadingterms.theory)
@@ -59,6 +61,12 @@ _EXPORTS = {
     "train": "leadingterms.training.runner",
     "Run": "leadingterms.training.runs",
     "load_run": "leadingterms.training.runs",
+    "SweepConfig": "leadingterms.sweep",
+    "SweepResult": "leadingterms.sweep",
+    "run_sweep": "leadingterms.sweep",
+    "CompareRunsConfig": "leadingterms.comparison.runner",
+    "CompareRunsResult": "leadingterms.comparison.runner",
+    "compare_runs": "leadingterms.comparison.runner",
     "InterventionConfig": "leadingterms.intervene",
     "InterventionResult": "leadingterms.intervene",
     "intervene": "leadingterms.intervene",
@@ -67,6 +75,14 @@ _EXPORTS = {
     "AssociationsResult": "leadingterms.associations",
     "basis_associations": "leadingterms.associations",
     "run_associations": "leadingterms.associations",
+    "Readouts": "leadingterms.associations",
+    "open_readouts": "leadingterms.associations",
+    "ExploreConfig": "leadingterms.explore",
+    "build_explorer": "leadingterms.explore",
+    "run_with_cache": "leadingterms.lens",
+    "logit_lens": "leadingterms.lens",
+    "InspectConfig": "leadingterms.lens",
+    "run_inspect": "leadingterms.lens",
     "ReportConfig": "leadingterms.report.build",
     "ReportResult": "leadingterms.report.build",
     "build_report": "leadingterms.report.build",
@@ -100,25 +116,31 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs
     from leadingterms.associations import (
         AssociationsConfig,
         AssociationsResult,
+        Readouts,
         basis_associations,
+        open_readouts,
         run_associations,
     )
     from leadingterms.basis.io import load_basis, save_basis
     from leadingterms.basis.runner import StatsConfig, StatsResult, run_stats
     from leadingterms.basis.stats import compute_basis
     from leadingterms.basis.types import Basis
+    from leadingterms.comparison.runner import CompareRunsConfig, CompareRunsResult, compare_runs
     from leadingterms.corpus.pipeline import CorpusConfig, CorpusResult, run_corpus
     from leadingterms.corpus.sources import SourceConfig
     from leadingterms.corpus.store import TokenStore, load_store
     from leadingterms.demo import DemoConfig, DemoResult, run_demo
     from leadingterms.errors import LeadingTermsError
+    from leadingterms.explore import ExploreConfig, build_explorer
     from leadingterms.intervene import InterventionConfig, InterventionResult, intervene, run_intervention
+    from leadingterms.lens import InspectConfig, logit_lens, run_inspect, run_with_cache
     from leadingterms.model import AttentionOnlyTransformer, ModelConfig
     from leadingterms.predict import PredictConfig, Predictions, PredictResult, closed_form, predict, run_predict
     from leadingterms.pretrained.compare import CompareConfig, CompareResult, run_compare
     from leadingterms.pretrained.suite import SuiteConfig, SuiteResult, run_suite
     from leadingterms.report.build import ReportConfig, ReportResult, build_report
     from leadingterms.shadow import Shadow
+    from leadingterms.sweep import SweepConfig, SweepResult, run_sweep
     from leadingterms.theory import MATRICES, WEIGHTS
     from leadingterms.training.config import TrainConfig
     from leadingterms.training.runner import RunResult, train

@@ -17,7 +17,7 @@ from torch import Tensor
 from leadingterms.associations import basis_vector, top_associations, top_of_vector
 from leadingterms.basis import Basis
 from leadingterms.metrics import frobenius_cosine, overlap_at_k
-from leadingterms.theory import LEARNED_READOUTS, MATRICES
+from leadingterms.theory import LEARNED_READOUTS, MATRICES, count_layers
 
 
 @dataclass(frozen=True)
@@ -102,68 +102,105 @@ def side_by_side(comp: Comparison, vocab: Sequence[str], tokens: Sequence[str], 
 
 # ----------------------------------------------------------------------------- planted associations
 
-#: How each planted kind is read out (k = top-k), as (readout id, description).
-PLANTED_READOUTS: dict[str, list[tuple[str, str]]] = {
-    "bigram": [
-        ("B̄", "b in the top-k of row a of B̄ (next tokens after a)"),
-        ("W_O", "b in the top-k of row a of the learned W_O"),
-        ("Q̄", "a in the top-k of row b of Q̄ (query b attends to key a)"),
-        ("W^(0)", "a in the top-k of row b of the learned W^(0)"),
-    ],
-    "context": [
-        ("Φ̄/π", "b in the top-k of column a of Φ̄ with each row b divided by π_b "
-                 "(next tokens after context a, relative to their frequency)"),
-        ("Ḡ", "b in the top-k of row a of Ḡ = Φ̄ᵀB̄ᵀB̄ (context a -> next token through value and output)"),
-        ("V^(0)·W_O", "b in the top-k of row a of the learned V^(0)·W_O"),
-    ],
-}
+@dataclass(frozen=True)
+class PlantedReadout:
+    """One way of looking for a planted pair (a, b) in a top-k list (docs/theory.md §7.3).
+
+    ``source``: a basis matrix (``MATRICES`` name, or ``context/π``: Φ̄ with each row b divided by π_b)
+    or, with ``learned``, a :data:`leadingterms.theory.LEARNED_READOUTS` name read for every layer it has.
+    ``reverse``: look for a in row b (the follower b, as query, attends back to a) instead of b in row a.
+    """
+
+    kind: str  # planted kind: "bigram" or "context"
+    source: str
+    learned: bool
+    reverse: bool
+    description: str  # "top-k" becomes "top-5"; "(l)" becomes the layer
+
+    def label(self, layer: int | None) -> str:
+        """"B̄", "Φ̄/π", "W_O", "W^(2)", "V^(1)·W_O" ..."""
+        if self.learned:
+            return LEARNED_READOUTS[self.source].label(layer)
+        return "Φ̄/π" if self.source == "context/π" else MATRICES[self.source].symbol
+
+    def layers(self, n_layers: int) -> list[int | None]:
+        """The layers this readout is read at: every layer for a per-layer learned readout, else [None]."""
+        per_layer = self.learned and LEARNED_READOUTS[self.source].per_layer
+        return list(range(n_layers)) if per_layer else [None]
 
 
-def _readout_vectors(basis: Basis, weights: Mapping[str, Tensor] | None) -> dict[str, Callable[[int], Tensor]]:
-    """Readout id -> (token id -> the (V,) vector whose top-k is checked)."""
-    pi = basis.Pi.detach().cpu().to(torch.float64)
-    Phi = basis.Phi_bar.detach().cpu().to(torch.float64)
-    lift = torch.where(pi > 0, 1.0 / pi.clamp_min(1e-300), torch.zeros_like(pi))
-    out: dict[str, Callable[[int], Tensor]] = {
-        "B̄": lambda i: basis_vector(basis, "bigram", i),
-        "Q̄": lambda i: basis_vector(basis, "attention", i),
-        "Φ̄/π": lambda i: torch.where(pi > 0, Phi[:, i] * lift, torch.full_like(pi, -torch.inf)),
-        "Ḡ": lambda i: basis_vector(basis, "composition", i),
-    }
-    if weights is not None:
-        readouts = {"W_O": ("W_O", None), "W^(0)": ("W", 0), "V^(0)·W_O": ("V·W_O", 0)}
-        for rid, (name, layer) in readouts.items():
-            out[rid] = LEARNED_READOUTS[name].learned(weights, layer).__getitem__
-    return out
+#: How each planted kind is read out, in reporting order.
+PLANTED_READOUTS: tuple[PlantedReadout, ...] = (
+    PlantedReadout("bigram", "bigram", False, False, "b in the top-k of row a of B̄ (next tokens after a)"),
+    PlantedReadout("bigram", "W_O", True, False, "b in the top-k of row a of the learned W_O"),
+    PlantedReadout("bigram", "attention", False, True, "a in the top-k of row b of Q̄ (query b attends to key a)"),
+    PlantedReadout("bigram", "W", True, True, "a in the top-k of row b of the learned W^(l)"),
+    PlantedReadout("context", "context/π", False, False, "b in the top-k of column a of Φ̄ with each row b "
+                   "divided by π_b (next tokens after context a, relative to their frequency)"),
+    PlantedReadout("context", "composition", False, False, "b in the top-k of row a of Ḡ = Φ̄ᵀB̄ᵀB̄ (context a "
+                   "-> next token through value and output)"),
+    PlantedReadout("context", "V·W_O", True, False, "b in the top-k of row a of the learned V^(l)·W_O"),
+)
+
+
+def _readout_vector(r: PlantedReadout, basis: Basis, weights: Mapping[str, Tensor] | None,
+                    layer: int | None) -> Callable[[int], Tensor]:
+    """token id -> the (V,) vector whose top-k the readout checks."""
+    if r.learned:
+        assert weights is not None
+        return LEARNED_READOUTS[r.source].learned(weights, layer).__getitem__
+    if r.source == "context/π":
+        pi = basis.Pi.detach().cpu().to(torch.float64)
+        Phi = basis.Phi_bar.detach().cpu().to(torch.float64)
+        lift = torch.where(pi > 0, 1.0 / pi.clamp_min(1e-300), torch.zeros_like(pi))
+        return lambda i: torch.where(pi > 0, Phi[:, i] * lift, torch.full_like(pi, -torch.inf))
+    return lambda i: basis_vector(basis, r.source, i)
 
 
 def planted_recovery(basis: Basis, vocab: Sequence[str], planted: Sequence[Mapping[str, str]], *,
                      weights: Mapping[str, Tensor] | None = None, k: int = 5) -> list[dict[str, Any]]:
-    """How many planted pairs each readout of :data:`PLANTED_READOUTS` finds in its top-k.
+    """How many planted pairs each readout of :data:`PLANTED_READOUTS` finds in its top-k, for every layer.
 
-    -> one dict per (kind, readout): ``kind, readout, description, hits, total`` (pairs whose
-    tokens are both in the vocabulary), ``missed`` (list of "a→b"). Readouts of learned weights
-    are skipped when ``weights`` is None.
+    -> one dict per (kind, readout, layer): ``kind, readout`` (label, e.g. ``W^(1)``), ``source``,
+    ``layer`` (None for a basis matrix or W_O), ``description``, ``hits``, ``total`` (pairs whose tokens
+    are both in the vocabulary), ``n_planted``, ``missed`` (list of "a→b"). Readouts of learned
+    weights are skipped when ``weights`` is None; their layers are those of ``weights``.
     """
     index = {t: i for i, t in enumerate(vocab)}
-    vectors = _readout_vectors(basis, weights)
+    n_layers = count_layers(weights) if weights is not None else 0
     rows = []
-    for kind, readouts in PLANTED_READOUTS.items():
-        pairs = [(p["a"], p["b"]) for p in planted
-                 if p.get("kind") == kind and p["a"] in index and p["b"] in index]
-        if not any(p.get("kind") == kind for p in planted):
+    for r in PLANTED_READOUTS:
+        if (r.learned and weights is None) or not any(p.get("kind") == r.kind for p in planted):
             continue
-        for rid, desc in readouts:
-            if rid not in vectors:
-                continue
+        pairs = [(p["a"], p["b"]) for p in planted
+                 if p.get("kind") == r.kind and p["a"] in index and p["b"] in index]
+        for layer in r.layers(n_layers):
+            vector = _readout_vector(r, basis, weights, layer)
             missed = []
             for a, b in pairs:
-                # bigram attention readouts look from the follower b back to a; the others from a to b
-                src, dst = (b, a) if rid in ("Q̄", "W^(0)") else (a, b)
-                top = {t for t, _ in top_of_vector(vectors[rid](index[src]), vocab, k)}
+                src, dst = (b, a) if r.reverse else (a, b)
+                top = {t for t, _ in top_of_vector(vector(index[src]), vocab, k)}
                 if dst not in top:
                     missed.append(f"{a}→{b}")
-            rows.append({"kind": kind, "readout": rid, "description": desc.replace("top-k", f"top-{k}"),
+            desc = r.description.replace("top-k", f"top-{k}")
+            rows.append({"kind": r.kind, "readout": r.label(layer), "source": r.source, "layer": layer,
+                         "description": desc if layer is None else desc.replace("(l)", f"({layer})"),
                          "hits": len(pairs) - len(missed), "total": len(pairs),
-                         "n_planted": sum(1 for p in planted if p.get("kind") == kind), "missed": missed})
+                         "n_planted": sum(1 for p in planted if p.get("kind") == r.kind), "missed": missed})
     return rows
+
+
+def readout_key(row: Mapping[str, Any]) -> str:
+    """The readout of a planted or overlap row with its layer as l: "W^(2)" -> "W^(l)", "B̄" -> "B̄"."""
+    label = str(row.get("readout") or row.get("learned"))
+    layer = row.get("layer")
+    return label if layer is None else label.replace(f"^({layer})", "^(l)")
+
+
+def per_layer_text(rows: Sequence[Mapping[str, Any]], value: Callable[[Mapping[str, Any]], str]) -> str:
+    """Rows of one planted or overlap table -> "B̄ 16/16, W_O 9/16, W^(l) 0/16·10/16·16/16": readouts read at
+    every layer are grouped, their values listed by layer (l = 0, 1, ...)."""
+    groups: dict[str, list[str]] = {}
+    for r in rows:
+        groups.setdefault(readout_key(r), []).append(value(r))
+    return ", ".join(f"{key} {'·'.join(vals)}" for key, vals in groups.items())

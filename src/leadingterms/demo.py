@@ -23,6 +23,7 @@ from leadingterms.errors import LeadingTermsError
 from leadingterms.intervene import InterventionResult
 from leadingterms.theory import param_name
 from leadingterms.training.runs import Run
+from leadingterms.training.tracking import horizon_lines
 from leadingterms.validate import nonnegative_int, positive_float, positive_int
 
 
@@ -67,27 +68,20 @@ class DemoResult:
     notes: list[str] = field(default_factory=list)
 
 
-def _horizon_line(summary: dict[str, Any], kind: str) -> str:
-    """"W_O 5%@s/20%@s" per weight kind, worst layer (earliest step), for one prediction kind."""
-    hz = (summary.get("validity_horizon") or {}).get(kind) or {}
-    parts = []
-    for wk in ("W_O", "V", "W", "P"):
-        names = [n for n in hz if (n == "W_O" if wk == "W_O" else n.endswith(f".{wk}"))]
-        if not names:
-            continue
-        cells = []
-        for t in ("5%", "20%"):
-            steps = [hz[n][t] for n in names if hz[n].get(t) is not None]
-            cells.append(f"{t}@{min(steps)}" if steps else f"{t}:never")
-        parts.append(f"{wk} " + "/".join(cells))
-    return ", ".join(parts)
+def horizon_demo_lines(h: dict[str, Any]) -> list[str]:
+    """Two lines: the headline horizon (the shadow under SGD) and the other prediction's, sustained crossings
+    of 5%/20% in steps and s·η, earliest layer (docs/theory.md §6.3)."""
+    lines = horizon_lines(h, why=False)
+    return [lines[0], *[ln for ln in lines[1:] if "second order" not in ln][:1]]
 
 
 def summary_lines(cfg: DemoConfig, *, store: Any, run: Run, intervention: InterventionResult,
                   planted: list[dict[str, Any]], overlaps: list[dict[str, Any]], report: Path, seconds: float,
                   step: int | None) -> list[str]:
     """The at most 10 lines printed at the end of the demo."""
-    s = run.summary or {}
+    from leadingterms.analyses import per_layer_text
+    from leadingterms.training.tracking import run_horizon
+
     first, last = run.metrics[0], run.metrics[-1]
     lines = [
         f"report: {report}",
@@ -95,8 +89,7 @@ def summary_lines(cfg: DemoConfig, *, store: Any, run: Run, intervention: Interv
         f"training: {cfg.layers} layers, SGD lr {cfg.lr:g}, batch {cfg.batch_size}, "
         f"{run.info.get('total_steps')} steps, "
         f"loss {first['loss']:.3f} -> {last['loss']:.3f}",
-        "first step with rel error > 5%/20% (earliest layer): closed form: " + _horizon_line(s, "closed_form"),
-        "  shadow (SGD path, §5): " + _horizon_line(s, "shadow"),
+        *horizon_demo_lines(run_horizon(run)),
     ]
     o = intervention.original_loss
     by = {r["param"]: r for r in intervention.rows}
@@ -111,15 +104,14 @@ def summary_lines(cfg: DemoConfig, *, store: Any, run: Run, intervention: Interv
     for kind in ("bigram", "context"):
         rows = [r for r in planted if r["kind"] == kind]
         if rows:
-            how = "; ".join(f"{r['readout']} {r['hits']}/{r['total']}" for r in rows)
-            lines.append(f"planted {kind} pairs (a,b) in top-{cfg.k} (learned weights at step {step}): {how}")
+            how = per_layer_text(rows, lambda r: f"{r['hits']}/{r['total']}")
+            lines.append(f"planted {kind} pairs in top-{cfg.k} (step {step}; ^(l): layers 0..{L - 1}): {how}")
     if planted:
-        lines.append("  (bigram: b in row a of B̄ / W_O, a in row b of Q̄ / W^(0); context: b in column a of "
-                     "Φ̄ scaled by 1/π_b, and in row a of Ḡ / V^(0)W_O)")
-    ov = ", ".join(f"{d['learned']}~{d['predicted']} {d['overlap']:.2f}" for d in overlaps)
-    lines.append(f"overlap@{cfg.k} learned (step {step}) vs predicted, {cfg.heatmap_tokens} most frequent rows, "
-                 f"layer 0: {ov}; "
-                 f"total {seconds:.0f} s")
+        lines.append("  (bigram: b in row a of B̄ / W_O, a in row b of Q̄ / W^(l); context: b in column a of "
+                     "Φ̄ scaled by 1/π_b, and in row a of Ḡ / V^(l)W_O)")
+    ov = per_layer_text(overlaps, lambda d: f"{d['overlap']:.2f}")
+    lines.append(f"overlap@{cfg.k} learned (step {step}) vs predicted on the {cfg.heatmap_tokens} most frequent "
+                 f"rows: {ov} (W_O~B̄, V~Φ̄ᵀB̄ᵀ, V·W_O~Ḡ, W~Q̄); total {seconds:.0f} s")
     return lines[:10]
 
 
@@ -163,7 +155,7 @@ def run_demo(cfg: DemoConfig, *, on_stage: Callable[[str], None] | None = None) 
     report = build_report(ReportConfig(run=str(out / "run"), k=cfg.k, within_horizon=True,
                                        heatmap_tokens=cfg.heatmap_tokens))
     run = load_run(out / "run")
-    overlaps = [o for o in report.overlaps if o["layer"] in (None, 0)]
+    overlaps = report.overlaps
     seconds = time.perf_counter() - t0
     lines = summary_lines(cfg, store=store, run=run, intervention=intervention, planted=report.planted,
                           overlaps=overlaps, report=report.path, seconds=seconds, step=report.step)

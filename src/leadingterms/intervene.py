@@ -6,7 +6,10 @@ the dataset loss (mean cross-entropy over the given sequences) is evaluated
 
 - ``original``: as trained;
 - ``removed``: with θ ← θ − (⟨θ,T⟩_F / ‖T‖²_F)·T (the projection on T removed; the rest kept);
-- ``replaced``: with θ replaced by its closed-form prediction at step S (``coef(S)·T``).
+- ``replaced``: with θ replaced by its closed-form prediction at step S (``coef(S)·T``);
+- ``control`` (optional, docs/theory.md (7.3)): with a component of the same Frobenius norm as the
+  removed projection taken away along a random direction R (θ's shape, i.i.d. N(0, 1), one per seed),
+  so that the loss change of ``removed`` can be read against that of an arbitrary direction.
 
 Only that one weight changes per row; the others stay as trained. :func:`intervene` is pure over
 (model, basis, tokens): it restores the model's weights before returning.
@@ -14,6 +17,7 @@ Only that one weight changes per row; the others stay as trained. :func:`interve
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,7 +41,11 @@ DEFINITIONS = {
     "loss_replaced": "loss with that one weight replaced by its closed-form prediction at `step` "
                      "(docs/theory.md §3)",
     "cos": "Frobenius cosine between the trained weight and T (0 when either is zero)",
+    "loss_control": "with --control random: one loss per seed, W <- W - (|<W,T>_F|/||T||_F) R/||R||_F for a "
+                    "random R of W's shape with i.i.d. N(0,1) entries (docs/theory.md (7.3))",
 }
+#: the controls ``intervene --control`` offers
+CONTROLS = ("none", "random")
 
 
 def projection_coefficient(W: Tensor, T: Tensor) -> float:
@@ -56,12 +64,32 @@ def project_out(W: Tensor, T: Tensor) -> Tensor:
     return W.detach().to("cpu", torch.float64) - projection_coefficient(W, T) * T.detach().to("cpu", torch.float64)
 
 
+def random_direction(shape: tuple[int, ...], seed: int) -> Tensor:
+    """R of ``shape`` with i.i.d. N(0, 1) entries from ``torch.Generator().manual_seed(seed)``, float64, CPU."""
+    return torch.randn(shape, generator=torch.Generator().manual_seed(int(seed)), dtype=torch.float64)
+
+
+def remove_random(W: Tensor, T: Tensor, R: Tensor) -> Tensor:
+    """W − (|⟨W,T⟩_F|/‖T‖_F)·R/‖R‖_F in float64 (docs/theory.md (7.3)): a component of the norm that
+    :func:`project_out` removes, taken away along R instead of T."""
+    if W.shape != T.shape or W.shape != R.shape:
+        raise LeadingTermsError(f"weight {tuple(W.shape)}, direction {tuple(T.shape)} and control "
+                                f"{tuple(R.shape)} differ in shape")
+    T64, R64 = T.detach().to("cpu", torch.float64), R.detach().to("cpu", torch.float64)
+    W64 = W.detach().to("cpu", torch.float64)
+    norm_T, norm_R = float(T64.norm()), float(R64.norm())
+    if norm_T == 0.0 or norm_R == 0.0:
+        return W64
+    return W64 - (abs(float((W64 * T64).sum())) / norm_T) * (R64 / norm_R)
+
+
 @dataclass
 class InterventionResult:
     """Dataset losses of one checkpoint: as trained, and per weight with its direction removed / replaced.
 
     ``rows``: one dict per parameter in model order (W_O, then per layer W, V, P) with ``param, kind,
-    layer, direction, projection_coef, cos, loss_removed, loss_replaced``.
+    layer, direction, projection_coef, cos, loss_removed, loss_replaced`` and, with a random control,
+    ``loss_control`` (one loss per seed of ``control_seeds``).
     """
 
     step: int
@@ -71,6 +99,8 @@ class InterventionResult:
     rows: list[dict[str, Any]]
     run: str | None = None
     corpus: str | None = None
+    control: str = "none"
+    control_seeds: list[int] = field(default_factory=list)
     definitions: dict[str, str] = field(default_factory=lambda: dict(DEFINITIONS))
     notes: list[str] = field(default_factory=list)
 
@@ -79,12 +109,13 @@ class InterventionResult:
 
 
 def intervene(model: AttentionOnlyTransformer, basis: Basis, tokens: Any, *, step: int, lr: float,
-              batch_size: int = 64) -> InterventionResult:
+              batch_size: int = 64, control_seeds: Sequence[int] = ()) -> InterventionResult:
     """Dataset loss originally, with each weight's projection on its prediction removed, and with
     each weight replaced by its closed-form prediction at ``step`` (learning rate ``lr``).
 
     model: the trained model (weights restored on return); basis: its corpus's Basis (same V, T);
-    tokens: (N, T+1) sequences the loss is measured on.
+    tokens: (N, T+1) sequences the loss is measured on. ``control_seeds``: for each seed, also the loss
+    with a component of the removed norm taken away along a random direction (docs/theory.md (7.3)).
     """
     from leadingterms.predict import closed_form
 
@@ -111,7 +142,7 @@ def intervene(model: AttentionOnlyTransformer, basis: Basis, tokens: Any, *, ste
                 p.copy_(weights[name])
 
     original = dataset_loss(model, tokens, batch_size=batch_size)
-    rows = []
+    rows: list[dict[str, Any]] = []
     for name in param_names(L):
         W, T = weights[name], dirs[name]
         kind, layer = parse_param(name)
@@ -125,8 +156,21 @@ def intervene(model: AttentionOnlyTransformer, basis: Basis, tokens: Any, *, ste
             "loss_removed": loss_with(name, project_out(W, T)),
             "loss_replaced": loss_with(name, predicted[name]),
         })
+        if control_seeds:
+            controls = (remove_random(W, T, random_direction(tuple(W.shape), seed)) for seed in control_seeds)
+            rows[-1]["loss_control"] = [loss_with(name, C) for C in controls]  # one V×V copy at a time
     return InterventionResult(step=int(step), lr=float(lr), n_sequences=int(np.asarray(tokens).shape[0]),
-                              original_loss=original, rows=rows)
+                              original_loss=original, rows=rows, control="random" if control_seeds else "none",
+                              control_seeds=[int(x) for x in control_seeds])
+
+
+def control_summary(row: dict[str, Any], original: float) -> tuple[float, float, float] | None:
+    """(mean, min, max) of the loss change of a row's random controls; None without a control."""
+    losses = row.get("loss_control")
+    if not losses:
+        return None
+    d = [float(x) - original for x in losses]
+    return sum(d) / len(d), min(d), max(d)
 
 
 def format_table(result: InterventionResult) -> str:
@@ -134,13 +178,22 @@ def format_table(result: InterventionResult) -> str:
     o = result.original_loss
     head = (f"dataset loss over {result.n_sequences} sequences at step {result.step} "
             f"(lr {result.lr:g}); original {o:.6f}")
+    control = bool(result.control_seeds)
     cols = f"{'weight':<12} {'direction':<9} {'cos':>8} {'projection removed':>20} {'Δloss':>10} " \
            f"{'closed form':>12} {'Δloss':>10}"
+    if control:
+        cols += f" {'random, Δloss mean':>19} {'[min, max]':>21}"
     lines = [head, cols, "-" * len(cols)]
     for r in result.rows:
-        lines.append(f"{r['param']:<12} {r['direction']:<9} {r['cos']:>8.4f} {r['loss_removed']:>20.6f} "
-                     f"{r['loss_removed'] - o:>+10.2e} {r['loss_replaced']:>12.6f} "
-                     f"{r['loss_replaced'] - o:>+10.2e}")
+        line = (f"{r['param']:<12} {r['direction']:<9} {r['cos']:>8.4f} {r['loss_removed']:>20.6f} "
+                f"{r['loss_removed'] - o:>+10.2e} {r['loss_replaced']:>12.6f} {r['loss_replaced'] - o:>+10.2e}")
+        c = control_summary(r, o)
+        if c is not None:
+            line += f" {c[0]:>+19.2e} [{c[1]:+.2e}, {c[2]:+.2e}]"
+        lines.append(line)
+    if control:
+        lines.append(f"random: the same norm removed along a random direction, seeds {result.control_seeds} "
+                     "(docs/theory.md (7.3)); a Δloss far above it is specific to the predicted direction")
     return "\n".join(lines)
 
 
@@ -158,6 +211,11 @@ class InterventionConfig:
                                        "(default: all)", metavar="N", check=positive_int)
     batch_size: int = option(64, help="sequences per forward pass", metavar="B", check=positive_int)
     device: str = option("cpu", help="cpu, cuda, cuda:N or auto", check=device_spec)
+    control: str = option("none", choices=CONTROLS, help="random: next to each row, remove a component of the "
+                          "same norm along random directions (docs/theory.md (7.3))")
+    control_seeds: int = option(3, help="how many random directions (seeds --seed, --seed+1, ...)", metavar="N",
+                                check=positive_int)
+    seed: int = option(0, help="first seed of the random control directions", check=nonnegative_int)
 
 
 def run_intervention(cfg: InterventionConfig) -> InterventionResult:
@@ -180,7 +238,9 @@ def run_intervention(cfg: InterventionConfig) -> InterventionResult:
     if basis.V != store.V or basis.T != store.T:
         raise LeadingTermsError(f"the run's basis (V={basis.V}, T={basis.T}) does not match its corpus "
                                 f"{store.path} (V={store.V}, T={store.T})")
-    result = intervene(model, basis, tokens, step=step, lr=run.config.lr, batch_size=cfg.batch_size)
+    seeds = list(range(cfg.seed, cfg.seed + cfg.control_seeds)) if cfg.control == "random" else []
+    result = intervene(model, basis, tokens, step=step, lr=run.config.lr, batch_size=cfg.batch_size,
+                       control_seeds=seeds)
     result.run, result.corpus = str(Path(cfg.run)), str(store.path)
     write_json(Path(cfg.run) / INTERVENTION_FILE, result.to_json())
     return result

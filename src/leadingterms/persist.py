@@ -8,6 +8,7 @@ Tensors are stored with safetensors (never pickle); metadata as JSON.
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import tempfile
@@ -21,20 +22,78 @@ import torch
 from leadingterms.errors import LeadingTermsError
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+#: Permission bits of written files: what a plain ``open(..., "w")`` would give (0666 minus the umask),
+#: so results in a shared folder stay readable by others (``mkstemp`` alone creates 0600).
+FILE_MODE = 0o666 & ~_umask()
+_DISK_FULL = (errno.ENOSPC, errno.EFBIG, errno.EDQUOT)
+_DISK_FULL_TEXT = ("No space left on device", "File too large", "Disk quota exceeded")
+TEMP_SUFFIX = ".tmp"
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    """True for the errors a full disk, a quota or a file-size limit raise (also when a library wraps
+    them in its own exception type, e.g. safetensors' "File too large")."""
+    if isinstance(exc, OSError) and exc.errno in _DISK_FULL:
+        return True
+    return any(t in str(exc) for t in _DISK_FULL_TEXT)
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
-    """Yield a temporary path next to ``path``; on success rename it onto ``path``."""
+    """Yield a temporary path next to ``path``; on success rename it onto ``path``.
+
+    The temporary file is removed whatever happens; the target is either the old file or the
+    complete new one. A full disk (or file-size limit) becomes a one-line error naming ``path``;
+    other file-system errors name ``path`` too, never the temporary file."""
     target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    if target.is_dir():
+        raise LeadingTermsError(f"cannot write {target}: it is a directory (give a file path)")
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=TEMP_SUFFIX, dir=target.parent)
+    except OSError as exc:
+        raise LeadingTermsError(f"cannot write {target}: {exc.strerror or exc}") from None
     os.close(fd)
     tmp_path = Path(tmp)
     try:
         yield tmp_path
+        os.chmod(tmp_path, FILE_MODE)
         os.replace(tmp_path, target)
+    except Exception as exc:
+        if is_disk_full(exc):
+            from leadingterms.budget import format_bytes, free_disk_bytes
+
+            written = tmp_path.stat().st_size if tmp_path.exists() else 0
+            raise LeadingTermsError(
+                f"cannot write {target}: the disk is full or a file-size limit was reached after "
+                f"{format_bytes(written)} ({format_bytes(free_disk_bytes(target.parent))} free); free some space "
+                "and run the command again (the previous file, if any, is unchanged)") from None
+        if isinstance(exc, OSError) and not isinstance(exc, FileNotFoundError) and exc.filename == str(tmp_path):
+            raise LeadingTermsError(f"cannot write {target}: {exc.strerror or exc}") from None
+        raise
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
+
+
+def remove_stale_temps(folder: str | os.PathLike[str]) -> list[Path]:
+    """Delete the temporary files of interrupted writes (``.NAME.*.tmp``) in ``folder``.
+
+    Call only while holding the folder's output lock (:mod:`leadingterms.locks`): then no live
+    writer owns them."""
+    d = Path(folder)
+    if not d.is_dir():
+        return []
+    stale = [p for p in d.iterdir() if p.name.startswith(".") and p.name.endswith(TEMP_SUFFIX) and p.is_file()]
+    for p in stale:
+        p.unlink(missing_ok=True)
+    return stale
 
 
 def write_json(path: str | os.PathLike[str], obj: Any) -> None:
@@ -95,6 +154,55 @@ def load_tensors(
                 tensors[k] = f.get_tensor(k)
         meta = json.loads(meta_raw.get("json", "{}"))
     except Exception as exc:  # safetensors raises several types for corrupt headers
+        raise LeadingTermsError(
+            f"{what} is corrupt or not a safetensors file ({p}): {str(exc).splitlines()[0][:120]}"
+        ) from None
+    return tensors, meta
+
+
+#: safetensors dtype codes -> numpy dtypes (BF16 is mapped as int16 and viewed as bfloat16)
+_SAFETENSORS_DTYPES: dict[str, Any] = {
+    "F64": np.float64, "F32": np.float32, "F16": np.float16, "BF16": np.int16, "I64": np.int64,
+    "I32": np.int32, "I16": np.int16, "I8": np.int8, "U8": np.uint8, "BOOL": np.bool_,
+}
+
+
+def map_tensors(
+    path: str | os.PathLike[str], what: str = "tensor file"
+) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """:func:`load_tensors`, memory-mapped: every tensor is a copy-on-write view of the file.
+
+    Nothing is read until it is used (a row of a (V, V) matrix touches only that row's pages), so
+    opening a large basis costs a header parse. Writing to a tensor changes this process's copy,
+    never the file. Same one-line errors as :func:`load_tensors` for a missing or corrupt file.
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise LeadingTermsError(f"{what} not found: {p}")
+    size = p.stat().st_size
+    try:
+        with open(p, "rb") as fh:
+            n = int.from_bytes(fh.read(8), "little")
+            if size < 8 or not 0 < n <= size - 8:
+                raise ValueError(f"header length {n} does not fit a file of {size} bytes")
+            header = json.loads(fh.read(n))
+        if not isinstance(header, dict):
+            raise ValueError("the header is not a JSON object")
+        meta = json.loads((header.pop("__metadata__", None) or {}).get("json", "{}"))
+        tensors: dict[str, torch.Tensor] = {}
+        for name, info in header.items():
+            dtype = np.dtype(_SAFETENSORS_DTYPES[info["dtype"]])
+            shape = tuple(int(d) for d in info["shape"])
+            begin, end = (int(o) for o in info["data_offsets"])
+            if end - begin != int(np.prod(shape, dtype=np.int64)) * dtype.itemsize or 8 + n + end > size:
+                raise ValueError(f"tensor {name!r} does not fit its data offsets")
+            if end == begin:
+                arr = np.zeros(shape, dtype=dtype)
+            else:
+                arr = np.memmap(p, dtype=dtype, mode="c", offset=8 + n + begin, shape=shape)
+            t = torch.from_numpy(arr)
+            tensors[name] = t.view(torch.bfloat16) if info["dtype"] == "BF16" else t
+    except (ValueError, KeyError, TypeError, UnicodeDecodeError, OSError) as exc:
         raise LeadingTermsError(
             f"{what} is corrupt or not a safetensors file ({p}): {str(exc).splitlines()[0][:120]}"
         ) from None

@@ -1,4 +1,4 @@
-"""Figures of a training run: tracking curves, learned-vs-predicted heatmaps, P vs Δ, loss.
+"""Figures of a training run: tracking curves, learned-vs-predicted heatmaps, P vs Δ, loss, per-layer readouts.
 
 Every figure is written twice, as ``<stem>.png`` and ``<stem>.svg`` (atomically), by
 :func:`leadingterms.plotting.save_figure`. Inputs are plain data: the list of records of ``RUN/metrics.jsonl`` and
@@ -22,9 +22,10 @@ from typing import Any
 import numpy as np
 import torch
 
+from leadingterms.analyses import readout_key
 from leadingterms.metrics import frobenius_cosine
 from leadingterms.plotting import pyplot, save_figure
-from leadingterms.theory import WEIGHTS, parse_param
+from leadingterms.theory import LEARNED_READOUTS, WEIGHTS, parse_param
 
 #: Prediction sources logged per step, in plotting order, with their legend labels.
 PREDICTIONS: dict[str, str] = {
@@ -117,17 +118,27 @@ def plot_tracking(metrics: Sequence[Mapping[str, Any]], out_dir: str | Path, ste
             if not drawn:
                 ax.text(0.5, 0.5, "not logged", transform=ax.transAxes, ha="center", va="center", color="0.5")
             ax.grid(alpha=0.3)
+    figure_legend(fig, axes, top=True)
+    fig.tight_layout(rect=(0, 0, 1, 0.95))
+    return save_figure(fig, out_dir, stem, tight=False)
+
+
+def figure_legend(fig: Any, axes: Any, *, top: bool = False, fontsize: float | None = None) -> None:
+    """One legend for the whole figure, each label once (above the panels with ``top``, else below)."""
     handles, labels = [], []
-    for ax in axes.flat:
+    for ax in np.ravel(axes):
         for h, lab in zip(*ax.get_legend_handles_labels(), strict=True):
             if lab not in labels:
                 handles.append(h)
                 labels.append(lab)
-    if handles:
+    if not handles:
+        return
+    if top:
         fig.legend(handles, labels, loc="upper center", ncol=len(handles), frameon=False,
                    bbox_to_anchor=(0.5, 1.0))
-    fig.tight_layout(rect=(0, 0, 1, 0.95))
-    return save_figure(fig, out_dir, stem, tight=False)
+    else:
+        fig.legend(handles, labels, loc="lower center", ncol=min(len(handles), 4), frameon=False,
+                   fontsize=fontsize)
 
 
 def plot_loss(metrics: Sequence[Mapping[str, Any]], out_dir: str | Path, stem: str = "loss") -> list[Path]:
@@ -220,3 +231,64 @@ def plot_positional(
     ax.legend(frameon=False, fontsize=8)
     fig.tight_layout()
     return save_figure(fig, out_dir, stem, tight=False)
+
+
+def layer_readout_panels(readouts: Sequence[Mapping[str, Any]]) -> list[tuple[str, str, str]]:
+    """(panel title, table ("planted"/"overlap"), readout label with ^(l)) for every per-layer readout present."""
+    panels: list[tuple[str, str, str]] = []
+    for rd in readouts:
+        for table in ("planted", "overlap"):
+            for r in rd.get(table) or []:
+                if r["layer"] is None:
+                    continue
+                key = readout_key(r)
+                title = (f"planted {r['kind']} pairs: {key}" if table == "planted"
+                         else f"overlap@{rd['k']}: {key} vs {r['predicted']}")
+                if (title, table, key) not in panels:
+                    panels.append((title, table, key))
+    return panels
+
+
+def plot_layer_readouts(series: Sequence[tuple[str, Mapping[str, Any], Any]], out_dir: str | Path,
+                        stem: str = "layer_readouts") -> list[Path] | None:
+    """Per-layer readouts of learned weights: fraction of planted pairs found in the top-k (dashed: the same
+    readout of the basis matrix the weight is predicted by, e.g. Q̄ for W^(l)), and overlap@k with the
+    prediction, against the layer (integer ticks); one line per (label, readouts record, colour).
+    None when no run has a per-layer readout."""
+    panels = layer_readout_panels([rd for _, rd, _ in series])
+    if not panels:
+        return None
+    plt = pyplot()
+    fig, axes = plt.subplots(1, len(panels), figsize=(3.3 * len(panels) + 0.4, 3.6), squeeze=False)
+    max_layer = 0
+    for label, rd, colour in series:
+        for ax, (_, table, key) in zip(axes[0], panels, strict=True):
+            rows = [r for r in rd.get(table) or [] if r["layer"] is not None and readout_key(r) == key]
+            if not rows:
+                continue
+            x = [r["layer"] for r in rows]
+            y = [r["hits"] / r["total"] if table == "planted" and r["total"] else
+                 (r["overlap"] if table == "overlap" else np.nan) for r in rows]
+            max_layer = max(max_layer, *x)
+            ax.plot(x, y, "o-", color=colour, lw=1.5, ms=4, label=label)
+            if table == "planted":  # the same readout of the basis matrix the learned weight is predicted by
+                basis_row = next((r for r in rd["planted"] if r["layer"] is None and r["source"]
+                                  == LEARNED_READOUTS[rows[0]["source"]].matrix), None)
+                if basis_row is not None and basis_row["total"]:
+                    ax.axhline(basis_row["hits"] / basis_row["total"], color=colour, ls="--", lw=1)
+                    ax.text(0.98, basis_row["hits"] / basis_row["total"], f"{basis_row['readout']} ",
+                            transform=ax.get_yaxis_transform(), ha="right", va="bottom", fontsize=8, color=colour)
+    for ax, (title, _, _) in zip(axes[0], panels, strict=True):
+        ax.set_title(title, fontsize=9)
+        ax.set_xlabel("layer l")
+        ax.set_xticks(range(max_layer + 1))
+        ax.set_xlim(-0.3, max_layer + 0.3)
+        ax.set_ylim(-0.03, 1.03)
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel("fraction found / overlap")
+    if len(series) > 1:
+        figure_legend(fig, axes, fontsize=7)
+        fig.tight_layout(rect=(0, 0.14, 1, 1))
+    else:
+        fig.tight_layout()
+    return save_figure(fig, out_dir, stem)

@@ -110,6 +110,11 @@ class Shadow:
         """Bytes of the float64 state in memory (Sᵀ, V, W, q, P)."""
         return 8 * (3 * V * V + T + V)
 
+    @staticmethod
+    def checkpoint_bytes(V: int, T: int, bigrams: int) -> int:
+        """Bytes of :meth:`state_dict` on disk with at most ``bigrams`` nonzero entries of S."""
+        return 8 * (2 * V * V + T + V + 2) + 16 * min(bigrams, V * V)
+
     def increments(self, batch_tokens: Any) -> ShadowStep:
         """The increments of the step whose batch is ``batch_tokens`` (B, T+1), from the current
         state (which is not changed; :meth:`apply` adds them)."""

@@ -73,17 +73,20 @@ class BasisMatrix:
     rows: str  # meaning of the row index
     cols: str  # meaning of the column index
     equation: str  # where docs/theory.md defines it
+    #: the product of stored basis tensors that is the matrix, left to right ("B_bar.T" = B̄ᵀ); a
+    #: readout computes one row or column from it without forming the product (docs/theory.md §7.3)
+    factors: tuple[str, ...] = ()
 
 
 #: The readout matrices, in the order the CLI lists them (docs/theory.md §7.3).
 MATRICES: dict[str, BasisMatrix] = {m.name: m for m in (
-    BasisMatrix("bigram", "B̄", "current token", "next token", "(2.2)"),
-    BasisMatrix("context", "Φ̄", "next token", "context token", "(2.5)"),
-    BasisMatrix("value", "Φ̄ᵀB̄ᵀ", "context token", "residual direction", "(2.10)"),
-    BasisMatrix("attention", "Q̄", "query token", "key token", "(2.15)"),
-    BasisMatrix("interchange-next", "B̄ᵀB̄", "next token", "next token", "(2.7)"),
-    BasisMatrix("interchange-prev", "B̄B̄ᵀ", "current token", "current token", "(2.8)"),
-    BasisMatrix("composition", "Ḡ", "context token", "next token", "(2.9)"),
+    BasisMatrix("bigram", "B̄", "current token", "next token", "(2.2)", ("B_bar",)),
+    BasisMatrix("context", "Φ̄", "next token", "context token", "(2.5)", ("Phi_bar",)),
+    BasisMatrix("value", "Φ̄ᵀB̄ᵀ", "context token", "residual direction", "(2.10)", ("Phi_bar.T", "B_bar.T")),
+    BasisMatrix("attention", "Q̄", "query token", "key token", "(2.15)", ("Q_bar",)),
+    BasisMatrix("interchange-next", "B̄ᵀB̄", "next token", "next token", "(2.7)", ("B_bar.T", "B_bar")),
+    BasisMatrix("interchange-prev", "B̄B̄ᵀ", "current token", "current token", "(2.8)", ("B_bar", "B_bar.T")),
+    BasisMatrix("composition", "Ḡ", "context token", "next token", "(2.9)", ("Phi_bar.T", "B_bar.T", "B_bar")),
 )}
 BASIS_NAMES = tuple(MATRICES)
 
@@ -212,8 +215,13 @@ class LearnedReadout:
     """A learned matrix of one layer read against the basis matrix its leading term is proportional to."""
 
     name: str  # "W_O", "V", "V·W_O", "W"
-    matrix: str  # MATRICES name of the prediction
+    matrix: str  # MATRICES name of the prediction (its row and column meaning)
     per_layer: bool
+    factors: tuple[str, ...]  # weight kinds whose product is the readout, left to right
+
+    def factor_names(self, layer: int | None) -> list[str]:
+        """Parameter names of the factors at ``layer`` (``V·W_O`` at 0 -> ``["layers.0.V", "W_O"]``)."""
+        return [param_name(k, layer if WEIGHTS[k].per_layer else None) for k in self.factors]
 
     def label(self, layer: int | None) -> str:
         """``W_O``, ``V^(l)``, ``V^(l)·W_O``, ``W^(l)``."""
@@ -226,18 +234,18 @@ class LearnedReadout:
         """The learned (V, V) matrix in float64 on the CPU."""
         import torch
 
-        f64 = lambda t: t.detach().to("cpu", torch.float64)  # noqa: E731
-        if self.name == "W_O":
-            return f64(weights["W_O"])
-        if self.name == "V·W_O":
-            return f64(weights[param_name("V", layer)]) @ f64(weights["W_O"])
-        return f64(weights[param_name(self.name, layer)])
+        out: Tensor | None = None
+        for name in self.factor_names(layer):
+            F = weights[name].detach().to("cpu", torch.float64)
+            out = F if out is None else out @ F
+        assert out is not None
+        return out
 
 
 #: Learned weights and products compared with basis matrices (docs/theory.md §7.3).
 LEARNED_READOUTS: dict[str, LearnedReadout] = {r.name: r for r in (
-    LearnedReadout("W_O", "bigram", False),
-    LearnedReadout("V", "value", True),
-    LearnedReadout("V·W_O", "composition", True),
-    LearnedReadout("W", "attention", True),
+    LearnedReadout("W_O", "bigram", False, ("W_O",)),
+    LearnedReadout("V", "value", True, ("V",)),
+    LearnedReadout("V·W_O", "composition", True, ("V", "W_O")),
+    LearnedReadout("W", "attention", True, ("W",)),
 )}

@@ -32,5 +32,10 @@ def test_demo_end_to_end(tmp_path, capsys):
     planted = read_json(out / "corpus" / "corpus.json")["planted"]
     assert sum(p["kind"] == "bigram" for p in planted) == 16 and sum(p["kind"] == "context" for p in planted) == 28
     assert re.search(r"B̄ \d+/\d+", text) and re.search(r"Φ̄/π \d+/\d+", text)
+    # planted pairs and overlap for every layer (2 here), and the sustained shadow horizon as the headline
+    assert re.search(r"W\^\(l\) \d+/\d+·\d+/\d+", text) and re.search(r"V\^\(l\)·W_O \d+/\d+·\d+/\d+", text)
+    assert re.search(r"V\^\(l\) \d\.\d\d·\d\.\d\d", text)
+    assert "validity horizon, sustained rel > 5%/20%" in text and "headline shadow (§5), minibatch SGD" in text
+    assert "\n  closed form (§3): W_O " in text
     html = (out / "run" / "report.html").read_text(encoding="utf-8")
     assert "Planted associations found in the top-5" in html

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
+import torch
+from helpers import one_line_error, run_cli
 from reference.naive import NaiveBasis, markov_corpus
 
 from leadingterms.cli import main
@@ -68,4 +71,56 @@ def test_associations_bad_inputs(stats_dir, tmp_path, capsys) -> None:
     assert main(["associations", "--stats", str(stats_dir), "cat", "--k", "0"]) == 2
     assert len(capsys.readouterr().err.strip().splitlines()) == 1
     assert main(["associations", "--stats", str(stats_dir), "cat", "--basis", "nope"]) == 2
-    assert "invalid choice" in capsys.readouterr().err
+    assert "--basis must be one of" in capsys.readouterr().err
+
+
+def test_many_tokens_many_bases_normalised_json(stats_dir, corpus, capsys) -> None:
+    from reference.readouts import naive_readout, naive_top
+
+    ref = NaiveBasis(corpus, V_)
+    rc, out, _ = run_cli(capsys, "associations", "--stats", stats_dir, "cat", "bird", "--basis", "bigram,value",
+                         "--k", "3", "--normalize", "freq", "--json")
+    assert rc == 0
+    doc = json.loads(out)
+    assert doc["normalize"] == "freq" and doc["k"] == 3 and doc["step"] is None
+    assert [(x["token"], x["readout"]) for x in doc["lists"]] == [("cat", "bigram"), ("cat", "value"),
+                                                                  ("bird", "bigram"), ("bird", "value")]
+    pi = ref.Pi.numpy()
+    for x in doc["lists"]:
+        Z = ref.B_bar.numpy() if x["readout"] == "bigram" else ref.value_direction().numpy()
+        want = naive_top(naive_readout(Z, VOCAB.index(x["token"]), False, "freq", pi), 3)
+        assert [e["value"] for e in x["top"]] == pytest.approx([v for _, v in want], rel=1e-10)
+        assert [e["rank"] for e in x["top"]] == [1, 2, 3] and x["direction"] == "row"
+    rc, out, _ = run_cli(capsys, "associations", "--stats", stats_dir, "cat", "--basis", "all", "--k", "2")
+    assert rc == 0 and out.count("row of 'cat'") == 7
+
+
+def test_learned_weights_of_a_run(run_factory, capsys) -> None:
+    run = run_factory("assoc_run", layers=2, steps=2)
+    rc, out, _ = run_cli(capsys, "associations", "--run", run, "the", "--basis", "none", "--k", "3", "--json")
+    assert rc == 0
+    doc = json.loads(out)
+    assert doc["step"] == 2
+    assert [x["readout"] for x in doc["lists"]] == ["W_O", "V^(0)", "V^(0)·W_O", "W^(0)", "V^(1)", "V^(1)·W_O",
+                                                     "W^(1)"]
+    from leadingterms.training import load_run
+
+    r = load_run(run)
+    w = r.load_checkpoint(2).weights()
+    vocab = r.basis().vocab
+    i = vocab.index("the")
+    want = (w["layers.1.V"].double() @ w["W_O"].double())[i]
+    got = next(x for x in doc["lists"] if x["readout"] == "V^(1)·W_O")["top"]
+    assert [e["value"] for e in got] == pytest.approx(torch.sort(want, descending=True).values[:3].tolist(),
+                                                       rel=1e-5)
+    rc, out, _ = run_cli(capsys, "associations", "--run", run, "--step", "1", "the", "--learned", "VW_O",
+                         "--layer", "1", "--k", "2")
+    assert rc == 0 and "V^(1)·W_O V·W_O at step 1: row of 'the'" in out and "bigram B̄: row" in out
+    one_line_error(capsys, "associations", "--run", run, "the", "--layer", "5", match="layer 5")
+    one_line_error(capsys, "associations", "--run", run, "the", "--step", "7", match="no checkpoint at step 7")
+
+
+def test_run_options_need_a_run(stats_dir, capsys) -> None:
+    one_line_error(capsys, "associations", "--stats", stats_dir, "cat", "--step", "1", match="--run")
+    one_line_error(capsys, "associations", "cat", match="--stats DIR")
+    one_line_error(capsys, "associations", "--stats", stats_dir, "cat", "--basis", "none", match="nothing to read")

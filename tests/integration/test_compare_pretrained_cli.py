@@ -6,6 +6,7 @@ import base64
 from pathlib import Path
 
 import pytest
+from helpers import render_in_chromium
 from reference.ptiny import save_model
 
 from leadingterms.cli import main
@@ -24,8 +25,19 @@ def test_run_over_local_checkpoints(tiny_steps, tiny_text, tmp_path, capsys):
                "--seq-len", "8", "--top-k", "10", "--cache-dir", str(tmp_path / "cache"), "--out", str(out)])
     assert rc == 0
     lines = capsys.readouterr().out.strip().splitlines()
-    assert [ln.split(":")[0] for ln in lines[:-1]] == ["step0", "step1", "step4"]
-    assert lines[-1].startswith(f"wrote {out}/index.json")
+    assert lines[0].startswith("each similarity as score/null/CKA")
+    assert [ln.split(":")[0] for ln in lines[1:-1]] == ["step0", "step1", "step4"]
+    assert lines[-1] == (f"wrote {out / 'report.html'} (open it in a browser); data: {out / 'index.json'}, "
+                         f"{out / 'step0' / 'similarity.json'} … (3 checkpoints), 3 figures (PNG + SVG)")
+    assert "<" not in "".join(lines)  # no placeholder like <label> in what is printed
+    # every score next to its null and its token-centred variant, on the console
+    rec1 = read_json(out / "step1" / "similarity.json")
+    mean = lambda key, sub=None: sum((r[sub][key] if sub else r[key]) for r in rec1["layers"]) / 2  # noqa: E731
+    want = f"resid_post {mean('resid_post'):.3f}/{mean('resid_post', 'null'):.3f}/" \
+           f"{mean('resid_post', 'token_centred'):.3f}"
+    assert want in lines[2], (want, lines[2])
+    ml = rec1["model_level"]
+    assert f"direct_cos {ml['direct_cos']:.3f}/{ml['direct_cos_null']:.3f}/–" in lines[2]
     index = read_json(out / "index.json")
     assert [e["step"] for e in index["entries"]] == [0, 1, 4]
     for label in ("step0", "step1", "step4"):
@@ -43,6 +55,16 @@ def test_run_over_local_checkpoints(tiny_steps, tiny_text, tmp_path, capsys):
     assert html.startswith("<p>") and "<table>" in html and html.count("data:image/png;base64,") == 3
     png = html.split("data:image/png;base64,")[1].split('"')[0]
     assert base64.b64decode(png)[:4] == b"\x89PNG"
+    # the standalone page: every table groups score | null | CKA under each metric, per layer too
+    page = (out / "report.html").read_text(encoding="utf-8")
+    for sid in ("setup", "scores", "layers", "figures"):
+        assert f'<section id="{sid}">' in page
+    n_tables = page.count("<table>")
+    assert n_tables == 2 + 2 + 3  # setup (2), layer means and model level, one per checkpoint
+    assert page.count('<th colspan="3" class="group">') == 4 + 4 + 3 * 4
+    assert page.count("<th>score</th><th>null</th><th>CKA</th>") == 4 + 4 + 3 * 4
+    assert "&lt;label&gt;" not in page and "<label>" not in page
+    render_in_chromium(out / "report.html", tmp_path, min_images=3)
 
 
 def test_several_models_and_tokenizer_cache(tiny_models, tiny_text, tmp_path):
@@ -53,6 +75,8 @@ def test_several_models_and_tokenizer_cache(tiny_models, tiny_text, tmp_path):
                "--no-plots"])
     assert rc == 0
     assert read_json(out / "tiny-gpt2" / "similarity.json")["load"]["model_type"] == "gpt2"
+    assert "No figures (compare-pretrained ran with --no-plots)" in (out / "report.html").read_text(encoding="utf-8")
+    assert not list(out.glob("*.png"))
     assert len(list((tmp_path / "cache").iterdir())) == 1  # same tokenizer + corpus: one cache entry
 
 

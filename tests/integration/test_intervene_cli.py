@@ -22,6 +22,19 @@ def test_intervene_cli_table_and_json(capsys, tiny_run):
     assert main(["intervene", "--run", str(tiny_run), "--step", "2"]) == 0
     res = json.loads((tiny_run / "intervention.json").read_text())
     assert res["step"] == 2 and res["n_sequences"] == 20
+    assert res["control"] == "none" and "loss_control" not in res["rows"][0]
+
+
+def test_intervene_cli_random_control(capsys, tiny_run):
+    args = ["intervene", "--run", str(tiny_run), "--max-sequences", "8", "--control", "random",
+            "--control-seeds", "2", "--seed", "4"]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "random, Δloss mean" in out and "seeds [4, 5]" in out
+    res = json.loads((tiny_run / "intervention.json").read_text())
+    assert res["control"] == "random" and res["control_seeds"] == [4, 5]
+    assert all(len(r["loss_control"]) == 2 for r in res["rows"])
+    assert main(args[:-4] + ["--control", "wrong"]) == 2
 
 
 @pytest.mark.parametrize("args, msg", [

@@ -41,6 +41,9 @@ def test_train_writes_run_and_resumes_with_saved_options(corpus, tmp_path, capsy
     assert {"step", "epoch", "loss", "val_loss", "closed_form", "shadow", "second_order", "layer_spread"} <= set(rows[-1])
     summary = json.loads((out / "summary.json").read_text())
     assert summary["steps"] == 6 and summary["steps_per_s"] > 0 and "validity_horizon" in summary
+    # the headline horizon and why, in plain words (batch 4 of the corpus: minibatch SGD -> the shadow)
+    assert summary["horizon"]["headline"] == "shadow" and summary["horizon"]["regime"] == "minibatch SGD"
+    assert "headline shadow (§5), minibatch SGD: W_O " in printed and "  why shadow (§5): minibatch SGD" in printed
     assert (out / "checkpoints" / "step_000006.safetensors").is_file() and (out / "basis").is_dir()
     # --resume with only the new length: the other options come from the saved run
     assert main(["train", "--out", str(out), "--resume", "--steps", "9"]) == 0

@@ -11,7 +11,8 @@ from reference.naive import naive_loss as reference_loss
 from reference.naive import reference_closed_form, reference_direction
 
 from leadingterms.basis import compute_basis
-from leadingterms.intervene import format_table, intervene, project_out
+from leadingterms.errors import LeadingTermsError
+from leadingterms.intervene import format_table, intervene, project_out, remove_random
 from leadingterms.model import AttentionOnlyTransformer, ModelConfig
 
 V, T, N, L = 7, 6, 9, 2
@@ -104,3 +105,38 @@ def test_projection_removal_is_orthogonal():
     assert abs(float((project_out(W32, T64) * T64).sum())) < 1e-10
     # a zero direction leaves the weight unchanged
     assert torch.equal(project_out(W32, torch.zeros(6, 6)), W32.double())
+
+
+def test_random_control_removes_the_same_norm_along_a_random_direction(corpus):
+    """docs/theory.md (7.3) written here: W - (|<W,T>|/||T||) R/||R||, R i.i.d. N(0,1) from the seed."""
+    tokens, basis = corpus
+    g = torch.Generator().manual_seed(2)
+    names = ["W_O"] + [f"layers.{l}.{x}" for l in range(L) for x in "WVP"]
+    dirs = {k: reference_direction(basis, k) for k in names}
+    weights = {k: 0.8 * d / d.norm() + 0.3 * torch.randn(d.shape, generator=g, dtype=torch.float64)
+               for k, d in dirs.items()}
+    model = make_model(weights)
+    res = intervene(model, basis, tokens, step=3, lr=1.0, control_seeds=[5, 6])
+    assert res.control == "random" and res.control_seeds == [5, 6]
+    for r in res.rows:
+        name = r["param"]
+        W, Tdir = weights[name], dirs[name]
+        removed_norm = abs(float((W * Tdir).sum())) / float(Tdir.norm())
+        assert float((W - project_out(W, Tdir)).norm()) == pytest.approx(removed_norm, rel=1e-12)
+        assert len(r["loss_control"]) == 2
+        for seed, loss in zip((5, 6), r["loss_control"], strict=True):
+            R = torch.randn(W.shape, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+            assert float((W - remove_random(W, Tdir, R)).norm()) == pytest.approx(removed_norm, rel=1e-12)
+            ref = naive_loss(dict(weights, **{name: W - removed_norm * R / R.norm()}), tokens)
+            assert rel(loss, ref) < 1e-12, name
+        assert r["loss_control"][0] != r["loss_control"][1]  # two seeds, two directions
+    table = format_table(res)
+    assert "random, Δloss mean" in table and "seeds [5, 6]" in table
+    assert "loss_control" not in intervene(model, basis, tokens, step=3, lr=1.0).rows[0]
+
+
+def test_remove_random_edge_cases():
+    W = torch.ones(3, 3, dtype=torch.float64)
+    assert torch.equal(remove_random(W, torch.zeros(3, 3), torch.ones(3, 3)), W)  # nothing to remove
+    with pytest.raises(LeadingTermsError):
+        remove_random(W, W, torch.ones(4))

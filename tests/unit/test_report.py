@@ -4,14 +4,12 @@ headless-Chromium render (skips where Chromium is absent) that keeps a screensho
 from __future__ import annotations
 
 import base64
-import os
 import re
-import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
 import torch
+from helpers import render_in_chromium
 
 from leadingterms.analyses import default_tokens, frequent_ids, planted_recovery
 from leadingterms.errors import LeadingTermsError
@@ -69,18 +67,49 @@ def test_report_pretrained_section_and_options(run_dir, monkeypatch, tmp_path):
         build_report(ReportConfig(run=str(run), out=str(tmp_path / "x.html"), step=5))
 
 
-def test_compare_step_within_horizon():
-    class FakeRun:
-        checkpoints = {0: "", 1: "", 2: "", 4: "", 8: "", 12: ""}
-        summary = {"validity_horizon": {"closed_form": {"W_O": {"5%": 4, "20%": None},
-                                                        "layers.0.W": {"5%": 2, "20%": 9}}}}
-        metrics: list = []
+def _fake_run(rels: dict[str, dict[str, list[float]]], *, N: int, batch_size: int, summary=None):
+    """A run-like object: checkpoints 0, 1, 2, 4, 8, 12 and metrics logged at 2, 4, ..., 12."""
+    from types import SimpleNamespace
 
-    assert compare_step(FakeRun()) == 12
-    assert compare_step(FakeRun(), within_horizon=True) == 8
-    assert compare_step(FakeRun(), step=2, within_horizon=True) == 2
-    FakeRun.summary["validity_horizon"]["closed_form"]["W_O"]["20%"] = 1
-    assert compare_step(FakeRun(), within_horizon=True) == 1  # nothing before: the first checkpoint
+    steps = [2, 4, 6, 8, 10, 12]
+    metrics = [{"step": s, **{kind: {w: {"rel": v[i]} for w, v in by_w.items()} for kind, by_w in rels.items()}}
+               for i, s in enumerate(steps)]
+    cfg = SimpleNamespace(lr=0.1, batch_size=batch_size, grad_accum=1, track=("closed_form", "shadow"))
+    return SimpleNamespace(checkpoints={s: "" for s in (0, 1, 2, 4, 8, 12)}, metrics=metrics, config=cfg,
+                           info={"N": N}, summary=summary)
+
+
+def test_compare_step_within_horizon_uses_the_headline_sustained_horizon():
+    # the closed form is above 20% from the start (batch noise); the shadow crosses for good at step 10
+    rels = {"closed_form": {"W_O": [0.3] * 6, "layers.0.W": [0.5] * 6},
+            "shadow": {"W_O": [0.01, 0.25, 0.1, 0.15, 0.21, 0.3], "layers.0.W": [0.01] * 6}}
+    sgd = _fake_run(rels, N=100, batch_size=10)
+    assert compare_step(sgd) == 12
+    assert compare_step(sgd, within_horizon=True) == 8  # the excursion at step 4 does not count
+    assert compare_step(sgd, step=2, within_horizon=True) == 2
+    gd = _fake_run(rels, N=10, batch_size=10)  # full batch: the closed form is the headline
+    assert compare_step(gd, within_horizon=True) == 1  # nothing before its crossing at 2: the first checkpoint
+    held = _fake_run({"shadow": {"W_O": [0.01] * 6}}, N=100, batch_size=10)
+    assert compare_step(held, within_horizon=True) == 12
+    # a run written before sustained horizons (old first-crossing validity_horizon in its summary) is recomputed
+    old = _fake_run(rels, N=100, batch_size=10, summary={"validity_horizon": {"shadow": {"W_O": {"20%": 4}}}})
+    assert compare_step(old, within_horizon=True) == 8
+
+
+def test_report_on_a_run_written_before_sustained_horizons(run_dir, tmp_path):
+    import json
+    import shutil
+
+    old = tmp_path / "old"
+    shutil.copytree(run_dir, old)
+    summary = json.loads((old / "summary.json").read_text())
+    del summary["horizon"]  # as written before the change: first crossings under validity_horizon only
+    summary["validity_horizon"] = {"closed_form": {"W_O": {"5%": 1, "20%": 1}}}
+    (old / "summary.json").write_text(json.dumps(summary))
+    res = build_report(ReportConfig(run=str(old), k=3, within_horizon=True, heatmap_tokens=6))
+    html = res.path.read_text(encoding="utf-8")
+    assert "written before summary.json recorded sustained horizons" in html
+    assert "<b>Headline: the shadow (§5)</b>" in html  # batch 10 of 40 stories: minibatch SGD
 
 
 def test_planted_recovery_matches_naive_topk(run_dir):
@@ -105,6 +134,32 @@ def test_planted_recovery_matches_naive_topk(run_dir):
     assert by[("context", "Φ̄/π")]["total"] == 1
 
 
+def test_planted_recovery_reads_every_layer(run_dir):
+    from leadingterms.training import load_run
+
+    run = load_run(run_dir)
+    basis, weights = run.basis(), run.load_checkpoint().weights()
+    vocab = basis.vocab
+    planted = [{"kind": "bigram", "a": "bird", "b": "flew"}, {"kind": "bigram", "a": "dog", "b": "barked"},
+               {"kind": "context", "a": "beach", "b": "shell"}]
+    rec = planted_recovery(basis, vocab, planted, weights=weights, k=5)
+    assert [(r["readout"], r["layer"]) for r in rec] == [
+        ("B̄", None), ("W_O", None), ("Q̄", None), ("W^(0)", 0), ("W^(1)", 1),
+        ("Φ̄/π", None), ("Ḡ", None), ("V^(0)·W_O", 0), ("V^(1)·W_O", 1)]
+
+    def top5(row):  # naive: sort descending, ties by the smaller id
+        return sorted(range(len(row)), key=lambda j: (-row[j], j))[:5]
+
+    for l in (0, 1):
+        W = weights[f"layers.{l}.W"].double()
+        expect = sum(vocab.index(a) in top5(W[vocab.index(b)].tolist()) for a, b in [("bird", "flew"), ("dog", "barked")])
+        got = next(r for r in rec if r["readout"] == f"W^({l})")
+        assert got["hits"] == expect and got["total"] == 2 and "row b of the learned W^(" + str(l) + ")" in got["description"]
+        VW = (weights[f"layers.{l}.V"].double() @ weights["W_O"].double())[vocab.index("beach")].tolist()
+        got = next(r for r in rec if r["readout"] == f"V^({l})·W_O")
+        assert got["hits"] == int(vocab.index("shell") in top5(VW))
+
+
 def test_default_tokens(run_dir):
     from leadingterms.training import load_run
 
@@ -119,42 +174,5 @@ def test_default_tokens(run_dir):
     assert float(basis.Pi[vocab.index(freq[0])]) == float(torch.max(basis.Pi))
 
 
-def _chromium() -> str | None:
-    for name in ("chromium", "chromium-browser", "google-chrome"):
-        p = shutil.which(name) or (f"/usr/bin/{name}" if os.path.exists(f"/usr/bin/{name}") else None)
-        if p:
-            return p
-    return None
-
-
-CHROME_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                "--hide-scrollbars"]
-
-
 def test_report_renders_in_headless_chromium(run_dir, tmp_path):
-    chrome = _chromium()
-    if chrome is None:
-        pytest.skip("Chromium not installed (apt-get install chromium); the browser check is skipped")
-    report = run_dir / "report.html"
-    # 1. screenshot + console: no script errors, nothing failed to load
-    shot = tmp_path / "report.png"
-    proc = subprocess.run([chrome, *CHROME_FLAGS, f"--user-data-dir={tmp_path / 'ud1'}", "--enable-logging=stderr",
-                           "--v=0", f"--screenshot={shot}", "--window-size=1280,4000", report.as_uri()],
-                          capture_output=True, text=True, timeout=120)
-    assert shot.is_file() and shot.stat().st_size > 20_000, proc.stderr[-2000:]
-    log = proc.stderr
-    for bad in ("Uncaught", "ERROR:CONSOLE", "net::ERR_", "Failed to load resource"):
-        assert bad not in log, [line for line in log.splitlines() if bad in line][:5]
-    # 2. every image decoded: a copy of the page with a probe script writes a marker into the DOM
-    probe = tmp_path / "probe.html"
-    script = ("<script>window.addEventListener('load',function(){var im=Array.from(document.images);"
-              "var ok=im.filter(function(i){return i.complete&&i.naturalWidth>0;}).length;"
-              "document.body.setAttribute('data-probe','imgs='+im.length+' ok='+ok);});</script>")
-    probe.write_text(report.read_text(encoding="utf-8").replace("</body>", script + "</body>"), encoding="utf-8")
-    dom = subprocess.run([chrome, *CHROME_FLAGS, f"--user-data-dir={tmp_path / 'ud2'}", "--virtual-time-budget=10000",
-                          "--dump-dom", probe.as_uri()], capture_output=True, text=True, timeout=120).stdout
-    m = re.search(r'data-probe="imgs=(\d+) ok=(\d+)"', dom)
-    assert m, dom[-500:]
-    n, ok = int(m.group(1)), int(m.group(2))
-    assert n >= 4 and ok == n, (n, ok)
+    render_in_chromium(run_dir / "report.html", tmp_path, min_images=4)

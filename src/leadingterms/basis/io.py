@@ -17,7 +17,7 @@ import torch
 
 from leadingterms.basis.types import Basis
 from leadingterms.errors import LeadingTermsError
-from leadingterms.persist import folder_of, load_tensors, read_json, save_tensors, write_json
+from leadingterms.persist import folder_of, load_tensors, map_tensors, read_json, save_tensors, write_json
 
 TENSORS_FILE = "basis.safetensors"
 META_FILE = "basis.json"
@@ -53,8 +53,11 @@ def save_basis(out_dir: str | Path, basis: Basis, extra_meta: dict[str, Any] | N
     write_json(out / META_FILE, full)
 
 
-def load_basis(path: str | Path, expected_hash: str | None = None) -> Basis:
+def load_basis(path: str | Path, expected_hash: str | None = None, *, mmap: bool = False) -> Basis:
     """Load a basis written by :func:`save_basis`; one-line errors for missing/corrupt/mismatched files.
+
+    ``mmap``: memory-map the tensors (:func:`leadingterms.persist.map_tensors`) instead of reading
+    them: opening costs a header parse and a readout touches only the rows it uses.
 
     ``path``: the basis folder, or its basis.safetensors / basis.json. ``expected_hash``: the token
     store's ``content_hash``; a basis of another corpus is refused.
@@ -66,7 +69,7 @@ def load_basis(path: str | Path, expected_hash: str | None = None) -> Basis:
     meta = read_json(p / META_FILE, what="basis metadata")
     if not isinstance(meta, dict) or any(k not in meta for k in ("N", "T", "V")):
         raise LeadingTermsError(f"basis metadata {p / META_FILE} is corrupt: it lacks N, T or V")
-    tensors, header = load_tensors(p / TENSORS_FILE, what="basis tensor file")
+    tensors, header = (map_tensors if mmap else load_tensors)(p / TENSORS_FILE, what="basis tensor file")
     try:
         N, T, V = int(meta["N"]), int(meta["T"]), int(meta["V"])
     except (TypeError, ValueError):
@@ -95,7 +98,7 @@ def load_basis(path: str | Path, expected_hash: str | None = None) -> Basis:
     basis = Basis(B_bar=tensors["B_bar"], Phi_bar=tensors["Phi_bar"], Q_bar=tensors["Q_bar"],
                   Delta=tensors["Delta"], Pi=tensors["Pi"], A_bar=tensors["A_bar"], N=N, T=T, V=V,
                   vocab=None if vocab is None else [str(v) for v in vocab], meta=rest)
-    if "G_bar" in tensors:
+    if "G_bar" in tensors and not mmap:
         basis._cache["M"] = tensors["G_bar"].T.contiguous()
     return basis
 

@@ -10,7 +10,11 @@ from leadingterms.pretrained.compare import CompareConfig, CompareResult, run_co
 
 def show(result: CompareResult) -> Iterator[str]:
     yield from summary_lines(result)
-    yield f"wrote {result.path}/index.json, one similarity.json per checkpoint and {len(result.figures)} figures"
+    labels = [e["label"] for e in result.index["entries"]]
+    more = f" … ({len(labels)} checkpoints)" if len(labels) > 1 else ""
+    files = f"{result.path / labels[0] / 'similarity.json'}{more}"
+    figures = f", {len(result.figures) // 2} figures (PNG + SVG)" if result.figures else ""
+    yield f"wrote {result.report} (open it in a browser); data: {result.path / 'index.json'}, {files}{figures}"
 
 
 COMMAND = Command(

@@ -11,6 +11,7 @@ from leadingterms.errors import LeadingTermsError
 from leadingterms.training import RunResult, TrainConfig, train
 from leadingterms.training.config import RESUME_MUST_MATCH
 from leadingterms.training.rundir import saved_config
+from leadingterms.training.tracking import horizon_lines
 from leadingterms.validate import flag
 
 #: saved fields a resumed run takes when the command line does not give them
@@ -58,6 +59,8 @@ def show(res: RunResult) -> Iterator[str]:
             name, worst = max(cmp.items(), key=lambda kv: kv[1]["rel"])
             cos = min((v["cos"] for v in cmp.values() if v.get("cos") is not None), default=float("nan"))
             yield f"{kind:<13} worst rel {worst['rel']:.4g} ({name}); min cos {cos:.6g}"
+    if res.summary.get("horizon"):
+        yield from horizon_lines(res.summary["horizon"])
 
 
 COMMAND = Command(
@@ -66,11 +69,13 @@ COMMAND = Command(
     description="Train the model of docs/theory.md §1 with SGD (or Adam, outside the theory) on a token store. "
     "Every --log-every steps (and at step 0 and the end) RUN/metrics.jsonl gets the loss and the cosine / "
     "relative error of every weight against the closed form (§3), the SGD shadow (§5) and the second-order "
-    "terms (§4); RUN/summary.json records the validity horizon. Before the first step it prints the estimated "
-    "time per step, total time, peak memory and disk, and refuses when memory or disk would not suffice "
-    "(--dry-run: print the estimate and stop). Checkpoints in RUN/checkpoints/ (a bounded set: early log-spaced "
-    "steps, every --checkpoint-every steps, the last) allow a bit-identical --resume; with --resume every "
-    "option not given is taken from the saved run.",
+    "terms (§4); RUN/summary.json records the validity horizons (sustained crossings, in steps and "
+    "s·η) and which one is the headline: the shadow under minibatch SGD, the closed form under full-batch GD "
+    "(docs/theory.md §6.3). Before the first step it prints the estimated time per step, total time, peak "
+    "memory and disk, and refuses when memory or disk would not suffice (--dry-run: print the estimate and "
+    "stop). Checkpoints in RUN/checkpoints/ (a bounded set: early log-spaced steps, every --checkpoint-every "
+    "steps, the last) allow a bit-identical --resume; with --resume every option not given is taken from the "
+    "saved run.",
     usage="leadingterms train --corpus DIR --layers L --lr ETA --batch-size B (--steps S | --epochs E) "
     "--out RUN [options]\n       leadingterms train --out RUN --resume [--steps S | --epochs E] [options]",
     config=TrainConfig,

@@ -20,7 +20,8 @@ Model-level comparisons with B̄ (no layer; ``model_level`` in similarity.json):
 
 Outputs: ``OUT/basis.safetensors`` + ``basis.json`` (the statistics of the first tokenizer; any
 other tokenizer gets ``basis-<fingerprint>.*``), ``OUT/<label>/similarity.json`` per
-model/revision, ``OUT/index.json`` and the figures (:mod:`~leadingterms.pretrained.plots`).
+model/revision, ``OUT/index.json``, the figures (:mod:`~leadingterms.pretrained.plots`) and the page
+``OUT/report.html`` (:mod:`~leadingterms.pretrained.report`).
 """
 
 from __future__ import annotations
@@ -240,7 +241,9 @@ def run_compare(cfg: CompareConfig) -> CompareResult:
         from leadingterms.pretrained.plots import plot_all
 
         figures = plot_all(out)
-    return CompareResult(out, index, figures)
+    from leadingterms.pretrained.report import write_pretrained_report
+
+    return CompareResult(out, index, figures, report=write_pretrained_report(out))
 
 
 @dataclass
@@ -250,19 +253,47 @@ class CompareResult:
     path: Path
     index: dict[str, Any]
     figures: list[Path] = field(default_factory=list)
+    report: Path | None = None  # OUT/report.html
     notes: list[str] = field(default_factory=list)
 
 
+#: Model-level similarities with B̄ (docs/theory.md (8.7), (8.8)): Gram ones have a token-centred variant.
+MODEL_LEVEL_KEYS = ("direct_gram", "logits_gram", "direct_cos", "logits_cos")
+#: The three variants every score is shown with: (8.3) raw, (8.5) null, (8.6) token-centred (linear CKA).
+VARIANTS = ("score", "null", "cka")
+
+
+def score_variants(rec: dict[str, Any], layer: int | None = None) -> dict[str, dict[str, float | None]]:
+    """Every similarity of a similarity.json record with its null and token-centred (CKA) variant:
+    {metric: {"score", "null", "cka"}}. ``layer`` None: the per-layer metrics averaged over the layers,
+    and the model-level ones; else that layer's metrics only. A cosine of row-centred matrices
+    (``*_cos``) has no token-centred variant (None)."""
+    rows = rec["layers"] if layer is None else [r for r in rec["layers"] if r["layer"] == layer]
+    mean = lambda vals: float(sum(vals) / len(vals)) if vals else None  # noqa: E731
+    out: dict[str, dict[str, float | None]] = {}
+    for m in (*RESID_KEYS, "qk_mean"):
+        out[m] = {"score": mean([r[m] for r in rows]),
+                  "null": mean([r["null"][m] for r in rows if "null" in r]),
+                  "cka": mean([r["token_centred"][m] for r in rows if "token_centred" in r])}
+    if layer is None:
+        ml = rec["model_level"]
+        for m in MODEL_LEVEL_KEYS:
+            out[m] = {"score": ml.get(m), "null": ml.get(f"{m}_null"), "cka": ml.get(f"{m}_token_centred")}
+    return out
+
+
 def summary_lines(result: CompareResult) -> list[str]:
-    """One line per model/revision: mean over layers of each similarity."""
+    """A legend line, then one line per model/revision: every similarity as score/null/CKA (layer means)."""
     from leadingterms.persist import read_json
 
-    lines = []
+    def three(v: dict[str, float | None]) -> str:
+        return "/".join("–" if v[k] is None else f"{v[k]:.3f}" for k in VARIANTS)
+
+    lines = ["each similarity as score/null/CKA: score (8.3), its token-permuted null (8.5) -- a score near its "
+             "null carries no token-level agreement -- and the token-centred variant (8.6, linear CKA); per-layer "
+             "scores are means over the layers"]
     for e in result.index["entries"]:
         rec = read_json(result.path / e["label"] / "similarity.json")
-        means = {k: sum(r[k] for r in rec["layers"]) / len(rec["layers"]) for k in (*RESID_KEYS, "qk_mean")}
-        ml = rec["model_level"]
-        lines.append(f"{e['label']}: " + " ".join(f"{k}={v:.3f}" for k, v in means.items())
-                     + f" direct_cos={ml['direct_cos']:.3f}")
+        scores = score_variants(rec)
+        lines.append(f"{e['label']}: " + ", ".join(f"{k} {three(v)}" for k, v in scores.items()))
     return lines
-

@@ -2,7 +2,8 @@
 
 Reads ``OUT/index.json`` and ``OUT/<label>/similarity.json`` and writes (PNG + SVG):
 
-- ``similarity_heatmap``: layer × checkpoint heatmaps of resid_pre, resid_mid, resid_post, qk_mean;
+- ``similarity_heatmap``: layer × checkpoint heatmaps of resid_pre, resid_mid, resid_post, qk_mean: the score
+  (docs/theory.md (8.3)), its distance from the token-permuted null (8.5) and the token-centred variant (8.6);
 - ``similarity_lines``: the same across checkpoints, one line per layer (dashed: the
   token-permuted null baseline averaged over layers), plus the model-level comparisons with B̄;
 - ``similarity_heads``: per-head qk similarity, rows = (layer, head), columns = checkpoints.
@@ -42,6 +43,26 @@ def table(records: list[dict[str, Any]], metric: str) -> np.ndarray:
     return out
 
 
+def variant_table(records: list[dict[str, Any]], metric: str, variant: str) -> np.ndarray:
+    """(layers, checkpoints) of the ``null`` or ``token_centred`` variant of a per-layer metric; NaN where
+    absent."""
+    L = max(r["n_layers"] for r in records)
+    out = np.full((L, len(records)), np.nan)
+    for j, r in enumerate(records):
+        for row in r["layers"]:
+            if variant in row:
+                out[row["layer"], j] = row[variant][metric]
+    return out
+
+
+def _layer_ticks(ax: Any, L: int) -> None:
+    """Integer layer numbers on the y axis (at most about 12 labelled)."""
+    step = max(1, int(np.ceil(L / 12)))
+    ax.set_yticks(range(0, L, step))
+    ax.set_yticklabels([str(l) for l in range(0, L, step)], fontsize=7)
+    ax.set_ylabel("layer", fontsize=8)
+
+
 def _x(records: list[dict[str, Any]]) -> tuple[np.ndarray, bool]:
     steps = [r.get("step") for r in records]
     if all(s is not None for s in steps):
@@ -70,15 +91,33 @@ def plot_all(out_dir: str | Path) -> list[Path]:
     x, is_step = _x(records)
     paths: list[Path] = []
 
-    fig, axes = plt.subplots(1, len(METRICS), figsize=(3.6 * len(METRICS), 3.4), squeeze=False)
-    for ax, m in zip(axes[0], METRICS, strict=True):
-        im = ax.imshow(table(records, m), aspect="auto", origin="lower", vmin=-1 if m == "qk_mean" else 0, vmax=1,
-                       cmap="viridis", interpolation="nearest")
-        ax.set_title(m)
-        ax.set_ylabel("layer")
-        _xticks(ax, records, is_step, heat=True)
-        fig.colorbar(im, ax=ax, fraction=0.046)
-    fig.suptitle("Gram similarity with the predicted features (rows: layer, columns: checkpoint)", y=1.03)
+    L = max(r["n_layers"] for r in records)
+    rows = (("score", "score (8.3)"), ("minus_null", "score − null (8.5)"),
+            ("token_centred", "token-centred, CKA (8.6)"))
+    fig, axes = plt.subplots(len(rows), len(METRICS), squeeze=False, layout="constrained",
+                             figsize=(3.3 * len(METRICS) + 1.0, 2.3 * len(rows) + 0.4 + 0.05 * L))
+    gap = {m: table(records, m) - variant_table(records, m, "null") for m in METRICS}
+    finite = np.concatenate([g[np.isfinite(g)] for g in gap.values()])
+    gap_lim = max(float(np.abs(finite).max()) if finite.size else 0.0, 0.05)  # one scale for the row
+    for i, (variant, row_title) in enumerate(rows):
+        for ax, m in zip(axes[i], METRICS, strict=True):
+            if variant == "score":
+                data, cmap, lim = table(records, m), "viridis", ((-1.0 if m == "qk_mean" else 0.0), 1.0)
+            elif variant == "minus_null":
+                data, cmap, lim = gap[m], "RdBu_r", (-gap_lim, gap_lim)
+            else:
+                data, cmap, lim = variant_table(records, m, "token_centred"), "RdBu_r", (-1.0, 1.0)
+            im = ax.imshow(data, aspect="auto", origin="lower", vmin=lim[0], vmax=lim[1], cmap=cmap,
+                           interpolation="nearest")
+            ax.set_title(f"{m}: {row_title}", fontsize=8)
+            _layer_ticks(ax, L)
+            if i == len(rows) - 1:
+                _xticks(ax, records, is_step, heat=True)
+            else:
+                ax.set_xticks([])
+            fig.colorbar(im, ax=ax, shrink=0.9, pad=0.02).ax.tick_params(labelsize=7)
+    fig.suptitle("Gram similarity with the predicted features per layer (rows) and checkpoint (columns)",
+                 fontsize=10)
     paths += save_figure(fig, out_dir, "similarity_heatmap", tight=True)
 
     fig, axes = plt.subplots(1, len(METRICS) + 1, figsize=(3.6 * (len(METRICS) + 1), 3.4), squeeze=False)
@@ -91,10 +130,7 @@ def plot_all(out_dir: str | Path) -> list[Path]:
                                    ("token_centred", ":", "token-centred (CKA)")):
             if not all(extra in row for r in records for row in r["layers"]):
                 continue
-            ext = np.full(tab.shape, np.nan)
-            for j, r in enumerate(records):
-                for row in r["layers"]:
-                    ext[row["layer"], j] = row[extra][m]
+            ext = variant_table(records, m, extra)
             for l in range(tab.shape[0]):
                 ax.plot(x, ext[l], style, lw=0.9, color=cmap(l / max(tab.shape[0], 1)),
                         label=f"{name}" if l == tab.shape[0] - 1 else None)
@@ -127,8 +163,10 @@ def plot_all(out_dir: str | Path) -> list[Path]:
     fig, ax = plt.subplots(figsize=(max(4.0, 0.25 * len(records) + 3), max(3.0, 0.12 * L * H + 1.5)))
     im = ax.imshow(heads, aspect="auto", origin="lower", vmin=-1, vmax=1, cmap="RdBu_r", interpolation="nearest")
     ax.set_yticks([l * H + (H - 1) / 2 for l in range(L)])
-    ax.set_yticklabels([f"L{l}" for l in range(L)], fontsize=7)
-    ax.set_ylabel(f"layer (each {H} heads)")
+    ax.set_yticklabels([str(l) for l in range(L)], fontsize=7)
+    for l in range(1, L):
+        ax.axhline(l * H - 0.5, color="k", lw=0.6)
+    ax.set_ylabel(f"layer ({H} heads each, head 0 at the bottom)")
     _xticks(ax, records, is_step, heat=True)
     fig.colorbar(im, ax=ax, fraction=0.046)
     ax.set_title("per-head qk similarity with Q̄")

@@ -19,20 +19,21 @@ from leadingterms.basis import Basis
 from leadingterms.config import check_config, option
 from leadingterms.corpus.store import TokenStore
 from leadingterms.errors import LeadingTermsError
-from leadingterms.report.html import esc, html_table, image, kv_table, page, table, tokens_cell
+from leadingterms.report.html import esc, fmt, html_table, image, kv_table, page, table, tokens_cell
 from leadingterms.training.runs import Run
+from leadingterms.training.tracking import PREDICTION_NAMES
 from leadingterms.validate import nonnegative_int, positive_int
 
 REPORT_FILE = "report.html"
 FIGURES_DIR = "figures"
 PRETRAINED_DIR = "pretrained"
 SECTION_IDS = ("configuration", "corpus", "basis", "tracking", "horizon", "intervention", "associations")
-_PRED_LABELS = {"closed_form": "closed form §3", "second_order": "second order §4", "shadow": "shadow §5"}
 #: basis matrices shown in the basis section (names of leadingterms.associations)
 BASIS_READOUTS = ("bigram", "value", "composition", "attention", "interchange-next", "interchange-prev")
 
 
-def _at_least_two(value: Any, name: str) -> int:
+def at_least_two(value: Any, name: str) -> int:
+    """An integer >= 2 (a check for :func:`leadingterms.config.option`)."""
     if positive_int(value, name) < 2:
         raise LeadingTermsError(f"--{name.replace('_', '-')} must be an integer >= 2, got {value!r}")
     return int(value)
@@ -49,10 +50,11 @@ class ReportConfig:
     k: int = option(5, help="top-k of each readout", check=positive_int)
     step: int | None = option(None, help="checkpoint compared with the predictions (default: the latest)",
                               metavar="S", check=nonnegative_int, exclusive="which_step")
-    within_horizon: bool = option(False, help="compare the last checkpoint before any closed-form relative error "
-                                  "exceeds 20%", exclusive="which_step")
+    within_horizon: bool = option(False, help="compare the last checkpoint before the headline horizon (the "
+                                  "shadow's under minibatch SGD, the closed form's under full-batch GD): the "
+                                  "earliest sustained crossing of 20% relative error", exclusive="which_step")
     heatmap_tokens: int = option(50, help="heatmaps and overlap over the N most frequent tokens", metavar="N",
-                                 check=_at_least_two)
+                                 check=at_least_two)
     pretrained: str | None = option(None, help="a `compare-pretrained --out DIR` folder to include",
                                     metavar="DIR")
 
@@ -72,10 +74,11 @@ def compare_step(run: Run, step: int | None = None, within_horizon: bool = False
     """The checkpoint whose weights the report compares with the predictions.
 
     ``step`` if given; else with ``within_horizon`` the last checkpoint (after step 0) before the
-    first logged step at which any closed-form relative error exceeds 20% (the latest one if none
-    does); else the latest checkpoint. None when the run has no checkpoint after step 0.
+    headline horizon (docs/theory.md §6.3: the shadow's under minibatch SGD, the closed form's under
+    full-batch GD): the earliest sustained crossing of 20% over the weights (the latest checkpoint if
+    none crossed); else the latest checkpoint. None when the run has no checkpoint after step 0.
     """
-    from leadingterms.training.tracking import validity_horizon
+    from leadingterms.training.tracking import run_horizon
 
     if step is not None:
         return step
@@ -83,9 +86,9 @@ def compare_step(run: Run, step: int | None = None, within_horizon: bool = False
     if not steps:
         return None
     if within_horizon:
-        hz: dict[str, Any] = (run.summary or {}).get("validity_horizon") or validity_horizon(run.metrics)
-        crossings: list[int] = [int(v["20%"]) for v in (hz.get("closed_form") or {}).values()
-                                if v.get("20%") is not None]
+        h = run_horizon(run)
+        by_weight = h["by_prediction"].get(h["headline"]) or {}
+        crossings = [int(hz["20%"]["step"]) for hz in by_weight.values() if hz.get("20%") is not None]
         if crossings:
             before = [s for s in steps if s < min(crossings)]
             return before[-1] if before else steps[0]
@@ -178,36 +181,49 @@ def section_tracking(fig_dir: Path, have_positional: bool, have_val: bool = Fals
 
 
 def section_horizon(run: Run) -> str:
-    from leadingterms.training.tracking import validity_horizon
+    from leadingterms.training.tracking import format_crossing, run_horizon
 
-    horizon = (run.summary or {}).get("validity_horizon") or validity_horizon(run.metrics)
-    if not horizon:
+    h = run_horizon(run)
+    by_pred = h["by_prediction"]
+    if not by_pred:
         return "<p>No predictions were tracked in this run.</p>"
-    kinds = [k for k in _PRED_LABELS if k in horizon]
+    head = h["headline"]
+    if head is None:
+        return f"<p>{esc(h['why'])}.</p>"
+    kinds = [head, *[k for k in PREDICTION_NAMES if k != head and k in by_pred]]
     names: list[str] = []
     for k in kinds:
-        names += [n for n in horizon[k] if n not in names]
+        names += [n for n in by_pred.get(k, {}) if n not in names]
     last = run.metrics[-1] if run.metrics else {}
-    header = ["weight"] + [f"{_PRED_LABELS[k]}: {t}" for k in kinds for t in ("5%", "20%")] + \
-             [f"final rel ({_PRED_LABELS[k]})" for k in kinds]
+    thresholds = h["thresholds"]
+    header = ["weight"] + [f"{PREDICTION_NAMES[k]}{' (headline)' if k == head else ''}: {t}"
+                           for k in kinds for t in thresholds]
+    header += [f"final rel, {PREDICTION_NAMES[k]}" for k in kinds]
     rows, cls = [], []
     for n in names:
         row: list[Any] = [n]
         c = [""]
         for k in kinds:
-            for t in ("5%", "20%"):
-                v = horizon[k].get(n, {}).get(t) if n in horizon[k] else "n/a"
-                row.append("never" if v is None else v)
-                c.append("hit" if v is None else "")
+            for t in thresholds:
+                hz = by_pred.get(k, {}).get(n)
+                row.append("n/a" if hz is None else format_crossing(hz[t]))
+                c.append("hit" if hz is not None and hz[t] is None else ("miss" if k == head else ""))
         for k in kinds:
             row.append(((last.get(k) or {}).get(n) or {}).get("rel"))
             c.append("")
         rows.append(row)
         cls.append(c)
-    end = last.get("step", "?")
-    return (f"<p>First logged step at which the relative error exceeds 5% and 20% (“never”: not within the "
-            f"run's {esc(end)} steps). The theory is a small-step expansion: its horizon shrinks like 1/η.</p>"
-            + table(header, rows, cls=cls))
+    written_before = run.summary is not None and "horizon" not in run.summary
+    old = ('<p class="note">This run was written before summary.json recorded sustained horizons; they are '
+           "computed here from its metrics.jsonl.</p>") if written_before else ""
+    return (f"<p><b>Headline: the {esc(PREDICTION_NAMES[head])}</b> — {esc(h['why'])}.</p>"
+            f"<p>Horizon = the first logged step after which the relative error ‖W − Ŵ‖<sub>F</sub>/‖W‖"
+            f"<sub>F</sub> stays above the threshold until the end of the run (a sustained crossing, "
+            f"docs/theory.md (6.5)); a noisy excursion that comes back below does not count. Given in steps s "
+            f"and in s·η (η = {esc(h['lr'])}), the expansion parameter: the step horizon should shrink like 1/η "
+            f"and s·η stay roughly constant ((6.6); compare runs with <code>leadingterms compare</code>). "
+            f"“held”: within the threshold at the last logged step ({esc(h['last_step'])}).</p>"
+            + old + table(header, rows, cls=cls))
 
 
 def section_intervention(run_path: Path) -> str:
@@ -218,18 +234,33 @@ def section_intervention(run_path: Path) -> str:
     if not p.is_file():
         return (f"<p>Not computed: run <code>leadingterms intervene --run {esc(run_path)}</code> and rebuild the "
                 "report.</p>")
+    from leadingterms.intervene import control_summary
+
     res = read_json(p, what="intervention result")
     o = float(res["original_loss"])
-    rows = [(r["param"], r["direction"], r["cos"], r["projection_coef"], r["loss_removed"],
-             r["loss_removed"] - o, r["loss_replaced"], r["loss_replaced"] - o) for r in res["rows"]]
+    seeds = res.get("control_seeds") or []
+    rows = []
+    for r in res["rows"]:
+        row: list[Any] = [r["param"], r["direction"], r["cos"], r["projection_coef"], r["loss_removed"],
+                          r["loss_removed"] - o]
+        c = control_summary(r, o) if seeds else None
+        if seeds:
+            row += [None, None] if c is None else [c[0], f"[{fmt(c[1], 3)}, {fmt(c[2], 3)}]"]
+        rows.append(row + [r["loss_replaced"], r["loss_replaced"] - o])
     intro = (f"<p>Dataset loss (mean cross-entropy over {res['n_sequences']:,} training sequences) of the "
              f"checkpoint at step {res['step']}: <b>{o:.6f}</b>. Each row changes one weight: "
              "<i>removed</i> = W − (⟨W,T⟩<sub>F</sub>/‖T‖²<sub>F</sub>)·T with T its predicted direction; "
              "<i>replaced</i> = W set to its closed-form prediction at that step. The orders η, η², η⁴ of the "
              "leading terms predict that removing W_O moves the loss most and attention least.</p>")
-    return intro + table(("weight", "direction T", "cos(W, T)", "⟨W,T⟩/‖T‖²", "loss, projection removed",
-                          "Δ", "loss, closed form", "Δ"), rows,
-                         numeric=(False, False, True, True, True, True, True, True))
+    header = ["weight", "direction T", "cos(W, T)", "⟨W,T⟩/‖T‖²", "loss, projection removed", "Δ"]
+    if seeds:
+        intro += (f"<p><i>random control</i>: the same norm |⟨W,T⟩<sub>F</sub>|/‖T‖<sub>F</sub> removed along a "
+                  f"random direction instead (i.i.d. N(0,1) entries; {len(seeds)} seeds: "
+                  f"{esc(', '.join(map(str, seeds)))}; docs/theory.md (7.3)). A Δ far above the control's is "
+                  "specific to the predicted direction; a Δ like it says only that the weight's norm matters.</p>")
+        header += ["Δ, random control (mean)", "[min, max]"]
+    header += ["loss, closed form", "Δ"]
+    return intro + table(header, rows, numeric=tuple(i >= 2 for i in range(len(header))))
 
 
 def section_associations(comps: Sequence[analyses.Comparison], vocab: Sequence[str], tokens: Sequence[str], k: int,
@@ -247,10 +278,11 @@ def section_associations(comps: Sequence[analyses.Comparison], vocab: Sequence[s
                   f"overlap@{k}, listed tokens"), rows, numeric=(False, False, True, True, True))
     if planted:
         out += (f"<h3>Planted associations found in the top-{k}</h3>"
-                + table(("kind", "readout", "found", "of", "definition", "missed"),
-                        [(r["kind"], r["readout"], r["hits"], r["total"], r["description"],
+                + table(("kind", "readout", "layer", "found", "of", "definition", "missed"),
+                        [(r["kind"], r["readout"], "–" if r["layer"] is None else str(r["layer"]), r["hits"],
+                          r["total"], r["description"],
                           ", ".join(r["missed"][:8]) + (" …" if len(r["missed"]) > 8 else ""))
-                         for r in planted], numeric=(False, False, True, True, False, False)))
+                         for r in planted], numeric=(False, False, True, True, True, False, False)))
     shown = [c for c in comps if c.layer in (None, 0)]
     for c in shown:
         sbs = analyses.side_by_side(c, vocab, tokens, k)
@@ -261,7 +293,11 @@ def section_associations(comps: Sequence[analyses.Comparison], vocab: Sequence[s
                 f"(row = {esc(c.rows)}, top-{k} {esc(c.cols)}s)</h3>"
                 + html_table(("token", f"learned {c.learned_label}", f"predicted {c.predicted_label}", "common"),
                               body))
-    out += '<p class="note">Bold: tokens in both lists. Layers other than 0 are in the overlap table above.</p>'
+    out += '<p class="note">Bold: tokens in both lists. Layers other than 0 are in the tables above.</p>'
+    if (fig_dir / "layer_readouts.png").is_file():
+        out += image(fig_dir / "layer_readouts.png",
+                     f"per-layer readouts of the learned weights at step {step}: planted pairs found in the "
+                     f"top-{k} and overlap@{k} with the prediction over the {n_freq} most frequent tokens")
     if (fig_dir / "heatmaps.png").is_file():
         out += image(fig_dir / "heatmaps.png",
                      f"learned (left) vs predicted (right) on the {n_freq} most frequent tokens; each panel "
@@ -277,8 +313,8 @@ def _step_note(run: Run, step: int, cfg: ReportConfig) -> str:
     if cfg.step is not None:
         return "chosen with --step" if step != latest else "the last checkpoint"
     if step != latest:
-        return (f"the last checkpoint before any closed-form relative error exceeds 20%; training ran to "
-                f"step {latest}")
+        return (f"the last checkpoint before the headline horizon (sustained relative error above 20%); "
+                f"training ran to step {latest}")
     return "the last checkpoint"
 
 
@@ -339,6 +375,10 @@ def build_report(cfg: ReportConfig) -> ReportResult:
         freq = analyses.frequent_ids(basis, cfg.heatmap_tokens)
         result.overlaps = analyses.overlap_summary(comps, freq, k)
         result.planted = analyses.planted_recovery(basis, vocab, planted_pairs, weights=weights, k=k)
+        (fig_dir / "layer_readouts.png").unlink(missing_ok=True)
+        if L > 1:
+            plots.plot_layer_readouts([(f"step {step}", {"k": k, "planted": result.planted,
+                                                          "overlap": result.overlaps}, "#1f77b4")], fig_dir)
         plots.plot_heatmaps([(f"learned {c.learned_label}", c.learned, f"predicted {c.predicted_label}",
                               c.predicted) for c in comps if c.layer in (None, 0)], freq, vocab, fig_dir)
         pred = closed_form(basis, step, run.config.lr, L)

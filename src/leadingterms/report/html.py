@@ -25,6 +25,7 @@ nav a { margin-right: 1em; color: #0b5cad; text-decoration: none; white-space: n
 table { border-collapse: collapse; margin: 0.6em 0 1em; font-size: 0.86em; }
 th, td { border: 1px solid #d0d7de; padding: 0.25em 0.55em; text-align: left; vertical-align: top; }
 th { background: #f3f5f7; }
+th.group { text-align: center; border-bottom: 2px solid #d0d7de; }
 td.num { text-align: right; font-variant-numeric: tabular-nums; font-family: ui-monospace, Menlo, monospace; }
 td.hit { background: #dff3e4; }
 td.miss { background: #fbe9e7; }
@@ -62,9 +63,12 @@ def fmt(x: Any, digits: int = 4) -> str:
 
 
 def table(header: Sequence[str], rows: Iterable[Sequence[Any]], *, numeric: Sequence[bool] | None = None,
-          cls: Sequence[Sequence[str]] | None = None) -> str:
-    """A <table>; cells are escaped (numbers formatted by :func:`fmt`). ``cls[i][j]`` adds a class."""
-    out = ["<table><thead><tr>", *(f"<th>{esc(h)}</th>" for h in header), "</tr></thead><tbody>"]
+          cls: Sequence[Sequence[str]] | None = None, groups: Sequence[tuple[str, int]] | None = None) -> str:
+    """A <table>; cells are escaped (numbers formatted by :func:`fmt`). ``cls[i][j]`` adds a class.
+    ``groups``: a header row above ``header``, as (label, number of columns it spans)."""
+    top = ("<tr>" + "".join(f'<th colspan="{n}" class="group">{esc(g)}</th>' if n > 1 else f"<th>{esc(g)}</th>"
+                            for g, n in groups) + "</tr>") if groups else ""
+    out = [f"<table><thead>{top}<tr>", *(f"<th>{esc(h)}</th>" for h in header), "</tr></thead><tbody>"]
     for i, row in enumerate(rows):
         out.append("<tr>")
         for j, cell in enumerate(row):

@@ -129,7 +129,8 @@ def plan(cfg: TrainConfig, *, V: int, T: int, N: int, start: int, total: int, de
     needs_basis = bool({"closed_form", "second_order"} & tracked)
     optimizer = 2 * model if cfg.optimizer == "adam" else 0
     shadow = Shadow.state_bytes(V, T) if "shadow" in tracked else 0
-    with_shadow = model + optimizer + shadow + CHECKPOINT_JSON_BYTES
+    shadow_disk = Shadow.checkpoint_bytes(V, T, bigrams=N * T) if shadow else 0
+    with_shadow = model + optimizer + shadow_disk + CHECKPOINT_JSON_BYTES
     without = model + optimizer + CHECKPOINT_JSON_BYTES
     basis = estimate_bytes(V, T) if needs_basis else 0  # computing (or holding) the float64 basis
     memory = {

@@ -42,7 +42,13 @@ from leadingterms.training.rundir import (
     theory_caveats,
     write_run_config,
 )
-from leadingterms.training.tracking import read_metrics, truncate_metrics, validity_horizon
+from leadingterms.training.tracking import (
+    HORIZON_DEFINITION,
+    horizon_summary,
+    read_metrics,
+    truncate_metrics,
+    validity_horizon,
+)
 from leadingterms.validate import resolve_device
 
 LOSS_DEFINITION = (
@@ -54,10 +60,6 @@ LOSS_DEFINITION = (
 LAYER_SPREAD_DEFINITION = (
     "layer_spread[kind] = max over layers l of ||theta_l - mean_l theta||_F / ||mean_l theta||_F "
     "(kind V, W, P); null for one layer or a zero mean"
-)
-HORIZON_DEFINITION = (
-    "validity_horizon[kind][weight][t] = first logged step at which rel = ||learned - predicted||_F "
-    "/ ||learned||_F exceeds t; null = never within the run"
 )
 
 
@@ -215,7 +217,9 @@ def _summary(cfg: TrainConfig, tr: Trainer, run: Path, est: Estimate, start: int
         "init": cfg.init,
         "theory_caveats": theory_caveats(cfg),
         "diverged": diverged,
-        "validity_horizon": validity_horizon(metrics),
+        "validity_horizon": validity_horizon(metrics),  # steps only, kept for older readers
+        "horizon": horizon_summary(metrics, lr=cfg.lr, N=tr.order.N, batch_size=cfg.batch_size,
+                                   grad_accum=cfg.grad_accum, tracked=cfg.track),
         "final": metrics[-1] if metrics else {},
         "wall_time_s": elapsed_total,
         "wall_time_this_process_s": wall,

@@ -1,4 +1,4 @@
-"""Live tracking against the theory: metrics.jsonl rows, layer spread, validity horizon.
+"""Live tracking against the theory: metrics.jsonl rows, layer spread, validity horizons (docs/theory.md §6.3).
 
 A metrics.jsonl row (one per logged step s, i.e. after s optimizer updates)::
 
@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -34,9 +34,11 @@ import torch
 
 from leadingterms.metrics import Prediction, compare_many
 from leadingterms.theory import LAYER_KINDS, param_name, parse_param
+from leadingterms.training.config import TRACK_KINDS
 
 if TYPE_CHECKING:
     from leadingterms.predict import Predictions
+    from leadingterms.training.runs import Run
 
 METRICS_FILE = "metrics.jsonl"
 HORIZON_THRESHOLDS = (0.05, 0.20)
@@ -114,25 +116,189 @@ def metrics_row(step: int, *, epoch: float, weights: Mapping[str, torch.Tensor],
 
 Horizon = dict[str, dict[str, dict[str, "int | None"]]]
 
+HORIZON_DEFINITION = (
+    "horizon(t) = the first logged step after which rel = ||learned - predicted||_F / ||learned||_F stays "
+    "above t to the end of the run (a sustained crossing, docs/theory.md (6.5)); a noisy excursion that "
+    "comes back below t does not count; null = the error was at or below t at the last logged step "
+    "(the prediction held to the end). s_eta = step * lr, the expansion parameter (docs/theory.md (3.9))"
+)
+
+
+def threshold_key(t: float) -> str:
+    """0.05 -> "5%" (the key of a threshold in every horizon record)."""
+    return f"{t:.0%}"
+
+
+def sustained_crossing(errors: Iterable[tuple[int, float | None]], threshold: float) -> int | None:
+    """docs/theory.md (6.5): the first logged step s_k with e(s_j) > threshold for every j >= k.
+
+    ``errors``: (step, rel) in ascending step order, rel None for a non-finite value (counts as
+    above any threshold). None when the last error is at or below the threshold (or there is none).
+    """
+    crossing: int | None = None
+    for step, rel in errors:
+        above = rel is None or not math.isfinite(rel) or rel > threshold
+        if not above:
+            crossing = None
+        elif crossing is None:
+            crossing = int(step)
+    return crossing
+
+
+def error_series(metrics: Iterable[Mapping[str, Any]]) -> dict[str, dict[str, list[tuple[int, float | None]]]]:
+    """{prediction kind: {weight: [(step, rel), ...]}} from metrics rows (ascending step); a weight is
+    listed at the steps where it was logged (a still-zero learned weight is not, docs/theory.md §6.1)."""
+    out: dict[str, dict[str, list[tuple[int, float | None]]]] = {}
+    for row in sorted(metrics, key=lambda r: int(r["step"])):
+        for kind in TRACK_KINDS:
+            for name, cmp in (row.get(kind) or {}).items():
+                rel = cmp.get("rel") if isinstance(cmp, Mapping) else None
+                out.setdefault(kind, {}).setdefault(name, []).append((int(row["step"]), rel))
+    return out
+
 
 def validity_horizon(metrics: Iterable[Mapping[str, Any]],
                      thresholds: tuple[float, ...] = HORIZON_THRESHOLDS) -> Horizon:
-    """First logged step at which rel exceeds each threshold, per prediction kind and weight.
+    """The sustained crossing (docs/theory.md (6.5)) of each threshold, per prediction kind and weight.
 
-    -> {kind: {weight: {"5%": step | None, "20%": step | None}}}; None = never within the run
-    (at the logged steps). A rel that is null (non-finite) counts as exceeding.
+    -> {kind: {weight: {"5%": step | None, "20%": step | None}}}; None = the prediction held to the
+    end of the run (at the logged steps). A rel that is null (non-finite) counts as exceeding.
     """
-    out: Horizon = {}
-    for row in metrics:
-        for kind in ("closed_form", "shadow", "second_order"):
-            for name, cmp in (row.get(kind) or {}).items():
-                slot = out.setdefault(kind, {}).setdefault(name, {f"{t:.0%}": None for t in thresholds})
-                rel = cmp.get("rel")
-                for t in thresholds:
-                    key = f"{t:.0%}"
-                    if slot[key] is None and (rel is None or rel > t):
-                        slot[key] = int(row["step"])
-    return out
+    return {kind: {name: {threshold_key(t): sustained_crossing(series, t) for t in thresholds}
+                   for name, series in by_name.items()}
+            for kind, by_name in error_series(metrics).items()}
+
+
+def is_full_batch(N: int, batch_size: int, grad_accum: int) -> bool:
+    """Every optimizer step uses all N sequences (B·K >= N): full-batch GD, where the closed form applies."""
+    return int(batch_size) * int(grad_accum) >= int(N)
+
+
+def headline_prediction(full_batch: bool, tracked: Iterable[str], *, N: int | None = None,
+                        step_size: int | None = None) -> tuple[str | None, str]:
+    """Which prediction's horizon answers "how long does the theory hold" for this run, and why, in plain
+    words (docs/theory.md §6.3): the closed form under full-batch GD, the shadow under minibatch SGD.
+    Falls back to the other one when the preferred prediction was not tracked; (None, why) when neither was."""
+    tracked = set(tracked)
+    sizes = f" ({step_size} of N = {N} sequences per step)" if N is not None and step_size is not None else ""
+    if full_batch:
+        want = "closed_form"
+        why = (f"full-batch GD{sizes}: every step uses the whole corpus, so the closed form (docs/theory.md §3) "
+               "is the theory's own leading term and its error measures where the small-step expansion breaks "
+               "down (the shadow coincides with it)")
+    else:
+        want = "shadow"
+        why = (f"minibatch SGD{sizes}: the closed form uses full-corpus statistics, so against SGD weights its "
+               "error measures batch noise from the first steps at any learning rate; the shadow "
+               "(docs/theory.md §5) is the same prediction along the batches actually drawn, so its error "
+               "measures where the expansion breaks down")
+    if want in tracked:
+        return want, why
+    other = "shadow" if want == "closed_form" else "closed_form"
+    if other in tracked:
+        return other, f"{why}; but {want} was not tracked, so {other} is shown instead"
+    return None, f"{why}; but neither the closed form nor the shadow was tracked"
+
+
+def horizon_summary(metrics: Sequence[Mapping[str, Any]], *, lr: float, N: int, batch_size: int,
+                    grad_accum: int, tracked: Iterable[str],
+                    thresholds: tuple[float, ...] = HORIZON_THRESHOLDS) -> dict[str, Any]:
+    """The ``horizon`` record of summary.json (also computed by readers of older runs).
+
+    ``by_prediction[kind][weight][t]`` = {"step": s, "s_eta": s·η} or None (held to the end);
+    ``by_weight_kind[kind][W][t]`` = the earliest over the layers of weight kind W (W_O, V, W, P);
+    ``headline``: the prediction kind that answers the question for this run, ``why``: the reason.
+    """
+    full = is_full_batch(N, batch_size, grad_accum)
+    headline, why = headline_prediction(full, tracked, N=N, step_size=min(batch_size * grad_accum, N))
+    steps = validity_horizon(metrics, thresholds)
+    by_pred = {kind: {name: {t: (None if s is None else {"step": s, "s_eta": s * float(lr)})
+                             for t, s in hz.items()} for name, hz in by_name.items()}
+               for kind, by_name in steps.items()}
+    return {
+        "definition": HORIZON_DEFINITION,
+        "thresholds": [threshold_key(t) for t in thresholds],
+        "lr": float(lr),
+        "full_batch": full,
+        "regime": "full-batch GD" if full else "minibatch SGD",
+        "headline": headline,
+        "why": why,
+        "last_step": max((int(r["step"]) for r in metrics), default=0),
+        "by_prediction": by_pred,
+        "by_weight_kind": {kind: earliest_by_weight_kind(by_name) for kind, by_name in by_pred.items()},
+    }
+
+
+def run_horizon(run: Run) -> dict[str, Any]:
+    """:func:`horizon_summary` of a loaded run, from its metrics.jsonl: the same record as its summary.json's
+    ``horizon``, also for runs written before that record existed and for unfinished runs."""
+    cfg = run.config
+    return horizon_summary(run.metrics, lr=cfg.lr, N=int(run.info.get("N") or 0), batch_size=cfg.batch_size,
+                           grad_accum=cfg.grad_accum, tracked=cfg.track)
+
+
+def earliest_by_weight_kind(by_name: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
+    """{weight: {t: crossing}} -> {W_O|W|V|P: {t: the earliest crossing over the layers, or None}};
+    a crossing is anything ordered by its ``step`` ({"step", "s_eta"}) or a step number."""
+    out: dict[str, dict[str, Any]] = {}
+    for name, hz in by_name.items():
+        try:
+            kind = parse_param(name)[0]
+        except ValueError:
+            continue
+        slot = out.setdefault(kind, {})
+        for t, c in hz.items():
+            if c is None:
+                slot.setdefault(t, None)
+                continue
+            old = slot.get(t)
+            step = c["step"] if isinstance(c, Mapping) else c
+            if old is None or step < (old["step"] if isinstance(old, Mapping) else old):
+                slot[t] = c
+    order = {k: i for i, k in enumerate(("W_O", *LAYER_KINDS))}
+    return dict(sorted(out.items(), key=lambda kv: order.get(kv[0], 99)))
+
+
+def format_crossing(c: Mapping[str, Any] | None) -> str:
+    """{"step": 110, "s_eta": 22.0} -> "s=110 (sη=22)"; None -> "held"."""
+    if c is None:
+        return "held"
+    return f"s={c['step']} (sη={c['s_eta']:.3g})"
+
+
+def format_horizons(by_weight_kind: Mapping[str, Mapping[str, Any]]) -> str:
+    """One line, thresholds separated by "/": "W_O s=40/held (sη=8/–); V s=12/30 (sη=2.4/6); W held" ("held":
+    not crossed by the end of the run)."""
+    def part(hz: Mapping[str, Any], key: str, held: str) -> str:
+        return "/".join(held if c is None else f"{c[key]:.3g}" for c in hz.values())
+
+    return "; ".join(f"{kind} held" if all(c is None for c in hz.values()) else
+                     f"{kind} s={part(hz, 'step', 'held')} (sη={part(hz, 's_eta', '–')})"
+                     for kind, hz in by_weight_kind.items())
+
+
+#: Short names of the prediction kinds (keys of a metrics row) in console lines and tables.
+PREDICTION_NAMES = {"closed_form": "closed form (§3)", "shadow": "shadow (§5)",
+                    "second_order": "second order (§4)"}
+
+
+def horizon_lines(h: Mapping[str, Any], *, why: bool = True) -> list[str]:
+    """Console lines of a :func:`horizon_summary` record: the headline prediction's horizons first (with the
+    reason, or just the regime when ``why`` is False), then the other predictions'."""
+    by_kind = h.get("by_weight_kind") or {}
+    head = h.get("headline")
+    if head is None or head not in by_kind:
+        return [f"validity horizon: not available ({h.get('why', 'nothing tracked')})"]
+    thr = "/".join(h.get("thresholds") or [])
+    lines = [f"validity horizon, sustained rel > {thr} (earliest layer; held = within at step "
+             f"{h.get('last_step')}) — headline {PREDICTION_NAMES[head]}, {h.get('regime')}: "
+             + format_horizons(by_kind[head])]
+    if why:
+        lines.append(f"  why {PREDICTION_NAMES[head]}: {h.get('why')}")
+    for kind in TRACK_KINDS:
+        if kind != head and kind in by_kind:
+            lines.append(f"  {PREDICTION_NAMES[kind]}: {format_horizons(by_kind[kind])}")
+    return lines
 
 
 def append_metrics(run_dir: str | Path, row: Mapping[str, Any]) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from leadingterms.errors import LeadingTermsError
 from leadingterms.training.checkpoints import (
     CheckpointWriter,
     checkpoint_bytes,
@@ -69,6 +70,6 @@ def test_writer_error_surfaces(tmp_path):
     (tmp_path / "checkpoints").write_text("not a folder")
     w = CheckpointWriter(tmp_path, keep_last=1, early=0)
     w.submit(3, {"model": {"W_O": torch.zeros(2)}}, {})
-    with pytest.raises(OSError):
+    with pytest.raises(LeadingTermsError, match="cannot write"):
         w.wait()
     w.wait()  # raised once

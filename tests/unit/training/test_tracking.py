@@ -1,12 +1,18 @@
 import json
+import random
 
 import pytest
 import torch
+from reference.horizons import naive_sustained_horizon
 
 from leadingterms.training.tracking import (
     append_metrics,
+    format_horizons,
+    horizon_lines,
+    horizon_summary,
     layer_spread,
     read_metrics,
+    sustained_crossing,
     truncate_metrics,
     validity_horizon,
 )
@@ -31,7 +37,7 @@ def test_layer_spread_matches_definition():
     assert layer_spread(w, 1) is None
 
 
-def test_validity_horizon_first_crossing():
+def test_validity_horizon_is_the_sustained_crossing():
     rows = [
         {"step": 0, "closed_form": {}},
         {"step": 5, "closed_form": {"W_O": {"cos": 1.0, "rel": 0.01}}, "shadow": {"W_O": {"cos": 1, "rel": 0.001}}},
@@ -40,9 +46,50 @@ def test_validity_horizon_first_crossing():
         {"step": 20, "closed_form": {"W_O": {"cos": 0.9, "rel": 0.25}}},
     ]
     h = validity_horizon(rows)
-    assert h["closed_form"]["W_O"] == {"5%": 10, "20%": 20}
+    # W_O: the excursion above 5% at step 10 comes back below at 15: the sustained crossing is 20
+    assert h["closed_form"]["W_O"] == {"5%": 20, "20%": 20}
+    # V: above from its first logged step on (null = non-finite counts as above)
     assert h["closed_form"]["layers.0.V"] == {"5%": 10, "20%": 10}
     assert h["shadow"]["W_O"] == {"5%": None, "20%": None}
+    # an error that falls back below the threshold at the end never crossed for good (the lr 0.05 case)
+    falls = [{"step": s, "closed_form": {"W_O": {"rel": r}}} for s, r in ((5, 0.10), (50, 0.06), (150, 0.018))]
+    assert validity_horizon(falls)["closed_form"]["W_O"] == {"5%": None, "20%": None}
+
+
+def test_sustained_crossing_matches_the_definition_on_random_series():
+    rng = random.Random(0)
+    for _ in range(500):
+        n = rng.randint(0, 12)
+        steps = sorted(rng.sample(range(100), n))
+        rels = [None if rng.random() < 0.05 else rng.choice([0.01, 0.05, 0.1, 0.2, 0.3]) * rng.uniform(0.5, 1.5)
+                for _ in range(n)]
+        for t in (0.05, 0.2):
+            assert sustained_crossing(list(zip(steps, rels, strict=True)), t) == naive_sustained_horizon(steps, rels, t)
+
+
+def test_horizon_summary_headline_and_s_eta():
+    rows = [{"step": s, "closed_form": {"W_O": {"rel": 0.1}, "layers.0.V": {"rel": 0.3}, "layers.1.V": {"rel": 0.01}},
+             "shadow": {"W_O": {"rel": 0.01 * s}, "layers.0.V": {"rel": 0.02 * s}, "layers.1.V": {"rel": 0.001}}}
+             for s in (2, 4, 6, 8, 10, 12)]
+    sgd = horizon_summary(rows, lr=0.5, N=100, batch_size=10, grad_accum=2, tracked=("closed_form", "shadow"))
+    assert sgd["headline"] == "shadow" and not sgd["full_batch"] and "batch noise" in sgd["why"]
+    assert "20 of N = 100" in sgd["why"] and sgd["last_step"] == 12
+    assert sgd["by_prediction"]["shadow"]["W_O"] == {"5%": {"step": 6, "s_eta": 3.0}, "20%": None}
+    assert sgd["by_prediction"]["shadow"]["layers.0.V"]["20%"] == {"step": 12, "s_eta": 6.0}
+    # earliest over the layers of each weight kind; a layer that never crossed does not hide one that did
+    assert sgd["by_weight_kind"]["shadow"]["V"] == {"5%": {"step": 4, "s_eta": 2.0}, "20%": {"step": 12, "s_eta": 6.0}}
+    assert list(sgd["by_weight_kind"]["shadow"]) == ["W_O", "V"]
+    gd = horizon_summary(rows, lr=0.5, N=20, batch_size=10, grad_accum=2, tracked=("closed_form", "shadow"))
+    assert gd["headline"] == "closed_form" and gd["full_batch"] and gd["regime"] == "full-batch GD"
+    only = horizon_summary(rows, lr=0.5, N=100, batch_size=10, grad_accum=1, tracked=("closed_form",))
+    assert only["headline"] == "closed_form" and "shadow was not tracked" in only["why"]
+    assert horizon_summary(rows, lr=0.5, N=100, batch_size=10, grad_accum=1, tracked=())["headline"] is None
+    assert format_horizons({"W_O": {"5%": None, "20%": None}, "V": {"5%": {"step": 3, "s_eta": 0.6}, "20%": None}}) \
+        == "W_O held; V s=3/held (sη=0.6/–)"
+    lines = horizon_lines(sgd)
+    assert "headline shadow (§5), minibatch SGD: W_O s=6/held (sη=3/–); V s=4/12 (sη=2/6)" in lines[0]
+    assert lines[1].startswith("  why shadow (§5): minibatch SGD (20 of N = 100")
+    assert lines[2] == "  closed form (§3): W_O s=2/held (sη=1/–); V s=2/2 (sη=1/1)"
 
 
 def test_truncate_metrics_keeps_bytes_and_drops_torn_line(tmp_path):

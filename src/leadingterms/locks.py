@@ -1,0 +1,71 @@
+"""One writer per output: an advisory lock held while a command writes an output folder or file.
+
+The lock is ``fcntl.flock`` on a small file (``DIR/.leadingterms.lock`` for a folder output,
+``.NAME.lock`` next to a file output) that also records who holds it (pid, command, start time).
+The kernel releases the lock when its process dies, so a lock left behind by a killed process is
+stale by construction: the next writer takes it over (and removes the dead writer's temporary
+files). A second live writer gets a one-line error naming the process that holds the lock.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+from leadingterms.errors import LeadingTermsError
+from leadingterms.persist import remove_stale_temps
+
+LOCK_NAME = ".leadingterms.lock"
+
+
+def lock_path(target: str | os.PathLike[str], *, folder: bool) -> Path:
+    """Where the lock of ``target`` lives: inside a folder output, next to a file output."""
+    t = Path(target)
+    return t / LOCK_NAME if folder else t.parent / f".{t.name}.lock"
+
+
+def _holder(path: Path) -> str:
+    try:
+        info = json.loads(path.read_text(encoding="utf-8") or "{}")
+    except (OSError, ValueError):
+        return "another process"
+    if not isinstance(info, dict):
+        return "another process"
+    since = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(float(info.get("time", 0))))
+    return f"process {info.get('pid', '?')} ({info.get('command', '?')}, since {since})"
+
+
+@contextlib.contextmanager
+def output_lock(target: str | os.PathLike[str], *, folder: bool = True, what: str = "output") -> Iterator[Path]:
+    """Hold the write lock of ``target`` (creating the folder, or the file's parent, if needed).
+
+    Raises a one-line :class:`LeadingTermsError` when another live process holds it. On entry, the
+    temporary files of interrupted writes in the folder are removed (nobody else can be writing)."""
+    t = Path(target)
+    if folder and t.exists() and not t.is_dir():
+        raise LeadingTermsError(f"{what} {t} exists and is not a directory")
+    lp = lock_path(t, folder=folder)
+    try:
+        lp.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(lp, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as exc:
+        raise LeadingTermsError(f"cannot lock {what} {t}: {exc.strerror or exc}") from None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise LeadingTermsError(
+                f"{what} {t} is being written by {_holder(lp)}; wait for it to finish or stop it") from None
+        os.ftruncate(fd, 0)
+        os.write(fd, json.dumps({"pid": os.getpid(), "command": " ".join(["leadingterms", *sys.argv[1:]])[:200],
+                                 "time": time.time()}).encode())
+        remove_stale_temps(lp.parent)
+        yield lp
+    finally:
+        os.close(fd)  # releases the lock
