@@ -28,7 +28,7 @@ PRECISIONS = ("fp32", "tf32", "bf16")
 CHECKPOINT_EVERY = 100
 EARLY_CHECKPOINTS = 6
 #: Default logged-loss sample: this many optimizer steps' worth of sequences (at most all of them).
-EVAL_STEPS = 4
+EVAL_STEPS = 2
 
 #: Fields that must be equal for ``--resume`` to continue a run bit-identically. The others
 #: (steps/epochs = how far to train, device, keep_last, force/resume, dry_run, progress, stats dir)
@@ -48,7 +48,7 @@ class TrainConfig:
     One optimizer step sees ``batch_size * grad_accum`` sequences (their union is the step's batch;
     B*K >= N, i.e. B = N and K = 1, is full-batch GD). ``init``: ``zero`` (the theory's setting) or
     ``normal:STD``. Logged steps: every ``log_every`` plus step 0 and the last; the logged loss is over
-    the first ``eval_sequences`` sequences (default: those of ``EVAL_STEPS`` = 4 optimizer steps, at
+    the first ``eval_sequences`` sequences (default: those of ``EVAL_STEPS`` = 2 optimizer steps, at
     most all). Checkpoints (see :mod:`.checkpoints`): the first ``early_checkpoints`` of steps 0, 1, 2,
     4, 8, ..., every ``checkpoint_every`` steps (the last ``keep_last`` of those kept) and the last
     step, so a run keeps at most ``early_checkpoints + keep_last`` of them however long it is.

@@ -53,7 +53,7 @@ from leadingterms.validate import resolve_device
 
 LOSS_DEFINITION = (
     "loss: mean cross-entropy of the weights after `step` updates over the training set "
-    "(its first eval_sequences sequences: by default those of 4 optimizer steps, at most all); batch_loss: "
+    "(its first eval_sequences sequences: by default those of 2 optimizer steps, at most all); batch_loss: "
     "mean cross-entropy of the batch of update `step` at the weights before it (null at step 0); "
     "val_loss: over the first eval_sequences sequences of val_tokens.npy"
 )

@@ -324,14 +324,14 @@ def test_refuses_memory_and_disk_before_writing(store, tmp_path, monkeypatch):
 
 
 def test_logged_loss_default_sample(store, tmp_path):
-    """Default: the loss over the sequences of 4 steps (here 4 x 2 = 8 of 12), the same ones every log."""
+    """Default: the loss over the sequences of 2 steps (here 2 x 2 = 4 of 12), the same ones every log."""
     from leadingterms.model import dataset_loss
 
     res = train(cfg_for(store, tmp_path / "run", batch_size=2, steps=2, log_every=2, track=()))
     model = load_run(res.run_dir).load_checkpoint(2)
-    assert res.final["loss"] == pytest.approx(dataset_loss(model, store.tokens[:8]), rel=1e-12)
+    assert res.final["loss"] == pytest.approx(dataset_loss(model, store.tokens[:4]), rel=1e-12)
     assert res.final["loss"] != pytest.approx(dataset_loss(model, store.tokens), rel=1e-12)
-    assert res.final["val_loss"] == pytest.approx(dataset_loss(model, store.val_tokens), rel=1e-12)  # 3 < 8
+    assert res.final["val_loss"] == pytest.approx(dataset_loss(model, store.val_tokens), rel=1e-12)  # 3 < 4
 
 
 def test_resume_from_an_early_checkpoint_replays_the_shadow(store, tmp_path):
