@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import warnings
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -46,6 +47,28 @@ from leadingterms.validate import check_schedule, positive_int, token_rows
 #: Pair work (rows · T(T+1)/2) below which a step's gathers and scatter-adds run on one CPU thread:
 #: they are many small operations, whose thread synchronisation would cost more than it saves.
 SMALL_PAIR_WORK = 1 << 20
+
+
+#: Density of S's gathered columns below which the two products of a step go through a sparse (CSR)
+#: matrix on the CPU, O(nnz·Vc), instead of dense ones, O(Vc²·V). S holds only the bigrams seen.
+SPARSE_DENSITY = 0.05
+
+
+def _products(S_cols: Tensor, V_rows: Tensor, Phi: Tensor) -> tuple[Tensor, Tensor]:
+    """(S_cols @ V_rowsᵀ (Vc, Vc), Φᵀ @ S_cols (Vc, V)) for S_cols (Vc, V), V_rows (Vc, V), Φ (Vc, Vc)."""
+    if S_cols.device.type == "cpu":
+        nz = torch.nonzero(S_cols)
+        if nz.shape[0] <= SPARSE_DENSITY * S_cols.numel():
+            vals = S_cols[nz[:, 0], nz[:, 1]]
+            Vc, V = S_cols.shape
+            with warnings.catch_warnings():  # torch flags its CSR support as beta
+                warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
+                rows = torch.sparse_coo_tensor(nz.T, vals, (Vc, V), is_coalesced=True,
+                                               check_invariants=False).to_sparse_csr()
+                cols = torch.sparse_coo_tensor(nz.flip(1).T, vals, (V, Vc),
+                                               check_invariants=False).coalesce().to_sparse_csr()
+                return rows @ V_rows.T, (cols @ Phi).T
+    return S_cols @ V_rows.T, Phi.T @ S_cols
 
 
 @contextlib.contextmanager
@@ -127,20 +150,21 @@ class Shadow:
         ids, NT, u = s.ids, s.NT, 1.0 / self.V
         S_cols = self.S_T.index_select(0, ids)  # (Vc, V): S[:, b]ᵀ, b in ids
         V_rows = self.V_.index_select(0, ids)  # (Vc, V)
-        Mc = (S_cols @ V_rows.T).sub_((V_rows @ self.q)[None, :], alpha=u)  # (Vc, Vc) = M'[ids, ids]
+        Phi = s.Phi.div_(NT)  # (Vc, Vc) row = next, col = context: Φ̄_r without its rank-one centring
+        SV, PhiS = _products(S_cols, V_rows, Phi)
+        Mc = SV.sub_((V_rows @ self.q)[None, :], alpha=u)  # (Vc, Vc) = M'[ids, ids]
         with _one_thread_if(small):
             Q, Delta = s.attention(Mc)
-        Phi = s.Phi.div_(NT)  # (Vc, Vc) row = next, col = context: Φ̄_r without its rank-one centring
-        dV = (Phi.T @ S_cols).addr_(Phi.sum(0), self.q, alpha=-u)  # (Vc, V) rows ids of Φ̄_rᵀ W_Oᵀ
+        dV = PhiS.contiguous().addr_(Phi.sum(0), self.q, alpha=-u)  # (Vc, V) rows ids of Φ̄_rᵀ W_Oᵀ
         return ShadowStep(ids=ids, C=s.counts.div_(NT), c=s.c.div_(NT), V=dV, W=Q.div_(NT), P=Delta.div_(NT))
 
     def apply(self, inc: ShadowStep) -> None:
         """Add η times the increments ``inc`` (from :meth:`increments` on this state)."""
-        eta, ids = self.lr, inc.ids
-        block = (ids[:, None], ids[None, :])
-        self.S_T.index_put_(block, inc.C.T.mul(eta), accumulate=True)
+        eta, ids, V = self.lr, inc.ids, self.V
+        nz = torch.nonzero(inc.C)  # the batch's bigrams (current, next) in compact ids
+        self.S_T.view(-1).index_add_(0, ids[nz[:, 1]] * V + ids[nz[:, 0]], inc.C[nz[:, 0], nz[:, 1]], alpha=eta)
         self.q.index_add_(0, ids, inc.c, alpha=eta)
-        self.W.index_put_(block, inc.W.mul(eta), accumulate=True)
+        self.W.view(-1).index_add_(0, (ids[:, None] * V + ids[None, :]).reshape(-1), inc.W.reshape(-1), alpha=eta)
         self.P.add_(inc.P, alpha=eta)
         self.V_.index_add_(0, ids, inc.V, alpha=eta)
         self.step += 1

@@ -19,9 +19,9 @@ def test_intervene_cli_table_and_json(capsys, tiny_run):
         assert f"\n{name} " in out
     res = json.loads((tiny_run / "intervention.json").read_text())
     assert res["step"] == 3 and res["n_sequences"] == 8 and len(res["rows"]) == 7
-    assert main(["intervene", "--run", str(tiny_run), "--step", "2"]) == 0
+    assert main(["intervene", "--run", str(tiny_run), "--step", "1"]) == 0
     res = json.loads((tiny_run / "intervention.json").read_text())
-    assert res["step"] == 2 and res["n_sequences"] == 20
+    assert res["step"] == 1 and res["n_sequences"] == 20
     assert res["control"] == "none" and "loss_control" not in res["rows"][0]
 
 

@@ -113,6 +113,17 @@ def test_shadow_equals_dense_recursion_real_corpora(which: str, tinystories_path
     assert_equal_to_dense(batches, V, 2.0, layers=1)
 
 
+@pytest.mark.parametrize("density", [0.0, 1.0])
+def test_sparse_and_dense_products_agree(density: float, monkeypatch, tinystories_path) -> None:
+    """Both ways of a step's two products (CSR below SPARSE_DENSITY, dense above) equal the dense recursion."""
+    import leadingterms.shadow as shadow_mod
+
+    monkeypatch.setattr(shadow_mod, "SPARSE_DENSITY", density)  # 0: always dense, 1: always sparse
+    toks, V = _word_rows(tinystories_path, K=799, T=32)
+    rng = np.random.default_rng(4)
+    assert_equal_to_dense([toks[np.sort(rng.choice(len(toks), 5, replace=False))] for _ in range(5)], V, 2.0, 1)
+
+
 def test_shadow_equals_closed_form_for_full_batches(corpus: np.ndarray) -> None:
     basis = NaiveBasis(corpus, V_)
     sh = Shadow(V_, T_, 2, 0.05)

@@ -9,7 +9,7 @@ shadow is included. The tensors are written first and the JSON last, both atomic
 checkpoint counts only when its JSON exists.
 
 **Policy** (bounded disk use). Checkpoints are written at the first ``early`` of the log-spaced
-steps 0, 1, 2, 4, 8, ... (kept for good: the early dynamics the theory describes), every
+steps 0, 1, 4, 16, 64, 256, ... (kept for good: the early dynamics the theory describes), every
 ``every`` steps and at the last step; of the others only the newest ``keep_last`` are kept. A run
 therefore keeps at most ``early + max(keep_last, 1)`` checkpoints however long it is. Only the
 periodic and last checkpoints hold the shadow state (three float64 (V, V) matrices, the bulk of a
@@ -45,9 +45,14 @@ def checkpoint_paths(run_dir: str | Path, step: int) -> tuple[Path, Path]:
     return d / f"step_{step:06d}.safetensors", d / f"step_{step:06d}.json"
 
 
+#: Ratio of the log-spaced early checkpoint steps 0, 1, 4, 16, 64, 256, ...: six of them cover the
+#: first 256 steps (where validity horizons fall at the usual learning rates) for the disk of six.
+EARLY_RATIO = 4
+
+
 def early_steps(early: int) -> list[int]:
-    """The first ``early`` of the log-spaced steps 0, 1, 2, 4, 8, ..."""
-    return ([0] + [1 << i for i in range(max(early - 1, 0))])[:max(early, 0)]
+    """The first ``early`` of the log-spaced steps 0, 1, 4, 16, 64, ... (powers of EARLY_RATIO)."""
+    return ([0] + [EARLY_RATIO**i for i in range(max(early - 1, 0))])[:max(early, 0)]
 
 
 def checkpoint_due(step: int, total: int, every: int, early: int) -> bool:

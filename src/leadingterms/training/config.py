@@ -85,7 +85,7 @@ class TrainConfig:
                                    "log-spaced steps and the last step", metavar="N", check=positive_int,
                                    group=_LOG)
     early_checkpoints: int = option(EARLY_CHECKPOINTS, help="log-spaced early checkpoints kept: the first K of "
-                                    "steps 0, 1, 2, 4, 8, ...", metavar="K", check=nonnegative_int, group=_LOG)
+                                    "steps 0, 1, 4, 16, 64, ...", metavar="K", check=nonnegative_int, group=_LOG)
     keep_last: int = option(3, help="most recent checkpoints kept besides the early ones", metavar="K",
                             check=nonnegative_int, group=_LOG)
     track: tuple[str, ...] = option(TRACK_KINDS, help="predictions to track (comma-separated, or none)",

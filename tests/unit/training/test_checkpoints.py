@@ -20,9 +20,9 @@ from leadingterms.training.checkpoints import (
 
 
 def test_policy_steps():
-    assert early_steps(6) == [0, 1, 2, 4, 8, 16] and early_steps(1) == [0] and early_steps(0) == []
+    assert early_steps(6) == [0, 1, 4, 16, 64, 256] and early_steps(1) == [0] and early_steps(0) == []
     due = [s for s in range(0, 301) if checkpoint_due(s, 250, every=100, early=6)]
-    assert due == [0, 1, 2, 4, 8, 16, 100, 200, 250, 300]  # 300 > total is never reached
+    assert due == [0, 1, 4, 16, 64, 100, 200, 250, 256, 300]  # > total (250) is never reached
     # the shadow goes only with the periodic and the last checkpoints (the early ones are replayed)
     assert [s for s in due if s <= 250 and holds_shadow(s, 250, 100)] == [100, 200, 250]
 
@@ -31,7 +31,7 @@ def test_checkpoint_retention(tmp_path):
     for s in range(0, 21):
         save_checkpoint(tmp_path, s, {"model": {"W_O": torch.full((2, 2), float(s))}}, {"x": s})
         prune_checkpoints(tmp_path, keep_last=2, early=4, protect=s)
-    assert list_checkpoints(tmp_path) == [0, 1, 2, 4, 19, 20]
+    assert list_checkpoints(tmp_path) == [0, 1, 4, 16, 19, 20]
     # a checkpoint whose JSON is missing (killed between the two writes) does not count
     (tmp_path / "checkpoints" / "step_000020.json").unlink()
     assert list_checkpoints(tmp_path)[-1] == 19
@@ -46,7 +46,7 @@ def test_default_policy_bounds_disk_however_long(tmp_path, total):
             prune_checkpoints(tmp_path, keep_last=3, early=6, protect=s)
             assert len(list_checkpoints(tmp_path)) <= 9
     kept = list_checkpoints(tmp_path)
-    early = [k for k in (0, 1, 2, 4, 8, 16) if k <= total]
+    early = [k for k in (0, 1, 4, 16, 64, 256) if k <= total]
     assert kept[-1] == total and set(early) <= set(kept)
 
 
