@@ -183,14 +183,15 @@ def _start(cfg: TrainConfig, tr: Trainer, est: Estimate, start: int, elapsed: Ca
     else:  # a log's cost, not written (a dry run has no basis: its comparisons are against zero)
         tr.log_row(0 if cfg.dry_run else start, None)
     est.log_s = time.perf_counter() - t
-    if start == 0 and not cfg.dry_run:
-        tr.save(0, elapsed())
-    if start >= tr.total:
+    first = None
+    if start < tr.total:  # timed before step 0's checkpoint is being written in the background
+        first = tr.prepare(start, timed=True)
+        est.step_parts = dict(first.seconds)
+        est.step_s = sum(first.seconds.values())
+    else:
         est.step_s = 0.0
-        return None
-    first = tr.prepare(start, timed=True)
-    est.step_parts = dict(first.seconds)
-    est.step_s = sum(first.seconds.values())
+    if start == 0 and not cfg.dry_run:
+        tr.save(0, elapsed())  # the weights before the first update (prepare changed only gradients)
     return first
 
 
