@@ -141,7 +141,10 @@ def command_wall(corpus: Path, run: Path, layers: int, steps: int, extra: list[s
     t0 = time.perf_counter()
     subprocess.run(cmd, check=True, capture_output=True, text=True, env=env)
     wall = time.perf_counter() - t0
-    return wall, json.loads((run / "summary.json").read_text())
+    summary = json.loads((run / "summary.json").read_text())
+    summary["checkpoint_sizes"] = {int(p.stem[5:]): p.stat().st_size + p.with_suffix(".json").stat().st_size
+                                   for p in (run / "checkpoints").glob("step_*.safetensors")}
+    return wall, summary
 
 
 def command_steps(corpus: Path, root: Path, layers: int, configs: dict[str, list[str]], repeats: int) -> dict:
@@ -163,9 +166,41 @@ def command_steps(corpus: Path, root: Path, layers: int, configs: dict[str, list
     for name, w in walls.items():
         sm = summaries[name]
         out[name] = {"step_s": (min(w[11]) - min(w[1])) / 10, "load": f"{load} → {loadavg()}",
+                     "sizes": sm["checkpoint_sizes"],
                      "written": sm["checkpoint_bytes_written"], "kept": sm["checkpoint_bytes_kept"],
                      "estimate_step_s": sm["estimate"]["step_s"], "disk_bound": sm["estimate"]["disk_bytes"]}
     return out
+
+
+def policy_bytes(total: int, with_shadow: int, without: int) -> tuple[int, int, int]:
+    """(checkpoints written, bytes written, most bytes on disk at once) of a ``total``-step run under the
+    default policy (leadingterms.training.checkpoints), from the measured sizes of one checkpoint."""
+    from leadingterms.training.checkpoints import checkpoint_due, early_steps, holds_shadow
+    from leadingterms.training.config import CHECKPOINT_EVERY, EARLY_CHECKPOINTS
+
+    keep = 3
+    size = {s: with_shadow if holds_shadow(s, total, CHECKPOINT_EVERY) else without
+            for s in range(total + 1) if checkpoint_due(s, total, CHECKPOINT_EVERY, EARLY_CHECKPOINTS)}
+    kept: list[int] = []
+    most = 0
+    for s in size:
+        kept = sorted(set(kept) | {s})
+        most = max(most, sum(size[k] for k in kept))  # before pruning: the new one is on disk
+        kept = [k for k in kept if k in early_steps(EARLY_CHECKPOINTS) or k in kept[-keep:]]
+    return len(size), sum(size.values()), most
+
+
+def old_policy_bytes(total: int, one: int) -> tuple[int, int, int]:
+    """The same under the policy this issue replaced: every 10 steps plus 0, 1, 2, 4, 8, ... (all kept) and
+    the last, each with the dense float64 shadow (``one`` bytes), the newest 3 of the others kept."""
+    due = [s for s in range(total + 1) if s % 10 == 0 or s == total or (s & (s - 1)) == 0]
+    kept: list[int] = []
+    most = 0
+    for s in due:
+        kept = sorted(set(kept) | {s})
+        most = max(most, len(kept) * one)
+        kept = [k for k in kept if k == 0 or (k & (k - 1)) == 0 or k in kept[-3:]]
+    return len(due), len(due) * one, most
 
 
 def first_batch(corpus: Path) -> torch.Tensor:
@@ -196,7 +231,7 @@ def run(quick: bool) -> str:
 
         V = load_store(corpus).V
         f_ref, fl_ref = plain_matmul(B * T, V, V)
-        step_rows, cmd_rows, verdicts = [], [], []
+        step_rows, cmd_rows, verdicts, byte_rows = [], [], [], []
         for layers in (1, 3):
             ours = AttentionOnlyTransformer(ModelConfig(V=V, T=T, layers=layers, init="normal:0.01"), seed=0)
             base = PaperModel(ours.weights(), layers)
@@ -218,6 +253,14 @@ def run(quick: bool) -> str:
                     f"| {layers} | {name} | {t_base:.3f} | {r['step_s']:.3f} | **{t_base / r['step_s']:.2f}×** "
                     f"| {fl_ours / r['step_s'] / 1e9:.0f} | {r['estimate_step_s']:.3f} "
                     f"| {mib(r['written'])} | {mib(r['kept'])} | {mib(r['disk_bound'])} | {r['load']} |")
+            sizes = tr["sizes"]
+            with_shadow, without = sizes[max(sizes)], sizes[min(k for k in sizes if k > 0)]
+            old_one = without + 8 * (3 * V * V + V + T)  # the dense float64 W_O, V, W and P it stored
+            for total in (11, 1_000, 12_800):
+                n, written, most = policy_bytes(total, with_shadow, without)
+                n0, written0, most0 = old_policy_bytes(total, old_one)
+                byte_rows.append(f"| {layers} | {total:,} | {n} | {mib(written)} | {mib(most)} "
+                                 f"| {most / with_shadow:.1f} | {n0} | {mib(written0)} | {mib(most0)} |")
             overhead = tr["step_s"] / un["step_s"] - 1
             cmd_rows.append(f"| {layers} | tracking overhead | | | **{overhead:+.1%}** | | | | | | |")
             target = 2.5 if layers == 1 else 1.3
@@ -242,6 +285,16 @@ def run(quick: bool) -> str:
         *cmd_rows,
         "",
         "Targets (issue 12): " + "; ".join(verdicts) + ".",
+        "",
+        "**Checkpoint bytes per run** under the default policy (early steps 0, 1, 4, 16, 64, 256, every 100 "
+        "steps, the last; the newest 3 kept besides the early ones; the shadow state only in the periodic and "
+        "last ones), computed from the sizes of the 11-step run's checkpoint files (tracked), next to the "
+        "policy this issue replaced (every 10 steps and every power of two, each with the dense float64 shadow).",
+        "",
+        "| layers | steps | checkpoints written | MiB written | most MiB on disk | × one checkpoint "
+        "| old: written | old: MiB written | old: most MiB on disk |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        *byte_rows,
         "",
         f"**One optimizer step in-process** (forward + backward + SGD update), float32, fastest of {repeats} "
         "alternating repeats after a warm-up, the same batch. GFLOP = dense matmul FLOPs of one step "
