@@ -22,7 +22,7 @@ on every forward, a causal mask, ``torch.optim.SGD``. Ours: gathers for the one-
 first-layer output products restricted to the batch's distinct tokens, dense later layers.
 
 The machine is shared: the load average (1/5/15 min) is recorded next to every figure; compare
-within a row. Environment: BENCH_REPEATS (rounds of command runs, fastest taken; default 2).
+within a row. Environment: BENCH_REPEATS (rounds of command runs, fastest taken; default 3).
 """
 
 from __future__ import annotations
@@ -219,7 +219,7 @@ def mib(n: float) -> str:
 
 def run(quick: bool) -> str:
     V, T, B, repeats = (600, 64, 8, 3) if quick else (3000, 200, 8, 3)
-    pairs = int(os.environ.get("BENCH_REPEATS", "2"))
+    pairs = int(os.environ.get("BENCH_REPEATS", "3"))
     torch.manual_seed(0)
     if not TINYSTORIES.is_file():
         return f"(skipped: {TINYSTORIES} is absent)"
