@@ -80,6 +80,7 @@ class Estimate:
     step_parts: dict[str, float] = field(default_factory=dict)
     log_s: float | None = None
     eval_sequences: int = 0
+    timed: str = "the first step, timed"
 
     @property
     def memory_bytes(self) -> int:
@@ -97,7 +98,7 @@ class Estimate:
         if self.step_s is not None and self.log_s is not None:
             parts = ", ".join(f"{k} {v:.2f} s" for k, v in self.step_parts.items())
             out.append(
-                f"estimate: {self.step_s:.2f} s per step (the first step, timed: {parts}), {self.log_s:.2f} s per "
+                f"estimate: {self.step_s:.2f} s per step ({self.timed}: {parts}), {self.log_s:.2f} s per "
                 f"logged step (loss over {self.eval_sequences} sequences and the comparisons) -> about "
                 f"{_duration(self.total_s or 0.0)} for {self.steps:,} steps and {self.logs:,} logged steps")
         big = sorted(((v, k) for k, v in self.memory.items() if v > 0), reverse=True)[:5]

@@ -166,6 +166,41 @@ class Trainer:
             loss=self.loss(self.eval_tokens), batch_loss=batch_loss,
             val_loss=None if self.val_tokens is None else self.loss(self.val_tokens))
 
+    def time_log(self, step: int) -> float:
+        """Seconds a logged step will take, from a sample: the loss of one chunk of sequences scaled to
+        the sample sizes, plus the comparisons (for a dry run or a resumed run; nothing is written)."""
+        t0 = time.perf_counter()
+        self.loss(self.eval_tokens[: self.eval_chunk])
+        _sync(self.device)
+        n = len(self.eval_tokens) + (0 if self.val_tokens is None else len(self.val_tokens))
+        per_chunk = time.perf_counter() - t0
+        t1 = time.perf_counter()
+        metrics_row(step, epoch=0.0, weights=self.model.weights(), layers=self.cfg.layers, lr=self.cfg.lr,
+                    track=self.cfg.track, preds=self.preds,
+                    shadow=self.shadow.weights() if self.shadow is not None else None,
+                    loss=0.0, batch_loss=None, val_loss=None)
+        _sync(self.device)
+        return per_chunk * -(-n // self.eval_chunk) + time.perf_counter() - t1
+
+    def time_step(self, step: int) -> dict[str, float]:
+        """Seconds of optimizer step ``step`` from a sample (for a dry run): the forward/backward of its first
+        micro-batch times the number of micro-batches, and the shadow's increments. Gradients are dropped."""
+        micro = self.order.step_batches(step)
+        self.opt.zero_grad(set_to_none=True)
+        t0 = time.perf_counter()
+        with self._autocast():
+            loss = self.model.loss(self._rows(micro[0]), check=False)
+        loss.backward()
+        _sync(self.device)
+        seconds = {"model": (time.perf_counter() - t0) * len(micro)}
+        self.opt.zero_grad(set_to_none=True)
+        if self.shadow is not None:
+            t1 = time.perf_counter()
+            self.shadow.increments(step_tokens(self.store, self.order, step))
+            _sync(self.device)
+            seconds["shadow"] = time.perf_counter() - t1
+        return seconds
+
     def log(self, step: int, batch_loss: float | None) -> dict[str, Any]:
         """Append the metrics row of ``step`` to RUN/metrics.jsonl and return it."""
         row = self.log_row(step, batch_loss)

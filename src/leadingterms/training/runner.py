@@ -174,15 +174,23 @@ def train(cfg: TrainConfig, *, on_step: Callable[[int], None] | None = None,
 
 
 def _start(cfg: TrainConfig, tr: Trainer, est: Estimate, start: int, elapsed: Callable[[], float]) -> Any:
-    """Step 0's log and checkpoint (a fresh run), timing one log and the first step for the estimate
-    -> the first step, prepared (None when there is nothing to run)."""
+    """Step 0's log and checkpoint (a fresh run) and the estimate's times: a fresh run times its step-0
+    log and its first step (prepared, not yet applied: no work is wasted); a resumed run samples a log;
+    a dry run samples both (one micro-batch, one chunk of the logged loss) -> the first step, prepared
+    (None for a dry run or when there is nothing to run)."""
+    if cfg.dry_run:
+        est.timed = "one micro-batch timed, scaled"
+        est.log_s = tr.time_log(0)  # no basis: its comparisons are against zero, of the same cost
+        est.step_parts = tr.time_step(start) if start < tr.total else {}
+        est.step_s = sum(est.step_parts.values())
+        return None
     t = time.perf_counter()
-    if start == 0 and not cfg.dry_run:
+    if start == 0:
         if tr.log(0, None)["loss"] is None:
             raise Diverged(0, "the initial loss is not finite")
-    else:  # a log's cost, not written (a dry run has no basis: its comparisons are against zero)
-        tr.log_row(0 if cfg.dry_run else start, None)
-    est.log_s = time.perf_counter() - t
+        est.log_s = time.perf_counter() - t
+    else:
+        est.log_s = tr.time_log(start)
     first = None
     if start < tr.total:  # timed before step 0's checkpoint is being written in the background
         first = tr.prepare(start, timed=True)
@@ -190,7 +198,7 @@ def _start(cfg: TrainConfig, tr: Trainer, est: Estimate, start: int, elapsed: Ca
         est.step_s = sum(first.seconds.values())
     else:
         est.step_s = 0.0
-    if start == 0 and not cfg.dry_run:
+    if start == 0:
         tr.save(0, elapsed())  # the weights before the first update (prepare changed only gradients)
     return first
 
