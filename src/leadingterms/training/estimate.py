@@ -81,6 +81,8 @@ class Estimate:
     log_s: float | None = None
     eval_sequences: int = 0
     timed: str = "the first step, timed"
+    available_memory: int = 0
+    free_disk: int = 0
 
     @property
     def memory_bytes(self) -> int:
@@ -104,14 +106,15 @@ class Estimate:
         big = sorted(((v, k) for k, v in self.memory.items() if v > 0), reverse=True)[:5]
         where = "" if self.device == "cpu" else f" ({format_bytes(sum(self.memory[k] for k in self.on_device))} " \
                                                f"of it on {self.device})"
-        out.append(f"estimate: peak memory about {format_bytes(self.memory_bytes)}{where}: "
+        out.append(f"estimate: peak memory about {format_bytes(self.memory_bytes)}{where} of "
+                   f"{format_bytes(self.available_memory)} available: "
                    + ", ".join(f"{k} {format_bytes(v)}" for v, k in big))
         with_s, without = self.checkpoint
         size = (f"{format_bytes(with_s)} each" if with_s == without else
                 f"{format_bytes(with_s)} with the shadow state, {format_bytes(without)} without")
         basis = f", plus the basis cache {format_bytes(self.basis_cache)}" if self.basis_cache else ""
         out.append(f"estimate: checkpoints {size}; at most {self.kept} on disk ({self.kept_steps}): "
-                   f"{format_bytes(self.checkpoint_disk)}{basis}")
+                   f"{format_bytes(self.checkpoint_disk)}{basis}; {format_bytes(self.free_disk)} free")
         return out
 
 
@@ -160,7 +163,8 @@ def plan(cfg: TrainConfig, *, V: int, T: int, N: int, start: int, total: int, de
                     checkpoint=(with_shadow, without), kept=len(early) + max(cfg.keep_last, 1),
                     kept_steps=kept_steps, checkpoint_disk=ckpt_disk, basis_cache=basis_cache,
                     disk=ckpt_disk + basis_cache + logs * METRICS_ROW_BYTES, steps=total - start, logs=logs,
-                    device=str(device), eval_sequences=cfg.eval_count(N))
+                    device=str(device), eval_sequences=cfg.eval_count(N),
+                    available_memory=available_memory_bytes(), free_disk=free_disk_bytes(cfg.out))
 
 
 def check(est: Estimate, out: str) -> None:
@@ -179,9 +183,3 @@ def check(est: Estimate, out: str) -> None:
         check_memory(est.memory_bytes, what, hint=hint)
     check_disk(out, est.disk, f"the checkpoints of {what}",
                hint="lower --keep-last / --early-checkpoints, or raise --checkpoint-every")
-
-
-def disk_line(est: Estimate, out: str) -> str:
-    """Free disk and memory next to the estimate."""
-    return (f"estimate: {format_bytes(available_memory_bytes())} memory available, "
-            f"{format_bytes(free_disk_bytes(out))} disk free at {out}")

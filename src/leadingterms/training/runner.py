@@ -108,7 +108,7 @@ def train(cfg: TrainConfig, *, on_step: Callable[[int], None] | None = None,
         raise LeadingTermsError(f"cannot resume {run}: it is at step {start}, beyond the requested {total} steps")
     needs_basis = bool({"closed_form", "second_order"} & set(cfg.track))
     est = plan(cfg, V=store.V, T=store.T, N=store.N, start=start, total=total, device=device,
-               basis_to_compute=needs_basis and not cfg.dry_run and not basis_cached(cfg, store, run))
+               basis_to_compute=needs_basis and not basis_cached(cfg, store, run))
     check(est, cfg.out)  # before allocating or writing anything
     show_progress = cfg.progress and progress_enabled()
     tr = Trainer(cfg, store, run)
