@@ -11,6 +11,7 @@ The public API (imported lazily, so ``import leadingterms`` is cheap)::
     run_stats(StatsConfig(...)) -> StatsResult         compute_basis(tokens, V) -> Basis, load_basis(DIR)
     reduce_basis(shards, V) -> Basis                   the same as a map-reduce over row shards
     closed_form(basis, s, eta, L), predict(...)        run_predict(PredictConfig(...)) -> PredictResult
+    Predictions(basis, L).closed_form(s, eta)          fixed matrices once, any (s, eta) after
     Shadow(V, T, L, eta)                               the SGD path-dependent leading terms
     train(TrainConfig(...)) -> RunResult               load_run(RUN) -> Run
     run_sweep(SweepConfig(...)) -> SweepResult         compare_runs(CompareRunsConfig(...)) -> CompareRunsResult
@@ -52,6 +53,7 @@ _EXPORTS = {
     "MATRICES": "leadingterms.theory",
     "closed_form": "leadingterms.predict",
     "predict": "leadingterms.predict",
+    "Predictions": "leadingterms.predict",
     "PredictConfig": "leadingterms.predict",
     "PredictResult": "leadingterms.predict",
     "run_predict": "leadingterms.predict",
@@ -138,7 +140,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs
     from leadingterms.intervene import InterventionConfig, InterventionResult, intervene, run_intervention
     from leadingterms.lens import InspectConfig, logit_lens, run_inspect, run_with_cache
     from leadingterms.model import AttentionOnlyTransformer, ModelConfig
-    from leadingterms.predict import PredictConfig, PredictResult, closed_form, predict, run_predict
+    from leadingterms.predict import PredictConfig, Predictions, PredictResult, closed_form, predict, run_predict
     from leadingterms.pretrained.compare import CompareConfig, CompareResult, run_compare
     from leadingterms.pretrained.suite import SuiteConfig, SuiteResult, run_suite
     from leadingterms.report.build import ReportConfig, ReportResult, build_report

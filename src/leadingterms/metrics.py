@@ -9,7 +9,8 @@ One zero convention everywhere (docs/theory.md §6.1), all in float64:
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import math
+from collections.abc import Callable, Mapping, Sequence
 
 import torch
 from torch import Tensor
@@ -43,20 +44,69 @@ def relative_error(learned: Tensor, predicted: Tensor) -> float | None:
     return float(torch.linalg.vector_norm(a - b)) / na
 
 
+#: A prediction for :func:`compare_many`: a tensor, or ``rows(i, j)`` giving rows i..j-1 of one
+#: (for a prediction that is cheaper to build block by block than to hold, e.g. coef · direction).
+Prediction = Tensor | Callable[[int, int], Tensor]
+
+#: Elements per block of rows in :func:`compare_many` (8 MiB of float64: a block stays in cache
+#: while it is compared with every prediction of the same weight).
+BLOCK_ELEMENTS = 1 << 20
+
+
+def compare_many(learned: Mapping[str, Tensor],
+                 predictions: Mapping[str, Mapping[str, Prediction]]) -> dict[str, dict[str, dict[str, float]]]:
+    """:func:`compare` of ``learned`` with several sets of predictions (``{kind: {name: prediction}}``)
+    -> ``{kind: {name: {"cos", "rel"}}}``.
+
+    Each learned weight is read once, one block of rows at a time, in float64, and compared with
+    every prediction of that name while the block is in cache; ‖a‖², ‖b‖² and ‖a − b‖² are
+    accumulated in float64 and ⟨a,b⟩ = (‖a‖² + ‖b‖² − ‖a − b‖²)/2 (its rounding, ~1e-16·(‖a‖² + ‖b‖²),
+    is far below what a cosine resolves). The zero convention of the module docstring applies.
+    """
+    out: dict[str, dict[str, dict[str, float]]] = {kind: {} for kind in predictions}
+    for name, a in learned.items():
+        kinds = [k for k, preds in predictions.items() if name in preds]
+        if not kinds:
+            continue
+        a = a.detach()
+        n = a.shape[0] if a.ndim > 1 else 1
+        per = max(1, BLOCK_ELEMENTS // max(1, a[0].numel())) if a.ndim > 1 else 1
+        acc = {k: torch.zeros(3, dtype=torch.float64, device=a.device) for k in kinds}
+        shape_error: str | None = None
+        for i in range(0, n, per):
+            x = (a[i:i + per] if a.ndim > 1 else a).to(torch.float64).reshape(-1)
+            xx = x @ x
+            for k in kinds:
+                p = predictions[k][name]
+                y = p(i, min(i + per, n)) if callable(p) else (p[i:i + per] if a.ndim > 1 else p)
+                if y.numel() != x.numel() or (not callable(p) and p.shape != a.shape):
+                    shape_error = f"{tuple(a.shape)} and {tuple(p.shape) if not callable(p) else '?'}"
+                    break
+                y = y.detach().to(device=a.device, dtype=torch.float64).reshape(-1)
+                d = x - y
+                acc[k] += torch.stack([xx, y @ y, d @ d])
+            if shape_error:
+                break
+        if shape_error:
+            if not bool(a.any()):
+                continue
+            raise LeadingTermsError(f"cosine of tensors of different shapes {shape_error}")
+        for k in kinds:
+            aa, bb, dd = acc[k].tolist()
+            if aa == 0.0:
+                continue  # the relative error is undefined for an exactly zero learned weight
+            na, nb = math.sqrt(aa), math.sqrt(bb)
+            out[k][name] = {"cos": (aa + bb - dd) / 2 / (na * nb) if nb > 0.0 else 0.0, "rel": math.sqrt(dd) / na}
+    return out
+
+
 def compare(learned: Mapping[str, Tensor], predicted: Mapping[str, Tensor]) -> dict[str, dict[str, float]]:
     """Per parameter name present in both: ``{"cos": frobenius_cosine, "rel": relative_error}``.
 
     Names whose learned weight is exactly zero are omitted (their relative error is undefined).
+    (One set of :func:`compare_many`.)
     """
-    out: dict[str, dict[str, float]] = {}
-    for name, a in learned.items():
-        if name not in predicted:
-            continue
-        rel = relative_error(a, predicted[name])
-        if rel is None:
-            continue
-        out[name] = {"cos": frobenius_cosine(a, predicted[name].to(a.device)), "rel": rel}
-    return out
+    return compare_many(learned, {"": predicted})[""]
 
 
 def top_k_indices(M: Tensor, k: int) -> Tensor:

@@ -188,9 +188,13 @@ class AttentionOnlyTransformer(nn.Module):
             h = torch.baddbmm(h, A, hV)  # h + A h V
         return h @ self.W_O
 
-    def loss(self, tokens: Tensor) -> Tensor:
-        """tokens (B, T'+1): mean cross-entropy of predicting tokens[:, 1:] from tokens[:, :-1]."""
-        tokens = self._tokens(tokens, 1, "token batch")
+    def loss(self, tokens: Tensor, *, check: bool = True) -> Tensor:
+        """tokens (B, T'+1): mean cross-entropy of predicting tokens[:, 1:] from tokens[:, :-1].
+
+        ``check=False``: ``tokens`` is already an int64 tensor on the model's device with ids in
+        [0, V) (e.g. rows of a checked token store), so no host synchronisation is spent checking it."""
+        if check:
+            tokens = self._tokens(tokens, 1, "token batch")
         logits = self._logits(tokens[:, :-1])
         return F.cross_entropy(logits.reshape(-1, self.cfg.V), tokens[:, 1:].reshape(-1))
 
@@ -243,9 +247,11 @@ class AttentionOnlyTransformer(nn.Module):
         return model
 
 
-def dataset_loss(model: AttentionOnlyTransformer, tokens: Any, *, batch_size: int = 64) -> float:
+def dataset_loss(model: AttentionOnlyTransformer, tokens: Any, *, batch_size: int = 64,
+                 check: bool = True) -> float:
     """Mean cross-entropy of ``model`` over every row of ``tokens`` (N, T+1), ``batch_size`` rows at a
-    time, without gradients; rows are moved to the model's device as they are used."""
+    time, without gradients; rows are moved to the model's device as they are used (``check=False``:
+    ids already known to be in [0, V)). One host synchronisation at the end."""
     import numpy as np
 
     n = int(tokens.shape[0])
@@ -253,12 +259,12 @@ def dataset_loss(model: AttentionOnlyTransformer, tokens: Any, *, batch_size: in
         raise LeadingTermsError("the loss needs at least one sequence")
     chunk = positive_int(batch_size, "batch_size")
     device = model.W_O.device
-    total = 0.0
+    total = torch.zeros((), dtype=torch.float64, device=device)
     with torch.no_grad():
         for i in range(0, n, chunk):
             batch = torch.from_numpy(np.asarray(tokens[i:i + chunk], dtype=np.int64)).to(device)
-            total += float(model.loss(batch)) * batch.shape[0]
-    return total / n
+            total += model.loss(batch, check=check).double() * batch.shape[0]
+    return float(total) / n
 
 
 def save_model(path: Any, model: AttentionOnlyTransformer, metadata: Mapping[str, Any] | None = None) -> None:

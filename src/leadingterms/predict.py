@@ -14,19 +14,131 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor
 
 from leadingterms.config import check_config, option
-from leadingterms.theory import S2, WEIGHTS, BasisLike, layered
-from leadingterms.validate import check_schedule, positive_float, positive_int
+from leadingterms.metrics import Prediction
+from leadingterms.theory import S2, WEIGHTS, BasisLike, layered, param_name, param_names, parse_param
+from leadingterms.validate import check_schedule, device_spec, positive_float, positive_int, resolve_device
+
+if TYPE_CHECKING:
+    from leadingterms.basis import Basis
 
 LOOSE_BOUNDS_NOTE = (
     "the paper's bounds are loose; with corpus statistics this small they exceed the "
     "leading term itself already at s*eta ~ 0.1 (docs/theory.md §3.5), so report them but do not rely on them"
 )
+
+
+class Predictions:
+    """The closed forms (docs/theory.md §3) and second-order terms (§4) of one basis, at any (s, η).
+
+    The fixed matrices are computed once, on first use, and every call only combines them with
+    scalars (what a training run logs at every logged step):
+
+    - closed form: the directions B̄, Φ̄ᵀB̄ᵀ (the value direction, one sparse product), Q̄, Δ;
+    - second order: ΠH(B̄), B̄Φ̄Φ̄ᵀ, Φ̄ᵀB̄ᵀΠ and ĀB̄B̄ᵀ (V, V), whose rows/columns mean what the
+      weight they correct means; the ΠB̄ and Π²B̄ terms are B̄ with rescaled rows.
+
+    Memory: up to 5 (V, V) matrices besides the basis (:meth:`extra_bytes`). Tensors live on the
+    basis's device.
+    """
+
+    def __init__(self, basis: BasisLike, layers: int) -> None:
+        positive_int(layers, "layers")
+        self.basis, self.layers = basis, int(layers)
+        self._dirs: dict[str, Tensor] = {}
+        self._fixed: dict[str, Tensor] = {}
+
+    @staticmethod
+    def extra_bytes(V: int, *, second_order: bool, itemsize: int = 8) -> int:
+        """Bytes of the fixed matrices beyond the basis: the value direction, and with
+        ``second_order`` the four (V, V) matrices of §4."""
+        return itemsize * V * V * (5 if second_order else 1)
+
+    def direction(self, kind: str) -> Tensor:
+        """The predicted direction of ``kind`` (W_O, W, V, P), computed once."""
+        if kind not in self._dirs:
+            self._dirs[kind] = WEIGHTS[kind].direction_of(self.basis)
+        return self._dirs[kind]
+
+    def closed_form(self, steps: int, lr: float) -> dict[str, Tensor]:
+        """(3.1)–(3.4) after ``steps`` steps at learning rate ``lr``, every layer (shared tensors)."""
+        check_schedule(steps, lr, self.layers)
+        return layered({k: w.coef(steps, lr) * self.direction(k) for k, w in WEIGHTS.items()}, self.layers)
+
+    def _second_order_matrices(self) -> dict[str, Tensor]:
+        if not self._fixed:
+            b = self.basis
+            B, Phi, A_bar = b.B_bar, b.Phi_bar, b.A_bar
+            pi = b.Pi.to(B.dtype)
+            value = self.direction("V")  # Φ̄ᵀB̄ᵀ = (B̄Φ̄)ᵀ
+            self._fixed = {
+                "PiH": pi[:, None] * _row_centred_square(B),  # Π H(B̄)
+                "BPhiPhi": (Phi @ value).T.contiguous(),  # B̄Φ̄Φ̄ᵀ = (Φ̄ (B̄Φ̄)ᵀ)ᵀ
+                "valuePi": value * pi[None, :],  # Φ̄ᵀB̄ᵀΠ
+                "ABB": A_bar @ b.interchange_prev(),  # Ā B̄B̄ᵀ
+            }
+        return self._fixed
+
+    def second_order_rows(self, steps: int, lr: float) -> dict[str, Prediction]:
+        """W_O and V through their η³ terms (4.3), (4.4), as ``rows(i, j)`` callables that build rows i..j-1
+        from the fixed matrices (for :func:`leadingterms.metrics.compare_many`, which compares them block
+        by block); W and P keep their §3 terms (tensors):
+
+            W_O = (sη − C(s,2)η²π/V + η³C(s,3)π²/V²) ∘rows B̄ − η³S₂(s)/(2V)·ΠH(B̄) + η³L·C(s,3)·B̄Φ̄Φ̄ᵀ
+            V   = C(s,2)η²·Φ̄ᵀB̄ᵀ − η³C(s,3)/V·Φ̄ᵀB̄ᵀΠ − η³S₂(s)/V·ĀB̄B̄ᵀ
+        """
+        check_schedule(steps, lr, self.layers)
+        f = self._second_order_matrices()
+        s, eta, L = int(steps), float(lr), self.layers
+        B = self.basis.B_bar
+        Vn = B.shape[0]
+        pi = self.basis.Pi.to(B.dtype)
+        C2, C3, s2 = math.comb(s, 2), math.comb(s, 3), S2(s)
+        row_coef = s * eta - (C2 * eta**2 / Vn) * pi + (eta**3 * C3 / Vn**2) * pi * pi  # (V,) per current token
+        value, cV = self.direction("V"), WEIGHTS["V"].coef(s, eta)
+
+        def W_O(i: int, j: int) -> Tensor:
+            return (B[i:j] * row_coef[i:j, None]).add_(f["PiH"][i:j], alpha=-(eta**3) * s2 / (2 * Vn)).add_(
+                f["BPhiPhi"][i:j], alpha=eta**3 * L * C3)
+
+        def V(i: int, j: int) -> Tensor:
+            return (cV * value[i:j]).add_(f["valuePi"][i:j], alpha=-(eta**3) * C3 / Vn).add_(
+                f["ABB"][i:j], alpha=-(eta**3) * s2 / Vn)
+
+        out = self.closed_form_rows(steps, lr)
+        out["W_O"] = W_O
+        out.update({param_name("V", l): V for l in range(L)})
+        return out
+
+    def closed_form_rows(self, steps: int, lr: float) -> dict[str, Prediction]:
+        """:meth:`closed_form` as ``rows(i, j)`` callables (coef · rows of the direction) for the (V, V)
+        weights, so that no scaled copy of a direction is formed; P as a tensor."""
+        check_schedule(steps, lr, self.layers)
+
+        def scaled(kind: str) -> Prediction:
+            c, D = WEIGHTS[kind].coef(steps, lr), self.direction(kind)
+            return c * D if D.ndim < 2 else (lambda i, j: D[i:j] * c)
+
+        by_kind = {k: scaled(k) for k in WEIGHTS}
+        return {name: by_kind[parse_param(name)[0]] for name in param_names(self.layers)}
+
+    def second_order(self, steps: int, lr: float) -> dict[str, Tensor]:
+        """:meth:`second_order_rows` formed: W_O and V through their η³ terms, W and P the §3 terms."""
+        Vn = self.basis.B_bar.shape[0]
+        return {k: p(0, Vn) if callable(p) else p for k, p in self.second_order_rows(steps, lr).items()}
+
+    def predict(self, steps: int, lr: float, order: int = 1) -> dict[str, Tensor]:
+        """Order 1: :meth:`closed_form`; order 2: :meth:`second_order`."""
+        if order not in (1, 2):
+            from leadingterms.errors import LeadingTermsError
+
+            raise LeadingTermsError(f"order must be 1 or 2, got {order}")
+        return self.closed_form(steps, lr) if order == 1 else self.second_order(steps, lr)
 
 
 def closed_form(basis: BasisLike, steps: int, lr: float, layers: int) -> dict[str, Tensor]:
@@ -37,54 +149,24 @@ def closed_form(basis: BasisLike, steps: int, lr: float, layers: int) -> dict[st
         W   = c(s) η⁴ Q̄              (V, V) row = query token, col = key token
         P   = c(s) η⁴ Δ              (T,)   offset m = t − j
 
-    (coefficient and direction of each kind: :data:`leadingterms.theory.WEIGHTS`).
+    (coefficient and direction of each kind: :data:`leadingterms.theory.WEIGHTS`). For many (s, η)
+    of one basis use :class:`Predictions`, which forms the directions once.
     """
     check_schedule(steps, lr, layers)
-    return layered({k: w.coef(steps, lr) * w.direction_of(basis) for k, w in WEIGHTS.items()}, layers)
+    return Predictions(basis, layers).closed_form(steps, lr)
 
 
 def _row_centred_square(Z: Tensor) -> Tensor:
-    """H(Z) = Z∘Z − rowmean(Z∘Z) (docs/theory.md §4), same shape as Z."""
+    """H(Z) = Z∘Z − rowmean(Z∘Z) (docs/theory.md (4.1)), same shape as Z."""
     sq = Z * Z
     return sq - sq.mean(dim=1, keepdim=True)
-
-
-def second_order_corrections(basis: BasisLike, steps: int, lr: float, layers: int) -> tuple[Tensor, Tensor]:
-    """The next Taylor terms beyond §3 (docs/theory.md §4), returned as (dW_O, dV), both (V, V):
-
-        dW_O = − C(s,2) η² ΠB̄/V + η³ [ C(s,3) Π²B̄/V² − S₂(s)/(2V) · Π H(B̄) + L·C(s,3) B̄Φ̄Φ̄ᵀ ]
-        dV   = − η³ [ C(s,3) Φ̄ᵀB̄ᵀΠ/V + S₂(s)/V · ĀB̄B̄ᵀ ]
-
-    with Π = diag(π) (π = ``basis.Pi``, (V,)), V the vocabulary size and L = ``layers``.
-    """
-    s, eta, L = int(steps), float(lr), int(layers)
-    B, Phi, A_bar = basis.B_bar, basis.Phi_bar, basis.A_bar
-    Vn = B.shape[0]
-    pi = basis.Pi.to(B.dtype).unsqueeze(1)  # (V, 1): Π Z = pi * Z (scales rows)
-    C2, C3, s2 = math.comb(s, 2), math.comb(s, 3), S2(s)
-    dW_O = (-C2 * eta**2 / Vn) * (pi * B) + eta**3 * (
-        (C3 / Vn**2) * (pi * pi * B)
-        - (s2 / (2 * Vn)) * (pi * _row_centred_square(B))
-        + (L * C3) * ((B @ Phi) @ Phi.T)
-    )
-    value_dir = basis.value_direction()  # Φ̄ᵀB̄ᵀ
-    dV = -(eta**3) * ((C3 / Vn) * (value_dir * pi.T) + (s2 / Vn) * (A_bar @ B) @ B.T)
-    return dW_O, dV
 
 
 def predict(basis: BasisLike, steps: int, lr: float, layers: int, order: int = 1) -> dict[str, Tensor]:
     """Order 1: :func:`closed_form`. Order 2: W_O and V through their next Taylor terms (§4);
     W and P keep their §3 leading terms."""
-    pred = closed_form(basis, steps, lr, layers)
-    if order == 1:
-        return pred
-    if order != 2:
-        from leadingterms.errors import LeadingTermsError
-
-        raise LeadingTermsError(f"order must be 1 or 2, got {order}")
-    dW_O, dV = second_order_corrections(basis, steps, lr, layers)
-    return layered({"W_O": pred["W_O"] + dW_O, "W": pred["layers.0.W"], "V": pred["layers.0.V"] + dV,
-                    "P": pred["layers.0.P"]}, layers)
+    check_schedule(steps, lr, layers)
+    return Predictions(basis, layers).predict(steps, lr, order)
 
 
 def second_order(basis: BasisLike, steps: int, lr: float, layers: int) -> dict[str, Tensor]:
@@ -110,6 +192,23 @@ def paper_bounds(steps: int, lr: float, T: int) -> dict[str, float]:
 # ----------------------------------------------------------------------------- the predict stage
 
 
+def basis_on(basis: Basis, device: torch.device | str) -> Basis:
+    """``basis`` with its tensors on ``device`` (a new object; the sparse bigram counts it keeps for its
+    products stay on the CPU). The same object when it is already there."""
+    import dataclasses
+
+    device = torch.device(device)
+    names = ("B_bar", "Phi_bar", "Q_bar", "Delta", "Pi", "A_bar")
+    if all(getattr(basis, n).device == device for n in names):
+        return basis
+    moved = dataclasses.replace(basis, **{n: getattr(basis, n).to(device) for n in names})
+    moved.meta = dict(basis.meta)
+    if "counts" in basis._cache:
+        moved._cache["counts"] = basis._cache["counts"]
+    return moved
+
+
+
 @dataclass(kw_only=True)
 class PredictConfig:
     """``leadingterms predict``: closed-form weights after ``steps`` steps of full-batch GD."""
@@ -121,6 +220,7 @@ class PredictConfig:
     out: str = option(help="output .safetensors file to create", metavar="FILE")
     order: int = option(1, help="1: the leading terms of docs/theory.md §3; 2: with the §4 terms for W_O and V",
                         choices=(1, 2))
+    device: str = option("cpu", help="cpu, cuda, cuda:N or auto", check=device_spec)
 
 
 @dataclass
@@ -138,7 +238,8 @@ def run_predict(cfg: PredictConfig) -> PredictResult:
     from leadingterms.persist import save_tensors
 
     check_config(cfg)
-    basis = load_basis(cfg.stats)
+    device = resolve_device(cfg.device)
+    basis = basis_on(load_basis(cfg.stats), device)
     pred = predict(basis, cfg.steps, cfg.lr, cfg.layers, cfg.order)
     norms = {k: float(torch.linalg.vector_norm(v.to(torch.float64))) for k, v in pred.items()}
     meta = {

@@ -43,6 +43,8 @@ class BasisLike(Protocol):
 
     def value_direction(self) -> Tensor: ...  # Φ̄ᵀB̄ᵀ (V, V)
 
+    def interchange_prev(self) -> Tensor: ...  # B̄B̄ᵀ (V, V)
+
     def G_bar(self) -> Tensor: ...  # Φ̄ᵀB̄ᵀB̄ (V, V)
 
 

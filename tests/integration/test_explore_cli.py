@@ -74,7 +74,7 @@ def test_explore_errors_and_checkpoint_choice(explored, tmp_path, capsys):
     run, out = explored
     one_line_error(capsys, "explore", "--out", tmp_path / "x.html", match="--stats DIR")
     one_line_error(capsys, "explore", "--run", run, "--out", out, match="--force")
-    one_line_error(capsys, "explore", "--run", run, "--checkpoints", "3,99", "--out", tmp_path / "x.html",
+    one_line_error(capsys, "explore", "--run", run, "--checkpoints", "1,99", "--out", tmp_path / "x.html",
                    match="[99]")
     one_line_error(capsys, "explore", "--run", run, "--out", tmp_path / "x.txt", match=".html")
     assert pick_checkpoints([0, 1, 2, 4, 8, 16, 32, 64, 100], 4) == [1, 4, 16, 100]  # nearest in log(step)

@@ -19,9 +19,9 @@ def test_intervene_cli_table_and_json(capsys, tiny_run):
         assert f"\n{name} " in out
     res = json.loads((tiny_run / "intervention.json").read_text())
     assert res["step"] == 3 and res["n_sequences"] == 8 and len(res["rows"]) == 7
-    assert main(["intervene", "--run", str(tiny_run), "--step", "2"]) == 0
+    assert main(["intervene", "--run", str(tiny_run), "--step", "1"]) == 0
     res = json.loads((tiny_run / "intervention.json").read_text())
-    assert res["step"] == 2 and res["n_sequences"] == 20
+    assert res["step"] == 1 and res["n_sequences"] == 20
     assert res["control"] == "none" and "loss_control" not in res["rows"][0]
 
 
@@ -52,3 +52,15 @@ def test_intervene_cli_missing_run(capsys, tmp_path):
     assert main(["intervene", "--run", str(tmp_path / "nope")]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "run directory not found" in err
+
+
+@pytest.mark.skipif(not __import__("torch").cuda.is_available(), reason="no CUDA device")
+def test_intervene_cli_on_cuda_matches_cpu(capsys, tiny_run):
+    assert main(["intervene", "--run", str(tiny_run), "--max-sequences", "8"]) == 0
+    cpu = json.loads((tiny_run / "intervention.json").read_text())
+    assert main(["intervene", "--run", str(tiny_run), "--max-sequences", "8", "--device", "cuda"]) == 0
+    gpu = json.loads((tiny_run / "intervention.json").read_text())
+    assert gpu["original_loss"] == pytest.approx(cpu["original_loss"], rel=1e-5)
+    for a, b in zip(cpu["rows"], gpu["rows"], strict=True):
+        assert b["loss_removed"] == pytest.approx(a["loss_removed"], rel=1e-5)
+        assert b["loss_replaced"] == pytest.approx(a["loss_replaced"], rel=1e-5)

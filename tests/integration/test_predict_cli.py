@@ -87,3 +87,15 @@ def test_predict_missing_and_corrupt_stats(tmp_path, capsys) -> None:
     assert main(["predict", "--stats", str(bad), *base]) == 2
     one_line_error(capsys)
     assert not out.exists()
+
+
+@pytest.mark.parametrize("device", ["auto", pytest.param("cuda", marks=pytest.mark.skipif(
+    not torch.cuda.is_available(), reason="no CUDA device"))])
+def test_predict_device_gives_the_same_weights(stats_dir, tmp_path, capsys, device) -> None:
+    base = ["predict", "--stats", str(stats_dir), "--steps", "5", "--lr", "0.05", "--layers", "2", "--order", "2"]
+    assert main([*base, "--out", str(tmp_path / "cpu.safetensors")]) == 0
+    assert main([*base, "--device", device, "--out", str(tmp_path / "dev.safetensors")]) == 0
+    a, _ = load_tensors(tmp_path / "cpu.safetensors")
+    b, _ = load_tensors(tmp_path / "dev.safetensors")
+    for k, t in a.items():
+        assert float(torch.linalg.vector_norm(b[k] - t) / torch.linalg.vector_norm(t)) < 1e-12, k

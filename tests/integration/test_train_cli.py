@@ -88,3 +88,25 @@ def test_existing_run_mismatch_and_divergence(corpus, tmp_path, capsys):
     one_line_error(capsys, args(other, out, "--track", "none", "--resume"), "trained on corpus")
     one_line_error(capsys, args(corpus, tmp_path / "div", "--lr", "1e30", "--init", "normal:1", "--dtype",
                                 "float32", "--track", "none", "--log-every", "1"), "diverged at step")
+
+
+def test_estimate_on_stderr_and_dry_run(corpus, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(args(corpus, out, "--dry-run")) == 0
+    captured = capsys.readouterr()
+    lines = captured.out.splitlines()
+    assert lines[0].startswith("estimate: ") and "s per step" in lines[0] and "peak memory" in lines[1]
+    assert lines[-1] == f"dry run: nothing written to {out}" and not out.exists()
+    assert main(args(corpus, out)) == 0
+    captured = capsys.readouterr()
+    notes = [l for l in captured.err.splitlines() if l.startswith("leadingterms train: note: estimate: ")]
+    assert len(notes) == 3
+    assert "checkpoints:" in captured.out and "written" in captured.out
+
+
+def test_refusals_are_one_line_and_write_nothing(corpus, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("LEADINGTERMS_MAX_MEMORY_SHARE", "1e-9")
+    one_line_error(capsys, args(corpus, tmp_path / "run"), "needs about")
+    monkeypatch.delenv("LEADINGTERMS_MAX_MEMORY_SHARE")
+    one_line_error(capsys, args(corpus, tmp_path / "run", "--precision", "bf16"), "--dtype float32")
+    assert not (tmp_path / "run").exists()

@@ -30,3 +30,23 @@ def test_zero_convention():
     assert got == {"b": {"cos": 0.0, "rel": 1.0}}  # a zero learned weight is omitted; c is not learned
     with pytest.raises(LeadingTermsError, match="different shapes"):
         frobenius_cosine(torch.ones(2), torch.ones(3))
+
+
+def test_compare_many_equals_compare_per_set_with_row_builders():
+    """Blocks of rows (several per matrix), lazy row builders and 1-D weights give compare()'s numbers."""
+    from leadingterms import metrics
+
+    g = torch.Generator().manual_seed(0)
+    a = {"M": torch.randn(700, 3000, generator=g, dtype=torch.float32), "p": torch.randn(9, generator=g)}
+    D = torch.randn(700, 3000, generator=g, dtype=torch.float64)
+    sets = {"dense": {"M": 0.5 * D, "p": torch.randn(9, generator=g)},
+            "rows": {"M": lambda i, j: 0.5 * D[i:j]}}
+    got = metrics.compare_many(a, sets)
+    assert 700 * 3000 > metrics.BLOCK_ELEMENTS  # several blocks
+    want = compare(a, sets["dense"])
+    for name, m in want.items():
+        assert got["dense"][name]["rel"] == pytest.approx(relative_error(a[name], sets["dense"][name]), rel=1e-13)
+        assert got["dense"][name]["cos"] == pytest.approx(frobenius_cosine(a[name], sets["dense"][name]), rel=1e-12)
+        assert m == got["dense"][name]
+    assert got["rows"]["M"] == pytest.approx(got["dense"]["M"], rel=1e-15)
+    assert "p" not in got["rows"]

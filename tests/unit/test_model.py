@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from leadingterms.errors import LeadingTermsError
-from leadingterms.model import AttentionOnlyTransformer, ModelConfig, load_model, save_model
+from leadingterms.model import AttentionOnlyTransformer, ModelConfig, dataset_loss, load_model, save_model
 
 V, T = 13, 9
 
@@ -185,3 +185,15 @@ def test_cuda_matches_cpu():
     assert abs(float(lc.detach()) - float(lg.detach())) < 1e-12 * abs(float(lc.detach()))
     for (name, p), q in zip(cpu.named_parameters(), gpu.parameters(), strict=True):
         assert rel(q.grad.cpu(), p.grad) < 1e-10, name
+
+
+def test_unchecked_loss_is_the_checked_loss():
+    """``check=False`` (trusted int64 rows on the device) skips only the validation."""
+    cfg = ModelConfig(V=11, T=6, layers=2, init="normal:0.3", dtype=torch.float64)
+    model = AttentionOnlyTransformer(cfg, seed=1)
+    tokens = torch.randint(0, 11, (3, 7), generator=torch.Generator().manual_seed(0))
+    assert torch.equal(model.loss(tokens), model.loss(tokens, check=False))
+    assert dataset_loss(model, tokens.numpy(), batch_size=2) == dataset_loss(model, tokens.numpy(), batch_size=2,
+                                                                               check=False)
+    with pytest.raises(LeadingTermsError):
+        model.loss(tokens + 11)  # checked: refused

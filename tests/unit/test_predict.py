@@ -1,4 +1,4 @@
-"""Closed-form predictions (SPEC §3), second-order terms (§4), the shadow (§5), bounds and metric,
+"""Closed-form predictions (SPEC §3), second-order terms (§4), bounds and metric,
 checked against the naive dense float64 model and basis in tests/naive.py."""
 
 from __future__ import annotations
@@ -13,12 +13,11 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from reference.naive import NaiveBasis, gd_train, markov_corpus, naive_basis, naive_grads, sgd_train, zero_params
+from reference.naive import NaiveBasis, gd_train, markov_corpus, naive_grads, zero_params
 
 from leadingterms.errors import LeadingTermsError
 from leadingterms.metrics import compare
 from leadingterms.predict import closed_form, paper_bounds, predict, second_order
-from leadingterms.shadow import Shadow
 from leadingterms.theory import S2, c_s
 
 V_, T_, N_ = 12, 6, 20
@@ -229,121 +228,47 @@ def test_closed_form_on_real_corpus(tinystories_path) -> None:
     assert res2["layers.0.V"]["rel"] < res["layers.0.V"]["rel"] / 10
 
 
-# ----------------------------------------------------------------------------- shadow (§5)
+# ----------------------------------------------------------------------------- Predictions (fixed matrices)
 
 
-def test_shadow_equals_closed_form_for_full_batches(corpus: np.ndarray, basis: NaiveBasis) -> None:
-    sh = Shadow(V_, T_, 2, 0.05)
-    for _ in range(STEPS):
-        sh.update(corpus)
-    assert sh.step == STEPS
-    w, pred = sh.weights(), closed_form(basis, STEPS, 0.05, 2)
-    assert set(w) == set(pred)
-    for name in pred:
-        assert rel(w[name], pred[name]) < 1e-12, name
+def _random_basis(V: int, T: int, N: int, seed: int):
+    from leadingterms.basis import compute_basis
+
+    toks = np.random.default_rng(seed).integers(0, V, size=(N, T + 1))
+    return compute_basis(toks, V, progress=False)
 
 
-def _batches(corpus: np.ndarray, steps: int, size: int, seed: int) -> list[np.ndarray]:
-    rng = np.random.default_rng(seed)
-    return [corpus[rng.choice(len(corpus), size=size, replace=False)] for _ in range(steps)]
+@pytest.mark.parametrize("which", ["naive", "random", "tinystories"])
+def test_predictions_equal_the_dense_formulas(which: str, basis: NaiveBasis, tinystories_path) -> None:
+    """Predictions (fixed matrices formed once, combined per call) = (3.1)–(3.4), (4.3), (4.4) written
+    densely, to 1e-12 relative, at several (s, η) from ONE Predictions object."""
+    from reference.naive import reference_closed_form
+    from reference.second_order import reference_second_order
 
+    from leadingterms.predict import Predictions
 
-def test_shadow_matches_naive_recursion(corpus: np.ndarray) -> None:
-    """SPEC §5 recursion written naively (dense M_r = W_Oᵀ Vᵀ, naive per-batch statistics)."""
-    eta = 0.1
-    batches = _batches(corpus, STEPS, 5, seed=1)
-    W_O, Vv, W, P = np.zeros((V_, V_)), np.zeros((V_, V_)), np.zeros((V_, V_)), np.zeros(T_)
-    sh = Shadow(V_, T_, 1, eta)
-    for batch in batches:
-        st_ = naive_basis(batch, V_, M=W_O.T @ Vv.T)
-        W, P = W + eta * st_["Q_bar"], P + eta * st_["Delta"]
-        Vv = Vv + eta * st_["Phi_bar"].T @ W_O.T
-        W_O = W_O + eta * st_["B_bar"]
-        sh.update(torch.from_numpy(batch))
-    w = sh.weights()
-    for name, ref in (("W_O", W_O), ("layers.0.V", Vv), ("layers.0.W", W), ("layers.0.P", P)):
-        assert rel(w[name], torch.from_numpy(ref)) < 1e-12, name
+    if which == "naive":
+        b = basis
+    elif which == "random":
+        b = _random_basis(40, 10, 30, seed=1)
+    else:
+        from leadingterms.basis import compute_basis
 
-
-@pytest.mark.parametrize("L", [1, 2])
-def test_shadow_tracks_sgd_better_than_closed_form(corpus: np.ndarray, basis: NaiveBasis, L: int) -> None:
-    eta = 1e-2
-    batches = _batches(corpus, STEPS, 4, seed=2)
-    learned = sgd_train(batches, V_, L, eta)
-    sh = Shadow(V_, T_, L, eta)
-    for batch in batches:
-        sh.update(batch)
-    shadow = compare(learned, sh.weights())
-    closed = compare(learned, closed_form(basis, STEPS, eta, L))
-    for name in closed:
-        assert shadow[name]["rel"] < 0.02, (name, shadow[name])
-        assert shadow[name]["rel"] * 20 < closed[name]["rel"], (name, shadow[name], closed[name])
-
-
-def test_shadow_gradient_accumulation_is_the_union(corpus: np.ndarray) -> None:
-    """One optimizer step over two equal micro-batches = one step on their union."""
-    eta = 1e-2
-    micro = _batches(corpus, 2 * 4, 3, seed=3)
-    steps = [np.concatenate(micro[2 * i: 2 * i + 2]) for i in range(4)]
-    # accumulated gradient of two equal-size micro-batches (mean of means) = gradient of the union
-    p = zero_params(V_, T_, 1)
-    for i in range(4):
-        g1, g2 = naive_grads(p, micro[2 * i]), naive_grads(p, micro[2 * i + 1])
-        p = {k: p[k] - eta * (g1[k] + g2[k]) / 2 for k in p}
-    sh = Shadow(V_, T_, 1, eta)
-    for batch in steps:
-        sh.update(batch)
-    for name, r in compare(p, sh.weights()).items():
-        assert r["rel"] < 0.01, (name, r)
-
-
-def test_shadow_state_dict_resume(corpus: np.ndarray, tmp_path) -> None:
-    from leadingterms.persist import load_tensors, save_tensors
-
-    eta = 0.05
-    batches = _batches(corpus, STEPS, 5, seed=4)
-    full = Shadow(V_, T_, 2, eta)
-    for b in batches:
-        full.update(b)
-    first = Shadow(V_, T_, 2, eta)
-    for b in batches[:3]:
-        first.update(b)
-    save_tensors(tmp_path / "shadow.safetensors", first.state_dict())
-    state, _ = load_tensors(tmp_path / "shadow.safetensors")
-    resumed = Shadow(V_, T_, 2, eta)
-    resumed.load_state_dict(state)
-    assert resumed.step == 3
-    for b in batches[3:]:
-        resumed.update(b)
-    assert resumed.step == full.step == STEPS
-    for name, t in full.weights().items():
-        assert torch.equal(resumed.weights()[name], t), name
-    with pytest.raises(LeadingTermsError, match="lr"):
-        Shadow(V_, T_, 2, 0.1).load_state_dict(state)
-    with pytest.raises(LeadingTermsError, match="shape"):
-        Shadow(V_ + 1, T_, 2, eta).load_state_dict(state)
-
-
-def test_shadow_bad_batches(corpus: np.ndarray) -> None:
-    sh = Shadow(V_, T_, 1, 0.1)
-    with pytest.raises(LeadingTermsError):
-        sh.update(corpus[:, :-1])
-    with pytest.raises(LeadingTermsError):
-        sh.update(np.full((2, T_ + 1), V_))
-    with pytest.raises(LeadingTermsError):
-        sh.update(corpus.astype(np.float64))
-    with pytest.raises(LeadingTermsError):
-        Shadow(V_, T_, 0, 0.1)
-    assert sh.step == 0
-
-
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
-def test_shadow_on_cuda_matches_cpu(corpus: np.ndarray) -> None:
-    batches = _batches(corpus, STEPS, 5, seed=6)
-    cpu, gpu = Shadow(V_, T_, 1, 0.05), Shadow(V_, T_, 1, 0.05, device="cuda")
-    for b in batches:
-        cpu.update(b)
-        gpu.update(b)
-    for name, t in cpu.weights().items():
-        assert gpu.weights()[name].device.type == "cuda"
-        assert rel(gpu.weights()[name].cpu(), t) < 1e-12, name
+        toks, V = _word_corpus(tinystories_path, K=299, T=24, N=60)
+        b = compute_basis(toks, V, progress=False)
+    L = 3
+    p = Predictions(b, L)
+    for s, eta in ((1, 0.5), (2, 0.1), (5, 0.03), (40, 1e-3)):
+        cf, so = p.closed_form(s, eta), p.second_order(s, eta)
+        for name, t in cf.items():
+            want = reference_closed_form(b, name, s, eta)
+            if float(want.abs().max()) > 0:
+                assert rel(t, want) < 1e-12, (which, s, name)
+        W_O, V_ = reference_second_order(b.B_bar, b.Phi_bar, b.A_bar, b.Pi, s, eta, L)
+        assert rel(so["W_O"], W_O) < 1e-12, (which, s)
+        for l in range(L):
+            assert rel(so[f"layers.{l}.V"], V_) < 1e-12 if s > 1 else float(so[f"layers.{l}.V"].abs().max()) == 0
+            assert so[f"layers.{l}.W"] is cf[f"layers.{l}.W"] or torch.equal(so[f"layers.{l}.W"], cf[f"layers.{l}.W"])
+    fixed = dict(p._fixed)
+    p.second_order(7, 0.01)
+    assert all(p._fixed[k] is v for k, v in fixed.items())  # formed once, reused

@@ -55,10 +55,10 @@ def test_report_pretrained_section_and_options(run_dir, monkeypatch, tmp_path):
     (pre / "index.json").write_text("{}")
     monkeypatch.setattr(pr, "pretrained_section", lambda d: f"MARK {Path(d).name}")
     out = build_report(ReportConfig(run=str(run), out=str(tmp_path / "r.html"), tokens=["bird", "the"], k=3,
-                                    step=2, heatmap_tokens=6, pretrained=str(pre)))
+                                    step=4, heatmap_tokens=6, pretrained=str(pre)))
     html = out.path.read_text(encoding="utf-8")
     assert "MARK pre" in html and 'href="#pretrained"' in html
-    assert "step 2 (chosen with --step)" in html
+    assert "step 4 (chosen with --step)" in html
     with pytest.raises(LeadingTermsError, match="unknown token"):
         build_report(ReportConfig(run=str(run), out=str(tmp_path / "x.html"), tokens=["zzzz-not-a-token"]))
     with pytest.raises(LeadingTermsError, match="index.json"):

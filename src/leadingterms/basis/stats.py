@@ -301,6 +301,45 @@ def attention_stats(tokens: Any, V: int, M: MLike, *, dtype: torch.dtype = torch
     return finish_attention(attention_sums(src, _centred_block(M, src, dtype), dtype, rows, progress))
 
 
+@dataclass
+class BatchSums:
+    """Raw sums of one batch (docs/theory.md §5) over the tokens it contains, before the one 1/(|ℬ|·T).
+
+    ``ids`` (Vc,) output id of each compact id, ascending (all V ids when the batch holds more
+    than half of them); ``counts`` (Vc, Vc) bigram counts, row = current token x_t, col = next
+    token y_t; ``c`` (Vc,) occurrences as current token; ``Phi`` (Vc, Vc) Σ 1/(t+1) per pair
+    (y_t, x_j), j <= t, row = next token, col = context token; ``NT`` = rows·T. A token absent
+    from the batch has no row or column: its raw sums are zero.
+    """
+
+    ids: Tensor
+    counts: Tensor
+    c: Tensor
+    Phi: Tensor
+    NT: float
+    _src: Source
+    _dtype: torch.dtype
+    _rows: int
+
+    def attention(self, Mc: Tensor) -> tuple[Tensor, Tensor]:
+        """Raw (Q (Vc, Vc) row = query x_t, col = key x_j; Delta (T,) offset m = t − j) for
+        ``Mc`` (Vc, Vc) = M'[ids, ids], M' = M − u·1 colsum(M)ᵀ the column-centred M."""
+        return _attention_pass(self._src, Mc, self._dtype, self._rows, False)
+
+
+def batch_sums(tokens: Any, V: int, *, dtype: torch.dtype = torch.float64,
+               device: torch.device | str | None = None) -> BatchSums:
+    """:class:`BatchSums` of ``tokens`` (B, T+1) on ``device`` (default: the CPU): the compact
+    accumulators of :func:`bigram_context_stats`, not expanded to (V, V) nor normalised, for callers
+    that work on the batch's tokens only (the SGD shadow, :mod:`leadingterms.shadow`)."""
+    dtype_to_name(dtype)
+    src = Source.build(token_rows(tokens), V, device=torch.device(device or "cpu"))
+    rows = chunk_rows_for(src.T)
+    counts, c, Phi, _ = _bigram_context_pass(src, dtype, rows, False)
+    return BatchSums(ids=src.ids, counts=counts.to(dtype), c=c.to(dtype), Phi=Phi, NT=float(src.N * src.T),
+                     _src=src, _dtype=dtype, _rows=rows)
+
+
 def attention_kernel(tokens: Any, V: int, M: MLike, *, dtype: torch.dtype = torch.float64) -> Tensor:
     """K_i (N, T, T) of every row (docs/theory.md §2.4, unnormalised): ``K[i, t, j]`` for j <= t, 0 above.
 

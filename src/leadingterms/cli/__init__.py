@@ -170,9 +170,14 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     return parser
 
 
+def print_note(name: str, note: str) -> None:
+    """One note of command ``name`` on stderr (commands that report while they run call it directly)."""
+    print(f"leadingterms {name}: note: {note}", file=sys.stderr, flush=True)
+
+
 def _print_notes(name: str, result: Any) -> None:
     for note in getattr(result, "notes", None) or []:
-        print(f"leadingterms {name}: note: {note}", file=sys.stderr)
+        print_note(name, note)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from leadingterms.cli import Command
+from leadingterms.budget import format_bytes
+from leadingterms.cli import Command, print_note
 from leadingterms.errors import LeadingTermsError
 from leadingterms.training import RunResult, TrainConfig, train
 from leadingterms.training.config import RESUME_MUST_MATCH
@@ -34,10 +35,22 @@ def from_args(given: dict[str, Any]) -> TrainConfig:
     return TrainConfig(**merged)
 
 
+def run(cfg: TrainConfig) -> RunResult:
+    """``train`` with the estimate printed (stderr) as soon as it is known; a dry run prints it on stdout."""
+    return train(cfg, on_note=None if cfg.dry_run else lambda line: print_note("train", line))
+
+
 def show(res: RunResult) -> Iterator[str]:
+    if res.dry_run:
+        yield from res.estimate
+        yield f"dry run: nothing written to {res.run_dir}"
+        return
     final = res.final
+    written = format_bytes(res.summary.get("checkpoint_bytes_written", 0))
+    kept = format_bytes(res.summary.get("checkpoint_bytes_kept", 0))
     yield (f"wrote {res.run_dir} ({res.steps} steps, {res.steps_per_s or 0:.2f} steps/s"
-           + (f", resumed from step {res.resumed_from}" if res.resumed_from else "") + ")")
+           + (f", resumed from step {res.resumed_from}" if res.resumed_from else "")
+           + f"; checkpoints: {written} written, {kept} kept)")
     loss = final.get("loss")
     yield f"final loss {loss:.6f}" if loss is not None else "final loss n/a"
     for kind in ("closed_form", "shadow", "second_order"):
@@ -58,12 +71,15 @@ COMMAND = Command(
     "relative error of every weight against the closed form (§3), the SGD shadow (§5) and the second-order "
     "terms (§4); RUN/summary.json records the validity horizons (sustained crossings, in steps and "
     "s·η) and which one is the headline: the shadow under minibatch SGD, the closed form under full-batch GD "
-    "(docs/theory.md §6.3). Checkpoints in RUN/checkpoints/ allow a "
-    "bit-identical --resume; with --resume every option not given is taken from the saved run.",
+    "(docs/theory.md §6.3). Before the first step it prints the estimated time per step, total time, peak "
+    "memory and disk, and refuses when memory or disk would not suffice (--dry-run: print the estimate and "
+    "stop). Checkpoints in RUN/checkpoints/ (a bounded set: early log-spaced steps, every --checkpoint-every "
+    "steps, the last) allow a bit-identical --resume; with --resume every option not given is taken from the "
+    "saved run.",
     usage="leadingterms train --corpus DIR --layers L --lr ETA --batch-size B (--steps S | --epochs E) "
     "--out RUN [options]\n       leadingterms train --out RUN --resume [--steps S | --epochs E] [options]",
     config=TrainConfig,
-    run=train,
+    run=run,
     show=show,
     from_args=from_args,
 )

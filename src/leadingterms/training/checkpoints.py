@@ -1,18 +1,31 @@
 """Checkpoints: RUN/checkpoints/step_{s:06d}.safetensors + step_{s:06d}.json.
 
 The safetensors file holds the tensors under prefixed names: ``model.<param>`` (the model
-weights, names as in the state dict: W_O, layers.{l}.W, ...), ``shadow.<name>`` (the SPEC §5
-shadow state) and ``optim.<i>.<key>`` (optimizer state of parameter i, e.g. Adam's exp_avg,
-exp_avg_sq, step). The JSON file (also embedded in the safetensors header) holds the config,
-corpus hash, step, data-order state and optimizer hyper-parameters. The tensors are written
-first and the JSON last, both atomically: a checkpoint counts only when its JSON exists.
+weights, names as in the state dict: W_O, layers.{l}.W, ...), ``shadow.<name>`` (the shadow
+state of docs/theory.md §5, float64) and ``optim.<i>.<key>`` (optimizer state of parameter i,
+e.g. Adam's exp_avg, exp_avg_sq, step). The JSON file (also embedded in the safetensors header)
+holds the config, corpus hash, step, data-order state, optimizer hyper-parameters and whether the
+shadow is included. The tensors are written first and the JSON last, both atomically: a
+checkpoint counts only when its JSON exists.
 
-Retention: the last ``keep_last`` checkpoints plus the log-spaced set (steps 0, 1, 2, 4, 8, ...).
+**Policy** (bounded disk use). Checkpoints are written at the first ``early`` of the log-spaced
+steps 0, 1, 4, 16, 64, 256, ... (kept for good: the early dynamics the theory describes), every
+``every`` steps and at the last step; of the others only the newest ``keep_last`` are kept. A run
+therefore keeps at most ``early + max(keep_last, 1)`` checkpoints however long it is. Only the
+periodic and last checkpoints hold the shadow state (three float64 (V, V) matrices, the bulk of a
+checkpoint): the shadow is a pure function of the batches seen, so at an early checkpoint it is
+rebuilt by replaying those few steps (:mod:`.replay`).
+
+**Background writes.** :class:`CheckpointWriter` copies the tensors and writes them in a
+background thread (one checkpoint in flight at a time), so training goes on while they reach
+the disk.
 """
 
 from __future__ import annotations
 
+import os
 import re
+import threading
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -32,9 +45,24 @@ def checkpoint_paths(run_dir: str | Path, step: int) -> tuple[Path, Path]:
     return d / f"step_{step:06d}.safetensors", d / f"step_{step:06d}.json"
 
 
-def is_log_spaced(step: int) -> bool:
-    """Steps 0, 1, 2, 4, 8, ... (kept forever)."""
-    return step == 0 or (step & (step - 1)) == 0
+#: Ratio of the log-spaced early checkpoint steps 0, 1, 4, 16, 64, 256, ...: six of them cover the
+#: first 256 steps (where validity horizons fall at the usual learning rates) for the disk of six.
+EARLY_RATIO = 4
+
+
+def early_steps(early: int) -> list[int]:
+    """The first ``early`` of the log-spaced steps 0, 1, 4, 16, 64, ... (powers of EARLY_RATIO)."""
+    return ([0] + [EARLY_RATIO**i for i in range(max(early - 1, 0))])[:max(early, 0)]
+
+
+def checkpoint_due(step: int, total: int, every: int, early: int) -> bool:
+    """Whether the policy writes a checkpoint after ``step`` updates (see the module docstring)."""
+    return step == total or step % every == 0 or step in early_steps(early)
+
+
+def holds_shadow(step: int, total: int, every: int) -> bool:
+    """Whether the checkpoint of ``step`` holds the shadow state: periodic and last ones (not step 0)."""
+    return step > 0 and (step % every == 0 or step == total)
 
 
 def list_checkpoints(run_dir: str | Path) -> list[int]:
@@ -51,14 +79,67 @@ def list_checkpoints(run_dir: str | Path) -> list[int]:
 
 
 def save_checkpoint(run_dir: str | Path, step: int, tensors: Mapping[str, Mapping[str, torch.Tensor]],
-                    meta: Mapping[str, Any]) -> Path:
-    """Write ``{"model": {...}, "shadow": {...}, "optim": {...}}`` tensors and ``meta`` atomically."""
+                    meta: Mapping[str, Any]) -> int:
+    """Write ``{"model": {...}, "shadow": {...}, "optim": {...}}`` tensors and ``meta`` atomically
+    -> bytes written (both files)."""
     flat = {f"{group}.{name}": t for group, d in tensors.items() for name, t in d.items()}
     tpath, jpath = checkpoint_paths(run_dir, step)
-    full = dict(meta, step=step, tensor_file=tpath.name)
+    full = dict(meta, step=step, tensor_file=tpath.name, shadow=bool(tensors.get("shadow")))
     save_tensors(tpath, flat, metadata=full)
     write_json(jpath, full)
-    return tpath
+    return os.path.getsize(tpath) + os.path.getsize(jpath)
+
+
+def checkpoint_bytes(run_dir: str | Path) -> int:
+    """Bytes of the complete checkpoints in ``run_dir``."""
+    return sum(os.path.getsize(p) for s in list_checkpoints(run_dir) for p in checkpoint_paths(run_dir, s))
+
+
+def checkpoint_meta(run_dir: str | Path, step: int) -> dict[str, Any]:
+    """The JSON metadata of the checkpoint at ``step``."""
+    meta = read_json(checkpoint_paths(run_dir, step)[1], what=f"checkpoint metadata of step {step}")
+    if not isinstance(meta, dict):
+        raise LeadingTermsError(f"checkpoint metadata of step {step} in {run_dir} is not a JSON object")
+    return meta
+
+
+class CheckpointWriter:
+    """Writes checkpoints in a background thread, one at a time, and prunes after each.
+
+    :meth:`submit` waits for the previous write, copies the tensors (so training may change them)
+    and returns; :meth:`wait` blocks until the write in flight is done. An error in the thread
+    (e.g. a full disk) is raised by the next :meth:`submit` / :meth:`wait`. ``bytes_written``
+    counts every file written, pruned or not.
+    """
+
+    def __init__(self, run_dir: str | Path, *, keep_last: int, early: int) -> None:
+        self.run_dir, self.keep_last, self.early = Path(run_dir), keep_last, early
+        self.bytes_written = 0
+        self._thread: threading.Thread | None = None
+        self._error: BaseException | None = None
+
+    def submit(self, step: int, tensors: Mapping[str, Mapping[str, torch.Tensor]],
+               meta: Mapping[str, Any]) -> None:
+        self.wait()
+        snap = {g: {n: t.detach().to("cpu", copy=True) for n, t in d.items()} for g, d in tensors.items()}
+        self._thread = threading.Thread(target=self._write, args=(step, snap, dict(meta)), daemon=True,
+                                        name=f"checkpoint-{step}")
+        self._thread.start()
+
+    def _write(self, step: int, tensors: Mapping[str, Mapping[str, torch.Tensor]], meta: dict[str, Any]) -> None:
+        try:
+            self.bytes_written += save_checkpoint(self.run_dir, step, tensors, meta)
+            prune_checkpoints(self.run_dir, self.keep_last, self.early, protect=step)
+        except BaseException as exc:  # noqa: BLE001 - handed to the training thread
+            self._error = exc
+
+    def wait(self) -> None:
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+        if self._error is not None:
+            exc, self._error = self._error, None
+            raise exc
 
 
 def load_checkpoint_raw(run_dir: str | Path,
@@ -78,17 +159,17 @@ def load_checkpoint_raw(run_dir: str | Path,
     return groups, meta
 
 
-def prune_checkpoints(run_dir: str | Path, keep_last: int, protect: int | None = None) -> list[int]:
-    """Delete checkpoints outside the last ``keep_last`` and the log-spaced set -> deleted steps.
-
-    ``protect`` (the newest step) is never deleted. JSON goes first, so a half-deleted
-    checkpoint is never mistaken for a complete one.
+def prune_checkpoints(run_dir: str | Path, keep_last: int, early: int, protect: int | None = None) -> list[int]:
+    """Delete checkpoints outside the newest ``keep_last`` and the first ``early`` log-spaced steps
+    -> deleted steps. ``protect`` (the newest step) is never deleted. JSON goes first, so a
+    half-deleted checkpoint is never mistaken for a complete one.
     """
     steps = list_checkpoints(run_dir)
-    recent = set(steps[-keep_last:]) if keep_last > 0 else set()
+    keep = set(steps[-keep_last:]) if keep_last > 0 else set()
+    keep |= set(early_steps(early))
     deleted = []
     for s in steps:
-        if s in recent or is_log_spaced(s) or s == protect:
+        if s in keep or s == protect:
             continue
         tpath, jpath = checkpoint_paths(run_dir, s)
         jpath.unlink(missing_ok=True)

@@ -59,6 +59,10 @@ class DataOrder:
         rows = self.permutation(st["epoch"])[st["position"]: st["position"] + self.step_size]
         return [np.sort(rows[i: i + self.batch_size]) for i in range(0, len(rows), self.batch_size)]
 
+    def step_rows(self, step: int) -> np.ndarray:
+        """Sorted row indices of the whole batch of optimizer step ``step`` (the union of its micro-batches)."""
+        return np.sort(np.concatenate(self.step_batches(step)))
+
     def epoch_float(self, steps_done: int) -> float:
         """Epochs completed after ``steps_done`` optimizer steps (fractional)."""
         return steps_done / self.steps_per_epoch

@@ -2,17 +2,26 @@
 
 Order of work per optimizer step s -> s+1: the step's micro-batches (data order, see .data)
 are forwarded and back-propagated with weights |b_k|/|b| (so the accumulated gradient is that
-of the mean loss over the union batch), the optimizer updates, the shadow (docs/theory.md §5)
-is updated with the union batch; then, if s+1 is a logged step, a metrics row is appended, and
-if it is a checkpoint step, a checkpoint is written. A killed run therefore resumes from its
-last checkpoint, and metrics.jsonl is cut back to that step first: the continued run writes the
-same bytes as an uninterrupted one (on CPU; CUDA kernels need not be deterministic).
+of the mean loss over the union batch) and the shadow's increments (docs/theory.md §5) are
+computed for the union batch (:meth:`Trainer.prepare`); then the optimizer and the shadow update
+(:meth:`Trainer.commit`). If s+1 is a logged step a metrics row is appended, and if it is a
+checkpoint step the checkpoint goes to the background writer (.checkpoints). A killed run
+therefore resumes from its last complete checkpoint, and metrics.jsonl is cut back to that step
+first: the continued run writes the same bytes as an uninterrupted one (on CPU; CUDA kernels
+need not be deterministic). The runner times the first prepared step for its estimate before
+committing it, so the estimate costs no extra step.
+
+One host synchronisation per step (the batch loss, for the divergence check and the progress
+bar); token ids are checked once when the store is opened, not per micro-batch.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,21 +29,22 @@ import numpy as np
 import torch
 
 from leadingterms.basis import Basis
-from leadingterms.budget import check_memory
 from leadingterms.corpus.store import TokenStore
 from leadingterms.errors import LeadingTermsError
 from leadingterms.model import AttentionOnlyTransformer, ModelConfig, dataset_loss
-from leadingterms.shadow import Shadow
+from leadingterms.shadow import Shadow, ShadowStep
 from leadingterms.training.checkpoints import (
-    is_log_spaced,
+    CheckpointWriter,
+    checkpoint_due,
+    holds_shadow,
     load_checkpoint_raw,
     load_optimizer,
     optimizer_tensors,
-    prune_checkpoints,
-    save_checkpoint,
 )
 from leadingterms.training.config import TrainConfig
 from leadingterms.training.data import DataOrder
+from leadingterms.training.estimate import per_sequence_bytes
+from leadingterms.training.replay import shadow_at, step_tokens
 from leadingterms.training.tracking import append_metrics, metrics_row
 from leadingterms.validate import parse_dtype, resolve_device
 
@@ -67,11 +77,6 @@ class PlainSGD:
             raise LeadingTermsError("checkpoint optimizer state does not match plain SGD at this learning rate")
 
 
-def per_sequence_bytes(V: int, T: int, L: int, itemsize: int) -> int:
-    """Rough activation memory of one sequence through forward + backward."""
-    return itemsize * T * (4 * V * (L + 1) + 4 * T * L)
-
-
 class Diverged(Exception):
     """A non-finite loss or weight at ``step``; the runner turns it into a one-line error."""
 
@@ -80,20 +85,46 @@ class Diverged(Exception):
         self.step, self.why = step, why
 
 
-class Trainer:
-    """State of one training process (model, optimizer, shadow, basis, data order)."""
+@dataclass
+class Prepared:
+    """An optimizer step whose gradients and shadow increments are computed but not yet applied."""
 
-    def __init__(self, cfg: TrainConfig, store: TokenStore, run: Path, basis: Basis | None) -> None:
-        self.cfg, self.store, self.run, self.basis = cfg, store, run, basis
+    step: int
+    loss: torch.Tensor  # mean loss of the step's batch at the weights before it (float64 scalar, on device)
+    shadow: ShadowStep | None
+    seconds: dict[str, float]  # "model" (forward + backward) and "shadow" (increments), when timed
+
+
+@contextlib.contextmanager
+def precision_context(precision: str, device: torch.device) -> Iterator[None]:
+    """TF32 matmuls on CUDA for ``precision == "tf32"`` during the block (restored after)."""
+    if precision != "tf32" or device.type != "cuda":
+        yield
+        return
+    saved = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
+    try:
+        yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+class Trainer:
+    """State of one training process (model, optimizer, shadow, predictions, data order)."""
+
+    def __init__(self, cfg: TrainConfig, store: TokenStore, run: Path) -> None:
+        self.cfg, self.store, self.run = cfg, store, run
         self.device = resolve_device(cfg.device)
         self.dtype = parse_dtype(cfg.dtype)
         self.order = DataOrder(store.N, cfg.batch_size, cfg.grad_accum, cfg.seed)
         self.total = cfg.steps if cfg.steps is not None else int(cfg.epochs or 0) * self.order.steps_per_epoch
         itemsize = torch.empty((), dtype=self.dtype).element_size()
         per_seq = per_sequence_bytes(store.V, store.T, cfg.layers, itemsize)
-        if self.device.type == "cpu":  # on a GPU an out-of-memory error is caught in step()
-            check_memory(per_seq * cfg.batch_size, f"a micro-batch of {cfg.batch_size} sequences",
-                         hint="lower --batch-size and raise --grad-accum")
         self.eval_chunk = max(1, min(cfg.batch_size, (256 << 20) // per_seq))
         self.model_cfg = ModelConfig(V=store.V, T=store.T, layers=cfg.layers, init=cfg.init, dtype=self.dtype)
         self.model = AttentionOnlyTransformer(self.model_cfg, seed=cfg.seed, device=self.device)
@@ -101,61 +132,139 @@ class Trainer:
         self.opt: Any = PlainSGD(params, cfg.lr) if cfg.optimizer == "sgd" else torch.optim.Adam(params, lr=cfg.lr)
         self.shadow = (Shadow(store.V, store.T, cfg.layers, cfg.lr, dtype=torch.float64, device=self.device)
                        if "shadow" in cfg.track else None)
-        n_eval = store.N if cfg.eval_sequences is None else min(cfg.eval_sequences, store.N)
-        self.eval_tokens = store.tokens[:n_eval]
+        self.preds: Any = None  # leadingterms.predict.Predictions once a basis is attached
+        self.eval_tokens = store.tokens[:cfg.eval_count(store.N)]
+        val = store.val_tokens
+        self.val_tokens = None if val is None or len(val) == 0 else val[:cfg.eval_count(len(val))]
+        self.writer: CheckpointWriter | None = None
         self.elapsed_before = 0.0
+
+    def attach_basis(self, basis: Basis) -> None:
+        """The full-corpus basis the closed forms and second-order terms are read from (on this device)."""
+        from leadingterms.predict import Predictions, basis_on
+
+        self.preds = Predictions(basis_on(basis, self.device), self.cfg.layers)
 
     def _rows(self, idx: np.ndarray) -> torch.Tensor:
         return torch.from_numpy(np.asarray(self.store.tokens[idx], dtype=np.int64)).to(self.device)
 
+    def _autocast(self) -> Any:
+        if self.cfg.precision == "bf16":
+            return torch.autocast(self.device.type, dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
     def loss(self, tokens: Any) -> float:
-        return dataset_loss(self.model, tokens, batch_size=self.eval_chunk)
+        """Mean cross-entropy of the model over ``tokens`` (full precision)."""
+        return dataset_loss(self.model, tokens, batch_size=self.eval_chunk, check=False)
+
+    def log_row(self, step: int, batch_loss: float | None) -> dict[str, Any]:
+        """The metrics row of ``step`` (see :mod:`.tracking`)."""
+        return metrics_row(
+            step, epoch=self.order.epoch_float(step), weights=self.model.weights(), layers=self.cfg.layers,
+            lr=self.cfg.lr, track=self.cfg.track, preds=self.preds,
+            shadow=self.shadow.weights() if self.shadow is not None else None,
+            loss=self.loss(self.eval_tokens), batch_loss=batch_loss,
+            val_loss=None if self.val_tokens is None else self.loss(self.val_tokens))
+
+    def time_log(self, step: int) -> float:
+        """Seconds a logged step will take, from a sample: the loss of one chunk of sequences scaled to
+        the sample sizes, plus the comparisons (for a dry run or a resumed run; nothing is written)."""
+        t0 = time.perf_counter()
+        self.loss(self.eval_tokens[: self.eval_chunk])
+        _sync(self.device)
+        n = len(self.eval_tokens) + (0 if self.val_tokens is None else len(self.val_tokens))
+        per_chunk = time.perf_counter() - t0
+        t1 = time.perf_counter()
+        metrics_row(step, epoch=0.0, weights=self.model.weights(), layers=self.cfg.layers, lr=self.cfg.lr,
+                    track=self.cfg.track, preds=self.preds,
+                    shadow=self.shadow.weights() if self.shadow is not None else None,
+                    loss=0.0, batch_loss=None, val_loss=None)
+        _sync(self.device)
+        return per_chunk * -(-n // self.eval_chunk) + time.perf_counter() - t1
+
+    def time_step(self, step: int) -> dict[str, float]:
+        """Seconds of optimizer step ``step`` from a sample (for a dry run): the forward/backward of its first
+        micro-batch times the number of micro-batches, and the shadow's increments. Gradients are dropped."""
+        micro = self.order.step_batches(step)
+        self.opt.zero_grad(set_to_none=True)
+        t0 = time.perf_counter()
+        with self._autocast():
+            loss = self.model.loss(self._rows(micro[0]), check=False)
+        loss.backward()
+        _sync(self.device)
+        seconds = {"model": (time.perf_counter() - t0) * len(micro)}
+        self.opt.zero_grad(set_to_none=True)
+        if self.shadow is not None:
+            t1 = time.perf_counter()
+            self.shadow.increments(step_tokens(self.store, self.order, step))
+            _sync(self.device)
+            seconds["shadow"] = time.perf_counter() - t1
+        return seconds
 
     def log(self, step: int, batch_loss: float | None) -> dict[str, Any]:
         """Append the metrics row of ``step`` to RUN/metrics.jsonl and return it."""
-        val = self.store.val_tokens
-        row = metrics_row(
-            step, epoch=self.order.epoch_float(step), weights=self.model.weights(), layers=self.cfg.layers,
-            lr=self.cfg.lr, track=self.cfg.track, basis=self.basis,
-            shadow=self.shadow.weights() if self.shadow is not None else None,
-            loss=self.loss(self.eval_tokens), batch_loss=batch_loss,
-            val_loss=None if val is None or len(val) == 0 else self.loss(val))
+        row = self.log_row(step, batch_loss)
         append_metrics(self.run, row)
         return row
 
-    def step(self, step: int) -> float:
-        """Optimizer update ``step`` -> ``step+1`` -> the mean loss of its batch before the update."""
+    def prepare(self, step: int, *, timed: bool = False) -> Prepared:
+        """Gradients of optimizer step ``step`` (the mean loss over its batch) and the shadow's increments."""
         micro = self.order.step_batches(step)
         n = sum(len(b) for b in micro)
+        seconds: dict[str, float] = {}
+        t0 = time.perf_counter()
         self.opt.zero_grad(set_to_none=True)
-        total = 0.0
+        total = torch.zeros((), dtype=torch.float64, device=self.device)
         try:
             for rows in micro:
-                loss = self.model.loss(self._rows(rows))
+                with self._autocast():
+                    loss = self.model.loss(self._rows(rows), check=False)
                 (loss * (len(rows) / n)).backward()
-                total += float(loss.detach()) * len(rows) / n
+                total += loss.detach().double() * len(rows) / n
         except torch.OutOfMemoryError:
             raise LeadingTermsError(
                 f"out of memory on {self.device} with micro-batches of {self.cfg.batch_size} sequences; "
                 "lower --batch-size and raise --grad-accum") from None
+        if timed:
+            _sync(self.device)
+            seconds["model"] = time.perf_counter() - t0
+        inc = None
+        if self.shadow is not None:
+            t1 = time.perf_counter()
+            inc = self.shadow.increments(step_tokens(self.store, self.order, step))
+            if timed:
+                _sync(self.device)
+                seconds["shadow"] = time.perf_counter() - t1
+        return Prepared(step=step, loss=total, shadow=inc, seconds=seconds)
+
+    def commit(self, p: Prepared) -> float:
+        """Apply a prepared step (optimizer update, shadow update) -> the mean loss of its batch."""
         self.opt.step()
         if self.shadow is not None:
-            union = np.sort(np.concatenate(micro))
-            self.shadow.update(np.asarray(self.store.tokens[union], dtype=np.int64))
-        return total
+            assert p.shadow is not None
+            self.shadow.apply(p.shadow)
+        return float(p.loss)
+
+    def step(self, step: int) -> float:
+        """Optimizer update ``step`` -> ``step+1`` -> the mean loss of its batch before the update."""
+        return self.commit(self.prepare(step))
 
     def checkpoint_due(self, step: int) -> bool:
-        return step % self.cfg.ckpt_every == 0 or is_log_spaced(step) or step == self.total
+        return checkpoint_due(step, self.total, self.cfg.checkpoint_every, self.cfg.early_checkpoints)
 
     def save(self, step: int, elapsed: float) -> None:
+        """Hand the checkpoint of ``step`` to the background writer (weights checked finite first)."""
+        assert self.writer is not None
         weights = self.model.weights()
-        bad = [k for k, v in weights.items() if not bool(torch.isfinite(v).all())]
+        # a finite sum means finite entries (one pass, no mask); only a non-finite sum is checked entry-wise
+        bad = [k for k, v in weights.items()
+               if not bool(torch.isfinite(v.sum())) and not bool(torch.isfinite(v).all())]
         if bad:
             raise Diverged(step, f"weight {bad[0]} is not finite")
         opt_t, opt_meta = optimizer_tensors(self.opt)
         groups = {"model": dict(weights), "optim": opt_t}
-        if self.shadow is not None:
-            groups["shadow"] = self.shadow.state_dict()
+        if self.shadow is not None and holds_shadow(step, self.total, self.cfg.checkpoint_every):
+            groups["shadow"] = self.shadow.state_dict(clone=False)
         meta = {
             "kind": "leadingterms.train.checkpoint",
             "config": self.cfg.to_json(),
@@ -167,8 +276,7 @@ class Trainer:
             "optimizer": {"name": self.cfg.optimizer, **opt_meta},
             "elapsed_s": elapsed,
         }
-        save_checkpoint(self.run, step, groups, meta)
-        prune_checkpoints(self.run, self.cfg.keep_last, protect=step)
+        self.writer.submit(step, groups, meta)
 
     def restore(self, step: int) -> None:
         groups, meta = load_checkpoint_raw(self.run, step)
@@ -185,24 +293,19 @@ class Trainer:
                 p.copy_(groups["model"][k])
         load_optimizer(self.opt, groups["optim"], meta["optimizer"], self.device)
         if self.shadow is not None:
-            if not groups["shadow"]:
-                raise LeadingTermsError(f"checkpoint of step {step} has no shadow state")
-            self.shadow.load_state_dict(groups["shadow"])
+            self.shadow = shadow_at(self.run, step, cfg=self.cfg, store=self.store, device=self.device)
         self.elapsed_before = float(meta.get("elapsed_s", 0.0))
 
 
 def run_steps(tr: Trainer, start: int, elapsed: Callable[[], float], *, on_step: Callable[[int], None] | None,
-              progress: Callable[[float], None]) -> None:
-    """Steps ``start`` .. total with logging and checkpoints; raises :class:`Diverged` on a non-finite
-    loss (``Diverged.step`` is the first step whose weights are known to be bad). ``progress(batch_loss)``
+              progress: Callable[[float], None], first: Prepared | None = None) -> None:
+    """Steps ``start`` .. total with logging and checkpoints (step 0's log and checkpoint are the runner's);
+    ``first``: step ``start`` already prepared. Raises :class:`Diverged` on a non-finite loss
+    (``Diverged.step`` is the first step whose weights are known to be bad). ``progress(batch_loss)``
     is called after every step, ``on_step(s)`` once step s is complete (logged and checkpointed)."""
     cfg = tr.cfg
-    if start == 0:
-        if tr.log(0, None)["loss"] is None:
-            raise Diverged(0, "the initial loss is not finite")
-        tr.save(0, elapsed())
     for s in range(start, tr.total):
-        batch_loss = tr.step(s)
+        batch_loss = tr.commit(first if first is not None and s == start else tr.prepare(s))
         if not math.isfinite(batch_loss):
             raise Diverged(s, f"loss {batch_loss} on the batch of update {s + 1}")
         done = s + 1

@@ -41,8 +41,8 @@ def theory_caveats(cfg: TrainConfig) -> list[str]:
     return out
 
 
-def prepare_run_dir(cfg: TrainConfig) -> Path:
-    """Create RUN or check it may be used: refuse an existing run without --resume/--force."""
+def check_run_dir(cfg: TrainConfig) -> Path:
+    """RUN, checked without writing anything: refuse an existing run without --resume/--force."""
     run = Path(cfg.out)
     if run.exists() and not run.is_dir():
         raise LeadingTermsError(f"--out {run} exists and is not a directory")
@@ -50,6 +50,12 @@ def prepare_run_dir(cfg: TrainConfig) -> Path:
     if nonempty and not cfg.resume and not cfg.force:
         raise LeadingTermsError(
             f"run directory {run} already exists; pass --resume to continue it or --force to start over")
+    return run
+
+
+def prepare_run_dir(cfg: TrainConfig) -> Path:
+    """Create RUN (after :func:`check_run_dir`); with --force, clear a previous run (not its basis cache)."""
+    run = check_run_dir(cfg)
     if cfg.force and run.is_dir():
         for name in RUN_FILES:
             (run / name).unlink(missing_ok=True)
@@ -112,6 +118,23 @@ def basis_mismatch(basis: Basis, store: TokenStore) -> str | None:
         return (f"its sizes (V={basis.V}, T={basis.T}, N={basis.N}) differ from the corpus "
                 f"({store.V}, {store.T}, {store.N})")
     return None
+
+
+def basis_cached(cfg: TrainConfig, store: TokenStore, run: Path) -> bool:
+    """Whether :func:`run_basis` will read a basis (--stats, or a matching RUN/basis/) instead of computing one."""
+    from leadingterms.basis.io import META_FILE
+
+    if cfg.stats:
+        return True
+    meta = run / BASIS_DIR / META_FILE
+    if not meta.is_file():
+        return False
+    try:
+        saved = read_json(meta, what="basis metadata")
+    except LeadingTermsError:
+        return False
+    return (isinstance(saved, dict) and saved.get("corpus_hash") == store.content_hash
+            and saved.get("top_k") is None)
 
 
 def run_basis(cfg: TrainConfig, store: TokenStore, run: Path, *, progress: bool) -> Basis:

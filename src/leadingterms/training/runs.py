@@ -10,7 +10,6 @@ import torch
 
 from leadingterms.errors import LeadingTermsError
 from leadingterms.persist import folder_of, read_json
-from leadingterms.theory import layered
 from leadingterms.training.checkpoints import checkpoint_paths, list_checkpoints, load_checkpoint_raw
 from leadingterms.training.config import TrainConfig
 from leadingterms.training.rundir import BASIS_DIR, CONFIG_FILE, SUMMARY_FILE
@@ -67,12 +66,28 @@ class Run:
         return load_checkpoint_raw(self.path, self._step(step))
 
     def shadow_weights(self, step: int | None = None) -> dict[str, torch.Tensor]:
-        """The shadow weights (docs/theory.md §5) stored with checkpoint ``step`` (model parameter names)."""
-        groups, _ = self.checkpoint_state(step)
-        sh = groups["shadow"]
-        if not sh:
+        """The shadow weights (docs/theory.md §5) at checkpoint ``step`` (model parameter names): stored
+        with the checkpoint, or replayed from the run's corpus up to it (:mod:`.replay`) where the
+        checkpoint policy left them out."""
+        from leadingterms.corpus.store import load_store
+        from leadingterms.training.replay import shadow_at
+
+        s = self._step(step)
+        if "shadow" not in self.config.track:
             raise LeadingTermsError(f"run {self.path} did not track the shadow")
-        return layered({k: sh[k] for k in ("W_O", "W", "V", "P")}, self.config.layers)
+        groups, _ = self.checkpoint_state(s)
+        if groups["shadow"]:
+            from leadingterms.shadow import Shadow
+
+            sh = Shadow(int(self.info["V"]), int(self.info["T"]), self.config.layers, self.config.lr)
+            sh.load_state_dict(groups["shadow"])
+            return sh.weights()
+        store = load_store(self.config.corpus)
+        if store.content_hash != self.info.get("corpus_hash"):
+            used = self.info.get("corpus_hash")
+            raise LeadingTermsError(f"cannot replay the shadow of {self.path}: its corpus {store.path} has "
+                                    f"changed (hash {store.content_hash}, the run used {used})")
+        return shadow_at(self.path, s, cfg=self.config, store=store).weights()
 
     def basis(self) -> Basis:
         """The full-corpus basis the run compared with (--stats DIR or RUN/basis/)."""

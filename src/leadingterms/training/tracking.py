@@ -14,7 +14,7 @@ A metrics.jsonl row (one per logged step s, i.e. after s optimizer updates)::
   (what SGD minimised; null at step 0 -- before any update).
 - ``val_loss``: over the store's val_tokens.npy (null when it has none).
 - cos = Frobenius cosine, rel = ||learned - predicted||_F / ||learned||_F (docs/theory.md §6.1,
-  :func:`leadingterms.metrics.compare`); a weight that is still exactly zero is omitted, and a
+  :func:`leadingterms.metrics.compare_many`); a weight that is still exactly zero is omitted, and a
   non-finite number is written as null.
 - ``layer_spread[kind]`` = max_l ||theta_l - mean_l theta||_F / ||mean_l theta||_F over the
   layers' weights of that kind (V, W, P); null for L = 1 or when the mean is zero. The theory
@@ -32,12 +32,12 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from leadingterms.metrics import compare
+from leadingterms.metrics import Prediction, compare_many
 from leadingterms.theory import LAYER_KINDS, param_name, parse_param
 from leadingterms.training.config import TRACK_KINDS
 
 if TYPE_CHECKING:
-    from leadingterms.basis import Basis
+    from leadingterms.predict import Predictions
     from leadingterms.training.runs import Run
 
 METRICS_FILE = "metrics.jsonl"
@@ -59,18 +59,13 @@ def clean_comparison(cmp: Mapping[str, Mapping[str, float]]) -> dict[str, dict[s
     return {name: {k: finite_or_none(v) for k, v in d.items()} for name, d in cmp.items()}
 
 
-def second_order_keys(pred: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """The weights the second-order terms refine (W_O and every V); W and P there equal the closed form."""
-    return {k: v for k, v in pred.items() if parse_param(k)[0] in SECOND_ORDER_KINDS}
-
-
 def layer_spread(weights: Mapping[str, torch.Tensor], layers: int) -> dict[str, float | None] | None:
     """{kind: max_l ||theta_l - mean||_F / ||mean||_F} for kind in V, W, P; None when L = 1."""
     if layers < 2:
         return None
     out: dict[str, float | None] = {}
     for kind in LAYER_KINDS:
-        stack = torch.stack([weights[param_name(kind, l)].detach().double().cpu() for l in range(layers)])
+        stack = torch.stack([weights[param_name(kind, l)].detach().double() for l in range(layers)])
         mean = stack.mean(0)
         denom = float(torch.linalg.vector_norm(mean))
         if denom == 0.0:
@@ -81,39 +76,40 @@ def layer_spread(weights: Mapping[str, torch.Tensor], layers: int) -> dict[str, 
     return out
 
 
-def predictions(kind: str, step: int, *, layers: int, lr: float, basis: Basis | None,
+def predictions(kind: str, step: int, *, lr: float, preds: Predictions | None,
                 shadow: Mapping[str, torch.Tensor] | None,
-                like: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """The prediction of ``kind`` (closed_form, second_order or shadow) for the weights after ``step`` steps.
+                like: Mapping[str, torch.Tensor]) -> dict[str, Prediction]:
+    """The prediction of ``kind`` (closed_form, second_order or shadow) for the weights after ``step`` steps;
+    ``preds`` holds the basis's fixed matrices (:class:`leadingterms.predict.Predictions`). The closed
+    forms and second-order terms come as row-block builders (:data:`leadingterms.metrics.Prediction`).
 
     At step 0 nothing has moved: every prediction is zero (shaped like ``like``)."""
-    from leadingterms.predict import predict
-
     if kind == "shadow":
         assert shadow is not None
         return dict(shadow)
     if step == 0:
         return {k: torch.zeros_like(v, dtype=torch.float64) for k, v in like.items()}
-    assert basis is not None
-    pred = predict(basis, step, lr, layers, order=2 if kind == "second_order" else 1)
-    return second_order_keys(pred) if kind == "second_order" else pred
+    assert preds is not None
+    if kind == "second_order":
+        return {k: v for k, v in preds.second_order_rows(step, lr).items()
+                if parse_param(k)[0] in SECOND_ORDER_KINDS}
+    return preds.closed_form_rows(step, lr)
 
 
 def metrics_row(step: int, *, epoch: float, weights: Mapping[str, torch.Tensor], layers: int, lr: float,
-                track: Iterable[str], basis: Basis | None, shadow: Mapping[str, torch.Tensor] | None,
+                track: Iterable[str], preds: Predictions | None, shadow: Mapping[str, torch.Tensor] | None,
                 loss: float, batch_loss: float | None, val_loss: float | None) -> dict[str, Any]:
     """One metrics.jsonl row (see the module docstring): losses, and the learned ``weights``
-    compared with every tracked prediction; untracked kinds are null."""
-    learned = {k: v.detach().cpu() for k, v in weights.items()}
+    compared with every tracked prediction (on the weights' device, each learned weight read once:
+    :func:`leadingterms.metrics.compare_many`); untracked kinds are null."""
+    learned = {k: v.detach() for k, v in weights.items()}
     row: dict[str, Any] = {"step": step, "epoch": epoch, "loss": finite_or_none(loss),
                            "batch_loss": finite_or_none(batch_loss), "val_loss": finite_or_none(val_loss)}
-    tracked = set(track)
+    tracked = [kind for kind in ("closed_form", "shadow", "second_order") if kind in set(track)]
+    cmp = compare_many(learned, {kind: predictions(kind, step, lr=lr, preds=preds, shadow=shadow, like=learned)
+                                 for kind in tracked})
     for kind in ("closed_form", "shadow", "second_order"):
-        if kind not in tracked:
-            row[kind] = None
-            continue
-        pred = predictions(kind, step, layers=layers, lr=lr, basis=basis, shadow=shadow, like=learned)
-        row[kind] = clean_comparison(compare(learned, pred))
+        row[kind] = clean_comparison(cmp[kind]) if kind in cmp else None
     row["layer_spread"] = layer_spread(learned, layers)
     return row
 

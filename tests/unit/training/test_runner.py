@@ -147,7 +147,7 @@ def test_resume_is_bit_identical_after_simulated_kill(store, tmp_path, optimizer
     with open(run_dir / "metrics.jsonl", "a") as f:
         f.write('{"step": 9, "loss": 1.2')  # a torn line, as from a kill mid-write
     res = train(cfg_for(store, run_dir, resume=True, **kw))
-    assert res.resumed_from == 5  # checkpoints 0,1,2,4,5: the last one
+    assert res.resumed_from == 5  # checkpoints 0, 1, 4, 5: the last one
     _assert_same_run(tmp_path / "ref", run_dir, 9)
     assert res.summary["validity_horizon"] == ref.summary["validity_horizon"]
     if optimizer == "adam":
@@ -189,11 +189,15 @@ def test_resume_after_sigkill(store, tmp_path):
 
 
 def test_logged_metrics_reproduce_from_checkpoints(store, tmp_path):
-    res = train(cfg_for(store, tmp_path / "run", batch_size=4, lr=0.02, steps=8, log_every=2, keep_last=10))
+    # checkpoints 0, 1, 4 (early: the shadow is replayed), 3, 6 (periodic: it is stored), 8 (last)
+    res = train(cfg_for(store, tmp_path / "run", batch_size=4, lr=0.02, steps=8, log_every=2, keep_last=10,
+                        checkpoint_every=3))
     run = load_run(res.run_dir)
+    assert sorted(run.checkpoints) == [0, 1, 3, 4, 6, 8]
+    assert [s for s in run.checkpoints if run.checkpoint_state(s)[1]["shadow"]] == [3, 6, 8]
     basis = run.basis()
     by_step = {r["step"]: r for r in run.metrics}
-    for s in (2, 4, 6, 8):
+    for s in (4, 6, 8):  # logged and checkpointed (4: its shadow replayed from step 3)
         got = compare(run.load_checkpoint(s).weights(), closed_form(basis, s, 0.02, 2))
         for name, m in got.items():
             logged = by_step[s]["closed_form"][name]
@@ -201,8 +205,20 @@ def test_logged_metrics_reproduce_from_checkpoints(store, tmp_path):
             assert m["cos"] == pytest.approx(logged["cos"], rel=1e-6)
         shadow = compare(run.load_checkpoint(s).weights(), run.shadow_weights(s))
         assert shadow["W_O"]["rel"] == pytest.approx(by_step[s]["shadow"]["W_O"]["rel"], rel=1e-6)
-    with pytest.raises(LeadingTermsError, match="no checkpoint at step 3"):
-        run.load_checkpoint(3)
+    with pytest.raises(LeadingTermsError, match="no checkpoint at step 5"):
+        run.load_checkpoint(5)
+
+
+def test_replayed_shadow_is_bit_identical_to_the_stored_one(store, tmp_path):
+    kw = dict(batch_size=3, lr=0.05, steps=9, log_every=3, keep_last=20)
+    every = load_run(train(cfg_for(store, tmp_path / "a", checkpoint_every=1, **kw)).run_dir)
+    sparse = load_run(train(cfg_for(store, tmp_path / "b", **kw)).run_dir)  # default: early ones replayed
+    assert not sparse.checkpoint_state(4)[1]["shadow"] and every.checkpoint_state(4)[1]["shadow"]
+    assert sorted(sparse.checkpoints) == [0, 1, 4, 9]
+    for s in (1, 4, 9):
+        a, b = every.shadow_weights(s), sparse.shadow_weights(s)
+        assert all(torch.equal(a[k], b[k]) for k in a), s
+    assert (tmp_path / "a" / "metrics.jsonl").read_bytes() == (tmp_path / "b" / "metrics.jsonl").read_bytes()
 
 
 def test_basis_cache_and_stats_dir(store, store_factory, tmp_path):
@@ -265,3 +281,98 @@ def test_resume_refuses_other_config_or_corpus(store, store_factory, tmp_path):
 def test_bad_inputs(store, tmp_path, kw, match):
     with pytest.raises(LeadingTermsError, match=match):
         train(cfg_for(store, tmp_path / "run", **kw))
+
+
+# ----------------------------------------------------------------------------- estimates, policy, precision
+
+
+def test_estimate_comes_before_the_first_step_and_matches_the_run(store, tmp_path):
+    events: list[str] = []
+    res = train(cfg_for(store, tmp_path / "run", batch_size=3, steps=5, log_every=5),
+                on_note=lambda line: events.append("note: " + line), on_step=lambda s: events.append(f"step {s}"))
+    first_step = events.index("step 1")
+    notes = [e for e in events[:first_step] if e.startswith("note: estimate:")]
+    assert len(notes) == 3 and "s per step" in notes[0] and "peak memory" in notes[1] and "checkpoints" in notes[2]
+    assert res.estimate == [n[len("note: "):] for n in notes]
+    est = res.summary["estimate"]
+    assert est["step_s"] > 0 and est["log_s"] > 0 and est["memory_bytes"] > 0
+    # what the policy wrote: early 0, 1, 4 and the last (5); the summary counts the bytes
+    ckpt = tmp_path / "run" / "checkpoints"
+    assert res.summary["checkpoints"] == [0, 1, 4, 5]
+    on_disk = sum(p.stat().st_size for p in ckpt.iterdir())
+    assert res.summary["checkpoint_bytes_written"] == res.summary["checkpoint_bytes_kept"] == on_disk
+    assert est["disk_bytes"] >= on_disk
+
+
+def test_dry_run_writes_nothing(store, tmp_path):
+    res = train(cfg_for(store, tmp_path / "run", dry_run=True))
+    assert res.dry_run and not (tmp_path / "run").exists()
+    assert any("s per step" in line for line in res.estimate)
+
+
+def test_refuses_memory_and_disk_before_writing(store, tmp_path, monkeypatch):
+    monkeypatch.setenv("LEADINGTERMS_MAX_MEMORY_SHARE", "1e-9")
+    with pytest.raises(LeadingTermsError, match=r"training 2 layer\(s\) at V=7.*needs about"):
+        train(cfg_for(store, tmp_path / "run"))
+    assert not (tmp_path / "run").exists()
+    monkeypatch.delenv("LEADINGTERMS_MAX_MEMORY_SHARE")
+    import leadingterms.budget as budget
+
+    monkeypatch.setattr(budget, "free_disk_bytes", lambda path: 1000)
+    with pytest.raises(LeadingTermsError, match="of disk") as e:
+        train(cfg_for(store, tmp_path / "run"))
+    assert "\n" not in str(e.value) and not (tmp_path / "run").exists()
+
+
+def test_logged_loss_default_sample(store, tmp_path):
+    """Default: the loss over the sequences of 2 steps (here 2 x 2 = 4 of 12), the same ones every log."""
+    from leadingterms.model import dataset_loss
+
+    res = train(cfg_for(store, tmp_path / "run", batch_size=2, steps=2, log_every=2, track=()))
+    model = load_run(res.run_dir).load_checkpoint(2)
+    assert res.final["loss"] == pytest.approx(dataset_loss(model, store.tokens[:4]), rel=1e-12)
+    assert res.final["loss"] != pytest.approx(dataset_loss(model, store.tokens), rel=1e-12)
+    assert res.final["val_loss"] == pytest.approx(dataset_loss(model, store.val_tokens), rel=1e-12)  # 3 < 4
+
+
+def test_resume_from_an_early_checkpoint_replays_the_shadow(store, tmp_path):
+    kw = dict(batch_size=2, lr=0.05, steps=6, log_every=1, dtype="float32", init="normal:0.1", seed=3)
+    train(cfg_for(store, tmp_path / "ref", **kw))
+    with pytest.raises(Killed):
+        train(cfg_for(store, tmp_path / "run", **kw), on_step=_kill_at(5))
+    res = train(cfg_for(store, tmp_path / "run", resume=True, **kw))
+    assert res.resumed_from == 4  # checkpoints 0, 1, 4: the shadow was not stored, it is replayed
+    _assert_same_run(tmp_path / "ref", tmp_path / "run", 6)
+
+
+def test_bf16_precision_trains_close_to_fp32(store, tmp_path):
+    kw = dict(batch_size=4, lr=0.5, steps=6, log_every=6, dtype="float32", track=("shadow",))
+    ref = train(cfg_for(store, tmp_path / "fp32", **kw))
+    res = train(cfg_for(store, tmp_path / "bf16", precision="bf16", **kw))
+    a, b = (load_run(r.run_dir).load_checkpoint(6).weights() for r in (ref, res))
+    assert all(b[k].dtype == torch.float32 for k in b)  # float32 master weights
+    for k in a:
+        assert 0 < rel(b[k], a[k]) < 0.05, k  # bfloat16 compute: close, not identical
+    assert res.final["loss"] == pytest.approx(ref.final["loss"], rel=1e-2)
+    assert res.final["shadow"]["W_O"]["rel"] == pytest.approx(ref.final["shadow"]["W_O"]["rel"], rel=0.2)
+
+
+def test_precision_needs_float32_master_weights_and_tf32_notes_cpu(store, tmp_path):
+    with pytest.raises(LeadingTermsError, match="--precision bf16 keeps float32 master weights"):
+        train(cfg_for(store, tmp_path / "a", precision="bf16"))  # cfg_for uses float64
+    res = train(cfg_for(store, tmp_path / "b", precision="tf32", dtype="float32", steps=1, track=()))
+    assert any("tf32 affects CUDA matmuls only" in n for n in res.notes)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+@pytest.mark.parametrize("precision", ["fp32", "tf32", "bf16"])
+def test_cuda_training_matches_cpu(store, tmp_path, precision):
+    kw = dict(batch_size=4, lr=0.05, steps=4, log_every=2, dtype="float32")
+    cpu = train(cfg_for(store, tmp_path / "cpu", **kw))
+    gpu = train(cfg_for(store, tmp_path / "gpu", device="cuda", precision=precision, **kw))
+    a, b = (load_run(r.run_dir).load_checkpoint(4).weights() for r in (cpu, gpu))
+    tol = 1e-5 if precision == "fp32" else 5e-2
+    assert all(rel(b[k], a[k]) < tol for k in a)
+    for kind in ("closed_form", "shadow", "second_order"):
+        for name, m in cpu.final[kind].items():
+            assert gpu.final[kind][name]["rel"] == pytest.approx(m["rel"], rel=tol, abs=1e-9), (kind, name)

@@ -1,0 +1,75 @@
+"""The checkpoint policy (bounded disk), retention, the background writer."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from leadingterms.errors import LeadingTermsError
+from leadingterms.training.checkpoints import (
+    CheckpointWriter,
+    checkpoint_bytes,
+    checkpoint_due,
+    checkpoint_meta,
+    early_steps,
+    holds_shadow,
+    list_checkpoints,
+    prune_checkpoints,
+    save_checkpoint,
+)
+
+
+def test_policy_steps():
+    assert early_steps(6) == [0, 1, 4, 16, 64, 256] and early_steps(1) == [0] and early_steps(0) == []
+    due = [s for s in range(0, 301) if checkpoint_due(s, 250, every=100, early=6)]
+    assert due == [0, 1, 4, 16, 64, 100, 200, 250, 256, 300]  # > total (250) is never reached
+    # the shadow goes only with the periodic and the last checkpoints (the early ones are replayed)
+    assert [s for s in due if s <= 250 and holds_shadow(s, 250, 100)] == [100, 200, 250]
+
+
+def test_checkpoint_retention(tmp_path):
+    for s in range(0, 21):
+        save_checkpoint(tmp_path, s, {"model": {"W_O": torch.full((2, 2), float(s))}}, {"x": s})
+        prune_checkpoints(tmp_path, keep_last=2, early=4, protect=s)
+    assert list_checkpoints(tmp_path) == [0, 1, 4, 16, 19, 20]
+    # a checkpoint whose JSON is missing (killed between the two writes) does not count
+    (tmp_path / "checkpoints" / "step_000020.json").unlink()
+    assert list_checkpoints(tmp_path)[-1] == 19
+
+
+@pytest.mark.parametrize("total", [11, 1000, 20_000])
+def test_default_policy_bounds_disk_however_long(tmp_path, total):
+    """Defaults (early 6, every 100, keep 3): at most 9 checkpoints on disk at any time, the last included."""
+    for s in range(total + 1):
+        if checkpoint_due(s, total, every=100, early=6):
+            save_checkpoint(tmp_path, s, {"model": {"W_O": torch.zeros(1)}}, {})
+            prune_checkpoints(tmp_path, keep_last=3, early=6, protect=s)
+            assert len(list_checkpoints(tmp_path)) <= 9
+    kept = list_checkpoints(tmp_path)
+    early = [k for k in (0, 1, 4, 16, 64, 256) if k <= total]
+    assert kept[-1] == total and set(early) <= set(kept)
+
+
+def test_writer_writes_in_background_and_counts_bytes(tmp_path):
+    w = CheckpointWriter(tmp_path, keep_last=1, early=2)
+    t = torch.arange(6, dtype=torch.float64).reshape(2, 3)
+    for s in (0, 1, 5, 7):
+        w.submit(s, {"model": {"W_O": t}, "shadow": {"W": t} if s == 7 else {}}, {"x": s})
+        t += 1  # the writer holds its own copy
+    w.wait()
+    assert list_checkpoints(tmp_path) == [0, 1, 7]
+    assert w.bytes_written > checkpoint_bytes(tmp_path) > 0
+    assert checkpoint_meta(tmp_path, 7)["shadow"] is True and checkpoint_meta(tmp_path, 1)["shadow"] is False
+    from leadingterms.training.checkpoints import load_checkpoint_raw
+
+    groups, _ = load_checkpoint_raw(tmp_path, 1)
+    assert torch.equal(groups["model"]["W_O"], torch.arange(6, dtype=torch.float64).reshape(2, 3) + 1)
+
+
+def test_writer_error_surfaces(tmp_path):
+    (tmp_path / "checkpoints").write_text("not a folder")
+    w = CheckpointWriter(tmp_path, keep_last=1, early=0)
+    w.submit(3, {"model": {"W_O": torch.zeros(2)}}, {})
+    with pytest.raises(LeadingTermsError, match="cannot write"):
+        w.wait()
+    w.wait()  # raised once
