@@ -324,7 +324,8 @@ class BatchSums:
     def attention(self, Mc: Tensor) -> tuple[Tensor, Tensor]:
         """Raw (Q (Vc, Vc) row = query x_t, col = key x_j; Delta (T,) offset m = t − j) for
         ``Mc`` (Vc, Vc) = M'[ids, ids], M' = M − u·1 colsum(M)ᵀ the column-centred M."""
-        return _attention_pass(self._src, Mc, self._dtype, self._rows, False)
+        s = attention_sums(self._src, Mc, self._dtype, self._rows)
+        return s.Q, s.Delta
 
 
 def batch_sums(tokens: Any, V: int, *, dtype: torch.dtype = torch.float64,
@@ -335,8 +336,8 @@ def batch_sums(tokens: Any, V: int, *, dtype: torch.dtype = torch.float64,
     dtype_to_name(dtype)
     src = Source.build(token_rows(tokens), V, device=torch.device(device or "cpu"))
     rows = chunk_rows_for(src.T)
-    counts, c, Phi, _ = _bigram_context_pass(src, dtype, rows, False)
-    return BatchSums(ids=src.ids, counts=counts.to(dtype), c=c.to(dtype), Phi=Phi, NT=float(src.N * src.T),
+    s = bigram_sums(src, dtype, rows)
+    return BatchSums(ids=src.ids, counts=s.C.to(dtype), c=s.c.to(dtype), Phi=s.Phi, NT=float(src.N * src.T),
                      _src=src, _dtype=dtype, _rows=rows)
 
 
