@@ -7,6 +7,9 @@ Layout (tests by kind; ``unit/`` mirrors the package layout):
 - ``fixtures/``: shared pytest fixtures (token stores, tiny pretrained models), loaded as plugins;
 - ``unit/``: the library's functions (marker ``unit``);
 - ``integration/``: the ``leadingterms`` commands through ``leadingterms.cli.main`` (marker ``integration``);
+- ``faults/``: fault injection (marker ``faults``): each case runs a command on a copy of a prepared
+  workspace after injecting a fault and is classified (traceback / silently wrong / data loss /
+  unclear / ok); ``tests/faults/campaign.py`` runs every case in its own process;
 - ``e2e/``: one demo run end to end (marker ``e2e``). The fast loop is ``pytest -m "not e2e"``.
 
 Offline HF, no progress bars, the shared corpora under ../shared/data (skipped when absent).
@@ -35,11 +38,11 @@ ROOT = TESTS.parent
 SHARED_DATA = ROOT.parent / "shared" / "data"
 TINYSTORIES = SHARED_DATA / "tinystories-train-head-2MiB.txt.xz"
 WIKITEXT = SHARED_DATA / "wikitext-2-valid.tokens.txt.xz"
-KINDS = ("unit", "integration", "e2e")
+KINDS = ("unit", "integration", "faults", "e2e")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Mark every test with its kind, from its folder (tests/unit, tests/integration, tests/e2e)."""
+    """Mark every test with its kind, from its folder (tests/unit, tests/integration, tests/faults, tests/e2e)."""
     for item in items:
         kind = Path(str(item.fspath)).resolve().relative_to(TESTS).parts[0]
         if kind in KINDS:

@@ -44,6 +44,7 @@ class Case:
     may_change: Sequence[str] = ()  # workspace-relative globs the command may legitimately rewrite
     run: Callable[[Path, list[str], dict[str, str]], subprocess.CompletedProcess[str]] | None = None
     timeout: float = 300.0
+    ci: bool = True  # also run in-process by tests/faults/test_campaign_cases.py (fast cases only)
 
 
 @dataclass
