@@ -1,11 +1,11 @@
-"""Independent, naive, dense float64 reference implementation of SPEC §1 and §2.
+"""Independent, naive, dense float64 reference implementation of docs/theory.md §1 and §2.
 
-Written straight from SPEC.md with one-hot matrices, explicit loops and an explicit softmax
+Written straight from the paper's definitions (as restated in docs/theory.md) with one-hot matrices, explicit loops and an explicit softmax
 Jacobian ``J_t`` per position. It is deliberately slow and shares no code with the package, so
 that tests of ``leadingterms`` can compare against it. Other test modules import it.
 
-- :func:`naive_basis` -> dict of float64 numpy arrays (SPEC §2).
-- :func:`naive_forward`, :func:`naive_loss` -> the model of SPEC §1 on dense one-hot inputs.
+- :func:`naive_basis` -> dict of float64 numpy arrays (docs/theory.md §2).
+- :func:`naive_forward`, :func:`naive_loss` -> the model of docs/theory.md §1 on dense one-hot inputs.
 - :func:`sgd_train` / :func:`gd_train` -> plain (full-batch) gradient descent via autograd.
 """
 
@@ -28,7 +28,7 @@ def _one_hot(ids: np.ndarray, V: int) -> np.ndarray:
 
 
 def uniform_causal_attention(T: int) -> np.ndarray:
-    """A0 (T, T): A0[t, j] = 1/(t+1) for j <= t, else 0 (SPEC §2)."""
+    """A0 (T, T): A0[t, j] = 1/(t+1) for j <= t, else 0 (docs/theory.md §2)."""
     A0 = np.zeros((T, T))
     for t in range(T):
         for j in range(t + 1):
@@ -37,9 +37,9 @@ def uniform_causal_attention(T: int) -> np.ndarray:
 
 
 def naive_basis(tokens: np.ndarray, V: int, M: np.ndarray | None = None) -> dict[str, np.ndarray]:
-    """Every SPEC §2 statistic of ``tokens`` (N, T+1), normalised once by 1/(N*T).
+    """Every docs/theory.md §2 statistic of ``tokens`` (N, T+1), normalised once by 1/(N*T).
 
-    ``M`` (V, V) replaces B_bar^T B_bar Phi_bar in Q_bar/Delta (SPEC §5 uses Q_r(M), Delta_r(M)).
+    ``M`` (V, V) replaces B_bar^T B_bar Phi_bar in Q_bar/Delta (docs/theory.md §5 uses Q_r(M), Delta_r(M)).
 
     Returns float64 arrays: B_bar (V,V) current->next, Phi_bar (V,V) next x context,
     Q_bar (V,V) query x key, Delta (T,) offset m = t - j, Pi (V,) = diag(Pi),
@@ -99,7 +99,7 @@ def naive_basis(tokens: np.ndarray, V: int, M: np.ndarray | None = None) -> dict
 
 
 def zero_params(V: int, T: int, L: int) -> dict[str, torch.Tensor]:
-    """All-zero float64 parameters named as in SPEC §1."""
+    """All-zero float64 parameters named as in docs/theory.md §1."""
     p = {"W_O": torch.zeros(V, V, dtype=torch.float64)}
     for l in range(L):
         p[f"layers.{l}.W"] = torch.zeros(V, V, dtype=torch.float64)
@@ -109,7 +109,7 @@ def zero_params(V: int, T: int, L: int) -> dict[str, torch.Tensor]:
 
 
 def naive_forward(params: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
-    """SPEC §1 forward pass with dense one-hot inputs: x (B, T') ids -> logits (B, T', V)."""
+    """docs/theory.md §1 forward pass with dense one-hot inputs: x (B, T') ids -> logits (B, T', V)."""
     V = params["W_O"].shape[0]
     L = sum(1 for k in params if k.endswith(".W") and k.startswith("layers."))
     X = torch.nn.functional.one_hot(x.long(), V).to(torch.float64)
@@ -169,7 +169,7 @@ def sgd_train(batches: Sequence[np.ndarray], V: int, L: int, lr: float,
 
 
 def gd_train(tokens: np.ndarray, V: int, L: int, lr: float, steps: int) -> dict[str, torch.Tensor]:
-    """Full-batch GD from zero for ``steps`` steps (SPEC §1 / §3 setting)."""
+    """Full-batch GD from zero for ``steps`` steps (docs/theory.md §1 / §3 setting)."""
     return sgd_train([tokens] * steps, V, L, lr)
 
 
@@ -179,7 +179,7 @@ def c_of_s(s: int) -> int:
 
 
 def reference_direction(basis: NaiveBasis | object, name: str) -> torch.Tensor:
-    """The predicted direction of parameter ``name`` written out from SPEC §3: B_bar for W_O,
+    """The predicted direction of parameter ``name`` written out from docs/theory.md §3: B_bar for W_O,
     Phi_bar^T B_bar^T for V, Q_bar for W, Delta for P (float64)."""
     b = basis
     kind = name.split(".")[-1]
@@ -189,7 +189,7 @@ def reference_direction(basis: NaiveBasis | object, name: str) -> torch.Tensor:
 
 
 def reference_closed_form(basis: NaiveBasis | object, name: str, s: int, eta: float) -> torch.Tensor:
-    """SPEC §3 closed form of parameter ``name`` after s steps at learning rate eta, written out here."""
+    """docs/theory.md §3 closed form of parameter ``name`` after s steps at learning rate eta, written out here."""
     kind = name.split(".")[-1]
     coef = {"W_O": s * eta, "V": math.comb(s, 2) * eta**2, "W": c_of_s(s) * eta**4, "P": c_of_s(s) * eta**4}[kind]
     return coef * reference_direction(basis, name)

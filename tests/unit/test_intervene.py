@@ -82,7 +82,7 @@ def test_random_weights_removed_and_replaced(corpus):
     for r in res.rows:
         name = r["param"]
         W, Tdir = weights[name], dirs[name]
-        removed = W - ((W * Tdir).sum() / (Tdir * Tdir).sum()) * Tdir  # SPEC §6 formula, written here
+        removed = W - ((W * Tdir).sum() / (Tdir * Tdir).sum()) * Tdir  # docs/theory.md §7.2 formula, written here
         assert rel(r["loss_removed"], naive_loss(dict(weights, **{name: removed}), tokens)) < 1e-12, name
         replaced = dict(weights, **{name: reference_closed_form(basis, name, s, eta)})
         assert rel(r["loss_replaced"], naive_loss(replaced, tokens)) < 1e-12, name

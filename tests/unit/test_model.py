@@ -1,4 +1,4 @@
-"""AttentionOnlyTransformer against a naive dense float64 implementation written from SPEC §1."""
+"""AttentionOnlyTransformer against a naive dense float64 implementation written from docs/theory.md §1."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ V, T = 13, 9
 
 
 def naive_loss_and_logits(params: dict[str, torch.Tensor], tokens: torch.Tensor, layers: int):
-    """SPEC §1 literally: one-hot X, dense products, DM(P) filled with loops, per-sequence loops."""
+    """docs/theory.md §1 literally: one-hot X, dense products, DM(P) filled with loops, per-sequence loops."""
     N, T1 = tokens.shape
     Tn = T1 - 1
     total = torch.zeros((), dtype=torch.float64)

@@ -1,4 +1,4 @@
-"""Closed-form predictions (SPEC §3), second-order terms (§4), bounds and metric,
+"""Closed-form predictions (docs/theory.md §3), second-order terms (§4), bounds and metric,
 checked against the naive dense float64 model and basis in tests/naive.py."""
 
 from __future__ import annotations
@@ -50,7 +50,7 @@ def gd_runs(corpus: np.ndarray) -> dict[tuple[int, float], dict[str, torch.Tenso
 
 
 def test_naive_basis_identities(basis: NaiveBasis) -> None:
-    """SPEC §2 exact identities of the reference statistics (rows/columns summing to zero)."""
+    """docs/theory.md §2 exact identities of the reference statistics (rows/columns summing to zero)."""
     B, Phi, Q, D = basis.B_bar, basis.Phi_bar, basis.Q_bar, basis.Delta
     assert float(B.abs().max()) > 1e-3 and float(Q.abs().max()) > 0
     assert float(B.sum(1).abs().max()) < 1e-15
@@ -72,7 +72,7 @@ def test_coefficients() -> None:
 
 
 def test_gradients_at_zero_init(corpus: np.ndarray, basis: NaiveBasis) -> None:
-    """At theta = 0 only W_O has a gradient and it equals -B_bar (SPEC §3)."""
+    """At theta = 0 only W_O has a gradient and it equals -B_bar (docs/theory.md §3)."""
     g = naive_grads(zero_params(V_, T_, 2), corpus)
     assert rel(-g["W_O"], basis.B_bar) < 1e-13
     for l in range(2):

@@ -3,7 +3,7 @@
 ``tokens`` everywhere is an (N, T+1) integer array (numpy, memmap or torch): row i holds
 x_0..x_T, inputs x_0..x_{T-1}, targets y_t = x_{t+1}. Every statistic is normalised once by
 1/(N·T), N = the number of rows passed, so a call on one batch gives that batch's statistics
-(SPEC §5).
+(docs/theory.md §5).
 
 - :func:`bigram_context_stats` -> (B_bar, Phi_bar, Pi, A_bar)
 - :func:`attention_stats` -> (Q_bar, Delta) for a given M (dense, or factors (Lf, Rf))

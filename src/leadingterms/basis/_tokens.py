@@ -4,7 +4,7 @@ The statistics are accumulated over a *compact* vocabulary: the ``Vc`` output id
 in the tokens when they are at most half of V (a few hundred for one optimizer batch), else
 all V ids (a whole corpus). Scatter
 buffers are ``Vc x Vc``; the results are expanded to ``V x V`` at the end. This keeps the
-per-batch statistics of SPEC §5 cheap and is exact (absent tokens contribute nothing to the
+per-batch statistics of docs/theory.md §5 cheap and is exact (absent tokens contribute nothing to the
 raw sums; the rank-one centring terms are applied after expansion).
 """
 

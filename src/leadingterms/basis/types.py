@@ -46,7 +46,7 @@ def counts_from_bigram(B_bar: Tensor, Pi: Tensor, N: int, T: int) -> sp.csr_matr
 
 @dataclass
 class Basis:
-    """Corpus statistics of SPEC §2, all normalised once by 1/(N·T).
+    """Corpus statistics of docs/theory.md §2, all normalised once by 1/(N·T).
 
     - ``B_bar`` (V, V): row = current token, col = next token (bigram).
     - ``Phi_bar`` (V, V): row = next token, col = context token (context).
@@ -95,7 +95,7 @@ class Basis:
             main.addr_(pc, X.sum(0).cpu(), alpha=-u)
         return main.div_(NT).to(self.B_bar.device)
 
-    # -- derived matrices (SPEC §2) -----------------------------------------------------
+    # -- derived matrices (docs/theory.md §2) -----------------------------------------------------
     def value_direction(self) -> Tensor:
         """Φ̄ᵀB̄ᵀ (V, V): row = context token, col = residual direction (the V prediction)."""
         return self._B_times(self.Phi_bar).T.contiguous()

@@ -1,4 +1,4 @@
-"""Compare the predicted features with pretrained causal language models (SPEC §6).
+"""Compare the predicted features with pretrained causal language models (docs/theory.md §8).
 
 Modules: :mod:`~leadingterms.pretrained.loading` (models, revisions, offline cache),
 :mod:`~leadingterms.pretrained.features` (single-token residual streams and query/key forms via

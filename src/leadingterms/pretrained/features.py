@@ -1,4 +1,4 @@
-"""Single-token features of a causal LM, read with forward hooks on the raw HF weights (SPEC §6).
+"""Single-token features of a causal LM, read with forward hooks on the raw HF weights (docs/theory.md §8).
 
 Each of the n selected tokens is fed alone (a batch of n sequences of length 1, position 0).
 For every layer l (0-indexed) the hooks record, all before any final layer norm:

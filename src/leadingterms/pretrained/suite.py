@@ -4,7 +4,7 @@ A standard ``GPTNeoXForCausalLM`` (parallel residual, rotary on 25% of each head
 embeddings — Pythia's architecture at toy size: 2–4 layers, d_model 128) is trained from a
 seeded random init with AdamW (linear warm-up, cosine decay to 10%) on the packed token stream
 of a corpus, tokenized by a BPE tokenizer trained on that corpus (the corpus stage's ``bpe``
-tokenizer, SPEC §6: Whitespace pre-tokenizer, ``<unk> <pad> <s> </s>``, template
+tokenizer, docs/theory.md §8: Whitespace pre-tokenizer, ``<unk> <pad> <s> </s>``, template
 ``<s> $A </s>``) and saved with every checkpoint as a ``PreTrainedTokenizerFast``.
 
 Checkpoints follow Pythia's log spacing: ``OUT/step0`` (the init), ``step1``, ``step2``,
@@ -89,7 +89,7 @@ def lr_at(step: int, cfg: SuiteConfig) -> float:
 
 
 def train_tokenizer(docs: list[str], vocab_size: int) -> tuple[Any, list[np.ndarray]]:
-    """The corpus stage's BPE (SPEC §6) trained on ``docs``, as a PreTrainedTokenizerFast, and the encoded docs."""
+    """The corpus stage's BPE (docs/theory.md §8) trained on ``docs``, as a PreTrainedTokenizerFast, and the encoded docs."""
     from transformers import PreTrainedTokenizerFast
 
     from leadingterms.corpus.tokenizers import make_tokenizer

@@ -1,6 +1,6 @@
-"""leadingterms.basis statistics against a naive dense float64 implementation of SPEC §2.
+"""leadingterms.basis statistics against a naive dense float64 implementation of docs/theory.md §2.
 
-The reference below is written straight from SPEC §2 — one-hot X_i, Y_i, R_i, the A0 matrix,
+The reference below is written straight from docs/theory.md §2 — one-hot X_i, Y_i, R_i, the A0 matrix,
 an explicit J_t = diag(a_t) − a_t a_tᵀ per position — and shares no code with the package.
 """
 
@@ -33,7 +33,7 @@ NAMES = ("B_bar", "Phi_bar", "Q_bar", "Delta", "Pi", "A_bar")
 
 
 # ---------------------------------------------------------------------------------------
-# naive reference (SPEC §2, literally)
+# naive reference (docs/theory.md §2, literally)
 # ---------------------------------------------------------------------------------------
 def one_hot(ids: np.ndarray, V: int) -> np.ndarray:
     out = np.zeros((len(ids), V))
@@ -42,7 +42,7 @@ def one_hot(ids: np.ndarray, V: int) -> np.ndarray:
 
 
 def naive_stats(tokens: np.ndarray, V: int, M: np.ndarray | None = None) -> dict[str, np.ndarray]:
-    """All SPEC §2 statistics (float64), K_i per sequence under key "K" (N, T, T), and M."""
+    """All docs/theory.md §2 statistics (float64), K_i per sequence under key "K" (N, T, T), and M."""
     tokens = np.asarray(tokens, dtype=np.int64)
     N, T = tokens.shape[0], tokens.shape[1] - 1
     u = 1.0 / V
@@ -200,7 +200,7 @@ def test_float32_is_close_to_float64(tiny_corpus):
 
 
 # ---------------------------------------------------------------------------------------
-# exact identities (SPEC §2)
+# exact identities (docs/theory.md §2)
 # ---------------------------------------------------------------------------------------
 @settings(max_examples=25, deadline=None)
 @given(corpora)

@@ -1,4 +1,4 @@
-"""The corpus pipeline end to end: SPEC §6 on the shared TinyStories head (against the test's own
+"""The corpus pipeline end to end: docs/theory.md §7.1 on the shared TinyStories head (against the test's own
 implementation), the synthetic default, reuse, validation split, <unk>, bpe and datasets."""
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from leadingterms.errors import LeadingTermsError
 
 
 def spec6_reference(text: str, K: int, T: int) -> tuple[list[str], np.ndarray, dict[str, int]]:
-    """SPEC §6 written out with plain loops: stories end at '<|endoftext|>' lines (text after the
+    """docs/theory.md §7.1 written out with plain loops: stories end at '<|endoftext|>' lines (text after the
     last one is an unterminated story and is not read); per-character word tokens; the K most
     frequent tokens by decreasing count, ties by first appearance; stories with an
     out-of-vocabulary token dropped; stories with >= T+1 tokens truncated to T+1."""

@@ -1,4 +1,4 @@
-"""Sequences: SPEC §6 truncation, strided packing, the seeded split by document and the cap."""
+"""Sequences: docs/theory.md §7.1 truncation, strided packing, the seeded split by document and the cap."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Tokenizers: the SPEC §6 word rule against a per-character loop, id order, <unk>, bpe and hf."""
+"""Tokenizers: the docs/theory.md §7.1 word rule against a per-character loop, id order, <unk>, bpe and hf."""
 
 from __future__ import annotations
 
@@ -43,7 +43,7 @@ HAND = [
 
 @pytest.mark.parametrize("text,expected", HAND)
 def test_word_tokens_hand_written(text, expected):
-    assert naive_word_tokens(text) == expected  # the test's own reading of SPEC §6
+    assert naive_word_tokens(text) == expected  # the test's own reading of docs/theory.md §7.1
     assert word_tokens(text) == expected
 
 

@@ -1,4 +1,4 @@
-"""End to end: SPEC §6 similarities recomputed independently (naive statistics, manual forward, loops)."""
+"""End to end: docs/theory.md §8 similarities recomputed independently (naive statistics, manual forward, loops)."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ K, T = 12, 8
 
 
 def naive_stats(text: str):
-    """SPEC §2 B̄, Φ̄, Q̄ over the top-K tokens + <other>, with one-hot loops (float64)."""
+    """docs/theory.md §2 B̄, Φ̄, Q̄ over the top-K tokens + <other>, with one-hot loops (float64)."""
     tok = make_tokenizer()
     docs = [d.strip() for d in text.split("<|endoftext|>") if d.strip()]
     seqs = [ids[: T + 1] for ids in (tok(d)["input_ids"] for d in docs) if len(ids) >= T + 1]

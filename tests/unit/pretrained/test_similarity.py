@@ -1,4 +1,4 @@
-"""Gram similarity (SPEC §6) against naive float64 loops."""
+"""Gram similarity (docs/theory.md §8) against naive float64 loops."""
 
 from __future__ import annotations
 

@@ -53,7 +53,7 @@ def test_full_batch_reproduces_closed_forms_and_second_order_is_better(store, tm
     # full batch: the shadow is the closed form
     for name in ALL_KEYS:
         assert final["shadow"][name]["rel"] == pytest.approx(final["closed_form"][name]["rel"], rel=1e-6)
-    # SPEC §4 beats §3 for W_O and V by a wide margin
+    # docs/theory.md §4 beats §3 for W_O and V by a wide margin
     assert set(final["second_order"]) == {"W_O", "layers.0.V", "layers.1.V"}
     for name in final["second_order"]:
         assert final["second_order"][name]["rel"] < final["closed_form"][name]["rel"] / 10, name
