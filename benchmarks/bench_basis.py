@@ -1,4 +1,4 @@
-"""Corpus statistics (SPEC §2) on the shared TinyStories head: ours vs the official algorithm.
+"""Corpus statistics (docs/theory.md §2) on the shared TinyStories head: ours vs the official algorithm.
 
 Corpora (built with the project's pipeline, ``leadingterms.corpus.pipeline``): the whole 2 MiB
 file, stories packed into sequences of T+1 = 201 tokens (``--pack``), with the word tokenizer
@@ -8,7 +8,7 @@ Ours: ``leadingterms stats --corpus DIR --out DIR --force`` run as a separate pr
 peak RSS is its own; it includes the ~0.3 GiB of the Python/torch runtime); the time is the
 compute time recorded in basis.json (the whole two-pass computation, M from sparse counts).
 
-Official algorithm (SPEC §7), re-implemented faithfully: a T×T×T softmax-Jacobian tensor built
+Official algorithm (the paper's code), re-implemented faithfully: a T×T×T softmax-Jacobian tensor built
 with Python loops over (t, j, k); the V³ dense products G = Φ̄ᵀB̄ᵀB̄; then per sequence dense
 one-hot products: B += XᵀR, Φ += Rᵀ(A0X), A += (A0X)ᵀX, D = R(X G)ᵀ (``x_onehot @ G``, O(T·V²)),
 K_t = J_t D_t (einsum with the Jacobian tensor), Q += XᵀKX, Δ from the diagonals of K.
@@ -64,7 +64,7 @@ def official_sequences(tokens: np.ndarray, V: int, G: torch.Tensor, J: torch.Ten
     """Raw (unnormalised) sums over ``tokens`` with dense one-hot products per sequence.
 
     ``all_stats=False``: only the attention part (x_onehot @ G, K, Q, Δ), which is what the
-    official scripts run per sequence and what SPEC §7 timed (B̄, Φ̄ come from a few batches)."""
+    official scripts run per sequence and what the recorded anchors timed (B̄, Φ̄ come from a few batches)."""
     T = tokens.shape[1] - 1
     A0 = torch.tril(torch.ones(T, T, dtype=torch.float64)) / torch.arange(1, T + 1, dtype=torch.float64)[:, None]
     acc = {k: torch.zeros(V, V, dtype=torch.float64) for k in ("B", "Phi", "A", "Q")}
@@ -191,7 +191,7 @@ def run(quick: bool) -> str:
                 f"ours: bigram nnz {m['bigram_nnz']:,}, chunk {m['chunk_rows']} rows, CLI wall {m['wall_s']:.1f} s."
             )
     head = (
-        "All SPEC §2 statistics (B̄, Φ̄, Π, Ā, M = B̄ᵀB̄Φ̄, Q̄, Δ; float64) "
+        "All docs/theory.md §2 statistics (B̄, Φ̄, Π, Ā, M = B̄ᵀB̄Φ̄, Q̄, Δ; float64) "
         f"({DATA.name}, whole file, stories packed into T+1 = {SEQ_LEN + 1}-token rows).\n\n"
         "| tokenizer | V | T | N | tokens | ours (s) | ours (tokens/s) | ours peak RSS | official: Jacobian (s) | "
         "official: V³ products (s) | official per sequence, Q̄/Δ only (tokens/s) | official per sequence, all "
@@ -207,7 +207,7 @@ def run(quick: bool) -> str:
         f"torch threads: {torch.get_num_threads()}; load average at the start of this benchmark: {load_start}. "
         "Both sides ran in the same session, one after the other; on a loaded machine dense products suffer more "
         "than our scatter/gather passes, so ratios measured under load flatter us."
-        + (" Against SPEC §7's figures for the official algorithm on an idle 2-core machine (≈720 tokens/s at "
+        + (" Against the figures recorded for the paper's code for the official algorithm on an idle 2-core machine (≈720 tokens/s at "
            "V=3000, ≈160 at V=10000, attention part), our rates are " + "; ".join(vs_spec) + "." if vs_spec else "")
         + "\n"
     )

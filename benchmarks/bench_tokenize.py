@@ -1,7 +1,7 @@
-"""Word tokenizer (SPEC §6) on the shared 2 MiB TinyStories head: ours vs a naive per-character loop.
+"""Word tokenizer (docs/theory.md §7.1) on the shared 2 MiB TinyStories head: ours vs a naive per-character loop.
 
 Rows:
-- tokenize: text -> token strings. Baseline = the literal SPEC §6 loop (``str.isalpha`` per
+- tokenize: text -> token strings. Baseline = the literal docs/theory.md §7.1 loop (``str.isalpha`` per
   character); ours = one regex whose letter class is built from ``str.isalpha`` itself.
 - corpus build: the whole ``leadingterms corpus --text F --tokenizer word --vocab-size 2000
   --seq-len 64`` stage (read xz, split stories, tokenize, vocabulary, filter, sequences, write
@@ -41,7 +41,7 @@ def naive_tokens(text: str) -> list[str]:
 
 
 def naive_build(path: Path, K: int, T: int) -> tuple[list[str], np.ndarray]:
-    """SPEC §6 with plain loops from the file (stories end at <|endoftext|> lines; the unterminated
+    """docs/theory.md §7.1 with plain loops from the file (stories end at <|endoftext|> lines; the unterminated
     tail is not read)."""
     text = (lzma.decompress(path.read_bytes()) if path.suffix == ".xz" else path.read_bytes()).decode("utf-8")
     stories, cur = [], []
@@ -105,11 +105,11 @@ def run(quick: bool) -> str:
     t_nb, (v_ref, rows_ref) = best_of(lambda: naive_build(src, K, T), 1)
     cfg = CorpusConfig(text=str(src), vocab_size=K, seq_len=T, force=True, out=str(tmp / "store"))
     t_ob, store = best_of(lambda: run_corpus(cfg).store, reps)
-    assert store.vocab == v_ref and np.array_equal(np.asarray(store.tokens), rows_ref), "store differs from SPEC §6"
+    assert store.vocab == v_ref and np.array_equal(np.asarray(store.tokens), rows_ref), "store differs from docs/theory.md §7.1"
 
     n_tok = len(ref)
     lines = [
-        f"Word tokenizer (SPEC §6) on the shared TinyStories file ({size_note}, {n_tok:,} tokens); "
+        f"Word tokenizer (docs/theory.md §7.1) on the shared TinyStories file ({size_note}, {n_tok:,} tokens); "
         f"best of {reps} (ours), results checked identical before timing.",
         "",
         "| step | naive per-character loop (s) | ours (s) | speed-up | ours (M tokens/s) |",
