@@ -49,7 +49,7 @@ TINYSTORIES = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "
 
 
 class PaperModel(nn.Module):
-    """SPEC §1 written as the paper's code does it: dense one-hot products, DM(P) by a loop."""
+    """docs/theory.md §1 written as the paper's code does it: dense one-hot products, DM(P) by a loop."""
 
     def __init__(self, weights: dict[str, torch.Tensor], layers: int) -> None:
         super().__init__()
