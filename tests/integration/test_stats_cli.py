@@ -70,8 +70,12 @@ def test_stats_extras_float32_and_top_k(store_dir, tmp_path, capsys):
     meta = json.loads((out / "basis.json").read_text())
     assert meta["top_k"] == 3 and len(meta["token_ids"]) == 4 and meta["token_ids"][-1] == -1
     assert meta["vocab"][-1] == "<other>"
-    # a different setting is not reused
-    assert main(["stats", "--corpus", str(store_dir), "--out", str(out)]) == 0
+    # a different setting is not reused, and replaces the basis only with --force (issue 10)
+    before = (out / "basis.safetensors").read_bytes()
+    assert main(["stats", "--corpus", str(store_dir), "--out", str(out)]) == 2
+    assert "made from other inputs (dtype 'float32' there" in capsys.readouterr().err
+    assert (out / "basis.safetensors").read_bytes() == before
+    assert main(["stats", "--corpus", str(store_dir), "--out", str(out), "--force"]) == 0
     assert "up to date" not in capsys.readouterr().out
     assert load_basis(out).V == V_
 
