@@ -236,9 +236,8 @@ class PredictResult:
 def run_predict(cfg: PredictConfig) -> PredictResult:
     """Load the basis, write the predicted weights (safetensors + JSON metadata) to ``cfg.out``."""
     from leadingterms.basis import load_basis
-    from leadingterms.persist import save_tensors
-
     from leadingterms.locks import output_lock
+    from leadingterms.persist import save_tensors
 
     check_config(cfg)
     out = Path(cfg.out)
@@ -260,8 +259,8 @@ def run_predict(cfg: PredictConfig) -> PredictResult:
         bad = "W_O"
     if bad is not None:
         raise LeadingTermsError(
-            f"the predicted {bad} overflows at s={cfg.steps}, eta={cfg.lr:g} (s*eta = {cfg.steps * cfg.lr:.3g}): the "
-            "leading terms hold for small s*eta (docs/theory.md §3.5); lower --steps or --lr")
+            f"the predicted {bad} overflows at s={cfg.steps}, eta={cfg.lr:g} (s*eta = {cfg.steps * cfg.lr:.3g}): "
+            "the leading terms hold for small s*eta (docs/theory.md §3.5); lower --steps or --lr")
     meta = {
         "kind": "leadingterms.predict",
         "steps": int(cfg.steps),
@@ -297,7 +296,7 @@ def check_predict_budget(out: Path, V: int, T: int, layers: int, order: int, ite
     mem, disk = predict_bytes(V, T, layers, order, itemsize)
     hint = "lower --layers (every layer's W and V are (V, V)) or use a smaller vocabulary (stats --top-k)"
     check_memory(mem, f"predicting {layers} layers at V={V}", hint=hint)
-    check_disk(out.parent if str(out.parent) else Path("."), disk, f"the {layers}-layer prediction file", hint=hint)
+    check_disk(out.parent, disk, f"the {layers}-layer prediction file", hint=hint)
 
 
 def _refuse_other_prediction(out: Path, inputs: dict[str, Any], force: bool) -> None:
