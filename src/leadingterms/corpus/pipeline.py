@@ -51,6 +51,7 @@ from leadingterms.corpus.tokenizers import CorpusTokenizer, check_keep_tokens, c
 from leadingterms.distributed import ParallelConfig, open_engine
 from leadingterms.errors import LeadingTermsError
 from leadingterms.locks import new_output
+from leadingterms.persist import disk_full_error, is_disk_full
 from leadingterms.validate import fraction, positive_int
 
 PIPELINE_VERSION = 2
@@ -150,7 +151,12 @@ def run_corpus(cfg: CorpusConfig) -> CorpusResult:
     stream = open_documents(cfg)
     with new_output(out, what="token store"):
         remove_stale_builds(out)
-        return _build(cfg, out, stream, notes)
+        try:
+            return _build(cfg, out, stream, notes)
+        except Exception as exc:
+            if is_disk_full(exc):
+                raise disk_full_error(out) from None
+            raise
 
 
 def remove_stale_builds(out: Path) -> None:

@@ -29,7 +29,7 @@ import torch
 from leadingterms.config import check_config, option
 from leadingterms.corpus.sources import SourceConfig, read_documents
 from leadingterms.errors import LeadingTermsError
-from leadingterms.persist import read_json, write_json
+from leadingterms.persist import FILE_MODE, disk_full_error, is_disk_full, read_json, write_json
 from leadingterms.pretrained.loading import step_of
 from leadingterms.progress import bar
 from leadingterms.schema import OBJECT, Field, check_fields
@@ -123,8 +123,16 @@ def _save(model: Any, tokenizer: Any, folder: Path) -> None:
     tmp = folder.with_name(f".{folder.name}.tmp")
     if tmp.exists():
         shutil.rmtree(tmp)
-    model.save_pretrained(tmp)
-    tokenizer.save_pretrained(tmp)
+    try:
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+    except Exception as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if is_disk_full(exc):
+            raise disk_full_error(folder) from None
+        raise
+    for f in tmp.iterdir():
+        os.chmod(f, FILE_MODE)  # save_pretrained writes model.safetensors 0600; results are shared
     if folder.exists():
         shutil.rmtree(folder)
     os.replace(tmp, folder)
@@ -219,13 +227,18 @@ def _train(cfg: SuiteConfig, out: Path, tokenizer: Any, data: torch.Tensor, docs
            t0: float) -> SuiteResult:
     """Train and save every checkpoint into ``out`` (holding its lock): step folders an earlier suite left and
     the new one does not make are removed first, and suite.json, written last, lists the members."""
-    (out / SUITE_FILE).unlink(missing_ok=True)  # the suite is incomplete until suite.json is rewritten
+    from leadingterms.budget import check_disk
+
     saves = set(checkpoint_steps(cfg.steps))
+    model = make_model(cfg, len(tokenizer), tokenizer.bos_token_id, tokenizer.eos_token_id)
+    n_bytes = sum(p.numel() * p.element_size() for p in model.parameters())
+    check_disk(out, len(saves) * (n_bytes + 2**20), f"the {len(saves)} checkpoints of the suite",
+               hint="lower --steps, --layers or --d-model")
+    (out / SUITE_FILE).unlink(missing_ok=True)  # the suite is incomplete until suite.json is rewritten
     for p in out.iterdir():
         if p.is_dir() and (step_of(p.name) is not None and step_of(p.name) not in saves
                            or p.name.startswith(".step") and p.name.endswith(".tmp")):
             shutil.rmtree(p)
-    model = make_model(cfg, len(tokenizer), tokenizer.bos_token_id, tokenizer.eos_token_id)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=(0.9, 0.95), weight_decay=0.01)
     gen = torch.Generator().manual_seed(cfg.seed)
     order = torch.randperm(len(data), generator=gen)
