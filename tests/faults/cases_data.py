@@ -436,8 +436,8 @@ def _readout_cases() -> list[Case]:
         Case("data-explore-existing", "overwrite policy", [*explore, "--out", "{W}/x.html"],
              setup=write("x.html", "mine"), match="--force"),
         Case("data-explore-k-0", "bad argument", [*explore, "--k", "0", "--out", "{W}/x.html"]),
-        Case("data-explore-out-is-dir", "output path", [*explore, "--out", "{W}/d.html"],
-             setup=lambda ws: (ws / "d.html").mkdir()),
+        Case("data-explore-out-is-dir", "output path", [*explore, "--out", "{W}/d.html", "--force"],
+             match="is a directory", setup=lambda ws: (ws / "d.html").mkdir()),
         Case("data-explore-ok", "correct request", [*explore, "--out", "{W}/x.html"], expect="ok"),
     ]
 
