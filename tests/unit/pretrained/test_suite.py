@@ -97,3 +97,19 @@ def test_suite_json_schema(tiny_text, tmp_path):
     (tmp_path / "suite.json").write_text('{"config": {}, "checkpoints": "step0"}')
     with pytest.raises(LeadingTermsError, match="suite.json is corrupt: field 'checkpoints' must be a non-empty list"):
         suite_members(tmp_path)
+
+
+def test_statistics_cache_replaces_its_own_store_of_other_inputs(tiny_neox, tiny_text, tmp_path):
+    """The comparison cache's token store is the cache's own: when its inputs changed (e.g. the model folder
+    was rewritten with the same tokenizer), it is rebuilt rather than refused by the overwrite policy."""
+    import json
+
+    from leadingterms.corpus.sources import SourceConfig
+    from leadingterms.pretrained.stats import _build_store
+
+    src = SourceConfig(text=str(tiny_text))
+    store = _build_store(tiny_neox, src, 8, tmp_path / "store")
+    meta = json.loads((tmp_path / "store" / "corpus.json").read_text())
+    meta["fingerprint"] = "0" * 16
+    (tmp_path / "store" / "corpus.json").write_text(json.dumps(meta))
+    assert _build_store(tiny_neox, src, 8, tmp_path / "store").content_hash == store.content_hash
