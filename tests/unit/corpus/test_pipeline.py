@@ -161,3 +161,19 @@ def test_dataset_sources_in_pipeline(tmp_path):
     np.testing.assert_array_equal(np.asarray(a.tokens), np.asarray(b.tokens))
     np.testing.assert_array_equal(np.asarray(a.tokens), np.asarray(c.tokens))
     assert "documents: 6 read, 6 kept, 0 dropped" in summary(a)
+
+
+def test_disk_full_is_one_line_and_leaves_nothing(tmp_path, monkeypatch):
+    """Disk full while writing a store (issue 10): one line naming the store, no half-made folder left."""
+    import errno
+
+    from leadingterms.corpus import store as store_mod
+
+    def full(self, name, rows):
+        raise OSError(errno.EFBIG, "File too large")
+
+    monkeypatch.setattr(store_mod.StoreWriter, "write", full)
+    out = tmp_path / "s"
+    with pytest.raises(LeadingTermsError, match=r"cannot write .*s: the disk is full or a file-size limit"):
+        run_corpus(CorpusConfig(synthetic_docs=20, seq_len=8, out=str(out)))
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
