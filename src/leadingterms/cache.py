@@ -44,3 +44,25 @@ def reuse(meta_path: str | os.PathLike[str], expected: Mapping[str, Any], load: 
         if notes is not None:
             notes.append(f"the existing output at {p.parent} is unusable ({exc}); rebuilding it")
         return None
+
+
+def refuse_other(meta_path: str | os.PathLike[str], expected: Mapping[str, Any], *, force: bool,
+                 what: str) -> None:
+    """The one overwrite policy (issue 10): an existing output whose metadata ``meta_path`` records other
+    inputs or settings than ``expected`` is replaced only with ``force``; otherwise a one-line error
+    names the first difference. An output whose metadata is missing or unreadable is not refused (it is
+    incomplete or broken, and gets rebuilt); one with the same inputs is for :func:`reuse`."""
+    p = Path(meta_path)
+    if force or not p.is_file():
+        return
+    try:
+        meta = read_json(p)
+    except LeadingTermsError:
+        return
+    if not isinstance(meta, dict):
+        return
+    for k, v in expected.items():
+        if meta.get(k) != v:
+            raise LeadingTermsError(
+                f"{what} {p.parent} was made from other inputs ({k} {meta.get(k)!r} there, {v!r} now); "
+                "pass --force to replace it, or choose another --out")

@@ -237,6 +237,8 @@ def build_explorer(cfg: ExploreConfig) -> ExploreResult:
 
     check_config(cfg)
     out = Path(cfg.out)
+    if out.is_dir():
+        raise LeadingTermsError(f"--out {out} is a directory; give the path of an .html file")
     if out.exists() and not cfg.force:
         raise LeadingTermsError(f"{out} exists; pass --force to replace it")
     run = None
@@ -293,9 +295,10 @@ def build_explorer(cfg: ExploreConfig) -> ExploreResult:
     meta["raw_bytes"] = len(blob)
     data = base64.b64encode(gzip.compress(blob, compresslevel=9, mtime=0)).decode("ascii")
     html = render(meta, data)
-    with atomic_path(out) as tmp:
+    from leadingterms.locks import output_lock
+
+    with output_lock(out, folder=False, what="page"), atomic_path(out) as tmp:
         tmp.write_text(html, encoding="utf-8")
-        tmp.chmod(0o644)
     size = out.stat().st_size
     notes = [] if size <= 10 * 2**20 else [
         f"the page is {size / 2**20:.1f} MiB; fewer --checkpoints or a smaller --k make it lighter"]

@@ -69,3 +69,21 @@ def output_lock(target: str | os.PathLike[str], *, folder: bool = True, what: st
         yield lp
     finally:
         os.close(fd)  # releases the lock
+
+
+@contextlib.contextmanager
+def new_output(target: str | os.PathLike[str], *, what: str = "output") -> Iterator[Path]:
+    """:func:`output_lock` on a folder output that may not exist yet: when the command fails and the
+    folder it created holds nothing but the lock file, the folder is removed again (a refused command
+    leaves no trace)."""
+    t = Path(target)
+    created = not t.exists()
+    try:
+        with output_lock(t, folder=True, what=what) as lp:
+            yield lp
+    except BaseException:
+        if created and t.is_dir() and [p.name for p in t.iterdir()] == [LOCK_NAME]:
+            (t / LOCK_NAME).unlink(missing_ok=True)
+            with contextlib.suppress(OSError):
+                t.rmdir()
+        raise

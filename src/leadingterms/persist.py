@@ -219,3 +219,15 @@ def folder_of(path: str | os.PathLike[str], files: tuple[str, ...]) -> Path:
     (``load_basis(".../basis.safetensors")`` works like ``load_basis(".../")``)."""
     p = Path(path)
     return p.parent if p.name in files and not p.is_dir() else p
+
+
+def disk_full_error(target: str | os.PathLike[str], needed: int | None = None) -> LeadingTermsError:
+    """The one-line error of a write into ``target`` (a file or folder) that hit a full disk or a file-size
+    limit (:func:`is_disk_full`), naming the space the output needs when it is known."""
+    from leadingterms.budget import format_bytes, free_disk_bytes
+
+    need = f" (it needs about {format_bytes(needed)})" if needed else ""
+    return LeadingTermsError(
+        f"cannot write {target}: the disk is full or a file-size limit was reached{need}, "
+        f"{format_bytes(free_disk_bytes(target))} free; free some space and run the command again "
+        "(nothing half-written is left; an earlier output is unchanged)")

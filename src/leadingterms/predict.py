@@ -11,6 +11,7 @@ The SGD path-dependent leading terms (§5) are in :mod:`leadingterms.shadow`.
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +21,7 @@ import torch
 from torch import Tensor
 
 from leadingterms.config import check_config, option
+from leadingterms.errors import LeadingTermsError
 from leadingterms.metrics import Prediction
 from leadingterms.theory import S2, WEIGHTS, BasisLike, layered, param_name, param_names, parse_param
 from leadingterms.validate import check_schedule, device_spec, positive_float, positive_int, resolve_device
@@ -135,8 +137,6 @@ class Predictions:
     def predict(self, steps: int, lr: float, order: int = 1) -> dict[str, Tensor]:
         """Order 1: :meth:`closed_form`; order 2: :meth:`second_order`."""
         if order not in (1, 2):
-            from leadingterms.errors import LeadingTermsError
-
             raise LeadingTermsError(f"order must be 1 or 2, got {order}")
         return self.closed_form(steps, lr) if order == 1 else self.second_order(steps, lr)
 
@@ -221,6 +221,7 @@ class PredictConfig:
     order: int = option(1, help="1: the leading terms of docs/theory.md §3; 2: with the §4 terms for W_O and V",
                         choices=(1, 2))
     device: str = option("cpu", help="cpu, cuda, cuda:N or auto", check=device_spec)
+    force: bool = option(False, help="replace FILE when it holds other predictions (or is not a prediction file)")
 
 
 @dataclass
@@ -235,13 +236,31 @@ class PredictResult:
 def run_predict(cfg: PredictConfig) -> PredictResult:
     """Load the basis, write the predicted weights (safetensors + JSON metadata) to ``cfg.out``."""
     from leadingterms.basis import load_basis
+    from leadingterms.locks import output_lock
     from leadingterms.persist import save_tensors
 
     check_config(cfg)
+    out = Path(cfg.out)
+    if out.is_dir():
+        raise LeadingTermsError(f"--out {out} is a directory; give a .safetensors file path")
     device = resolve_device(cfg.device)
-    basis = basis_on(load_basis(cfg.stats), device)
-    pred = predict(basis, cfg.steps, cfg.lr, cfg.layers, cfg.order)
-    norms = {k: float(torch.linalg.vector_norm(v.to(torch.float64))) for k, v in pred.items()}
+    basis = load_basis(cfg.stats)
+    inputs = {"steps": int(cfg.steps), "lr": float(cfg.lr), "layers": int(cfg.layers), "order": int(cfg.order),
+              "corpus_hash": basis.meta.get("corpus_hash"), "basis_hash": basis.meta.get("basis_hash")}
+    _refuse_other_prediction(out, inputs, cfg.force)
+    check_predict_budget(out, basis.V, basis.T, cfg.layers, cfg.order, basis.B_bar.dtype.itemsize, device)
+    basis = basis_on(basis, device)
+    try:
+        pred = predict(basis, cfg.steps, cfg.lr, cfg.layers, cfg.order)
+        norms = {k: float(torch.linalg.vector_norm(v.to(torch.float64))) for k, v in pred.items()}
+        bad = next((k for k, v in pred.items() if not (math.isfinite(norms[k]) and bool(torch.isfinite(v).all()))),
+                   None)
+    except OverflowError:
+        bad = "W_O"
+    if bad is not None:
+        raise LeadingTermsError(
+            f"the predicted {bad} overflows at s={cfg.steps}, eta={cfg.lr:g} (s*eta = {cfg.steps * cfg.lr:.3g}): "
+            "the leading terms hold for small s*eta (docs/theory.md §3.5); lower --steps or --lr")
     meta = {
         "kind": "leadingterms.predict",
         "steps": int(cfg.steps),
@@ -249,6 +268,7 @@ def run_predict(cfg: PredictConfig) -> PredictResult:
         "layers": int(cfg.layers),
         "order": int(cfg.order),
         "corpus_hash": basis.meta.get("corpus_hash"),
+        "basis_hash": basis.meta.get("basis_hash"),
         "V": int(basis.V),
         "T": int(basis.T),
         "bounds": paper_bounds(cfg.steps, cfg.lr, basis.T),
@@ -256,5 +276,44 @@ def run_predict(cfg: PredictConfig) -> PredictResult:
         "norms": norms,
     }
     # layers share tensors in memory; safetensors refuses shared storage, so clone per layer
-    save_tensors(cfg.out, {k: v.clone() for k, v in pred.items()}, metadata=meta)
-    return PredictResult(Path(cfg.out), meta, [LOOSE_BOUNDS_NOTE])
+    with output_lock(out, folder=False, what="prediction file"):
+        save_tensors(out, {k: v.clone() for k, v in pred.items()}, metadata=meta)
+    return PredictResult(out, meta, [LOOSE_BOUNDS_NOTE])
+
+
+def predict_bytes(V: int, T: int, layers: int, order: int, itemsize: int) -> tuple[int, int]:
+    """(memory, disk) of ``predict``: the directions (3 (V, V), 4 more for order 2), the per-layer copies
+    written (2L+1 (V, V)) and their serialisation (as much again); the file holds the 2L+1 (V, V) and L (T,)."""
+    file = itemsize * ((2 * layers + 1) * V * V + layers * T)
+    return itemsize * V * V * (3 + (4 if order == 2 else 0)) + 2 * file, file
+
+
+def check_predict_budget(out: Path, V: int, T: int, layers: int, order: int, itemsize: int,
+                         device: torch.device | str) -> None:
+    """Refuse (one line) before allocating when the L×V² outputs would not fit in memory or on disk."""
+    from leadingterms.budget import check_disk, check_memory
+
+    mem, disk = predict_bytes(V, T, layers, order, itemsize)
+    hint = "lower --layers (every layer's W and V are (V, V)) or use a smaller vocabulary (stats --top-k)"
+    check_memory(mem, f"predicting {layers} layers at V={V}", hint=hint)
+    check_disk(out.parent, disk, f"the {layers}-layer prediction file", hint=hint)
+
+
+def _refuse_other_prediction(out: Path, inputs: dict[str, Any], force: bool) -> None:
+    """One overwrite policy: an existing FILE is replaced only when it holds a prediction of the same inputs,
+    or with ``force``."""
+    if force or not out.exists():
+        return
+    try:
+        from safetensors import safe_open
+
+        with safe_open(str(out), framework="pt") as f:  # type: ignore[no-untyped-call]
+            old = json.loads((f.metadata() or {}).get("json", "{}"))
+    except Exception:  # noqa: BLE001 - anything unreadable is "not a prediction file"
+        old = None
+    if not isinstance(old, dict) or old.get("kind") != "leadingterms.predict":
+        raise LeadingTermsError(f"--out {out} exists and is not a prediction file; pass --force to replace it")
+    diff = next((k for k, v in inputs.items() if old.get(k) != v), None)
+    if diff is not None:
+        raise LeadingTermsError(f"--out {out} holds another prediction ({diff} {old.get(diff)!r} there, "
+                                f"{inputs[diff]!r} now); pass --force to replace it, or choose another --out")

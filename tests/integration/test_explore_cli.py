@@ -77,6 +77,8 @@ def test_explore_errors_and_checkpoint_choice(explored, tmp_path, capsys):
     one_line_error(capsys, "explore", "--run", run, "--checkpoints", "1,99", "--out", tmp_path / "x.html",
                    match="[99]")
     one_line_error(capsys, "explore", "--run", run, "--out", tmp_path / "x.txt", match=".html")
+    (tmp_path / "d.html").mkdir()  # issue 10: refused before any work, not after computing the page
+    one_line_error(capsys, "explore", "--run", run, "--out", tmp_path / "d.html", "--force", match="is a directory")
     assert pick_checkpoints([0, 1, 2, 4, 8, 16, 32, 64, 100], 4) == [1, 4, 16, 100]  # nearest in log(step)
     assert pick_checkpoints([0, 1, 2], 5) == [1, 2] and pick_checkpoints([0], 3) == []
     rc, stdout, _ = run_cli(capsys, "explore", "--stats", run.parent / "stats", "--k", "3",

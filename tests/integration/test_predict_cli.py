@@ -99,3 +99,61 @@ def test_predict_device_gives_the_same_weights(stats_dir, tmp_path, capsys, devi
     b, _ = load_tensors(tmp_path / "dev.safetensors")
     for k, t in a.items():
         assert float(torch.linalg.vector_norm(b[k] - t) / torch.linalg.vector_norm(t)) < 1e-12, k
+
+
+# ------------------------------------------------------------------ issue 10
+
+
+@pytest.mark.parametrize("args", [["--lr", "1e80"], ["--lr", "1e308", "--order", "2"], ["--lr", "1e200"],
+                                  ["--steps", "1000000000000", "--lr", "1e30", "--order", "2"]])
+def test_predict_overflow_is_one_line(stats_dir, tmp_path, capsys, args) -> None:
+    """The OverflowError tracebacks at huge --lr: one line, nothing written."""
+    from helpers import one_line_error as one_line
+
+    base = {"--steps": "3", "--lr": "0.1"}
+    base.update(dict(zip(args[::2], args[1::2], strict=True)))
+    out = tmp_path / "p.safetensors"
+    one_line(capsys, "predict", "--stats", stats_dir, *[x for kv in base.items() for x in kv], "--layers", "1",
+             "--out", out, match="overflows")
+    assert not out.exists()
+
+
+def test_predict_memory_budget_counts_the_layers(stats_dir, tmp_path, capsys, monkeypatch) -> None:
+    """predict --layers 3000 / 10000 (killed by the kernel before): refused before allocating, naming layers."""
+    from helpers import one_line_error as one_line
+
+    from leadingterms import budget
+
+    monkeypatch.setattr(budget, "available_memory_bytes", lambda: 10 * 2**20)  # 10 MiB
+    out = tmp_path / "p.safetensors"
+    line = one_line(capsys, "predict", "--stats", stats_dir, "--steps", "3", "--lr", "0.1", "--layers", "10000",
+                    "--out", out, match="predicting 10000 layers at V=9 needs about")
+    assert "lower --layers" in line and not out.exists()
+    assert main(["predict", "--stats", str(stats_dir), "--steps", "3", "--lr", "0.1", "--layers", "2",
+                 "--out", str(out)]) == 0
+    capsys.readouterr()
+    monkeypatch.setenv("LEADINGTERMS_MAX_MEMORY_SHARE", "abc")
+    one_line(capsys, "predict", "--stats", stats_dir, "--steps", "3", "--lr", "0.1", "--layers", "2",
+             "--out", tmp_path / "q.safetensors", match="LEADINGTERMS_MAX_MEMORY_SHARE='abc' must be a number")
+
+
+def test_predict_overwrite_policy(stats_dir, tmp_path, capsys) -> None:
+    """One overwrite policy: other predictions or a foreign file are replaced only with --force."""
+    from helpers import one_line_error as one_line
+
+    out = tmp_path / "p.safetensors"
+    args = ["predict", "--stats", stats_dir, "--steps", "3", "--lr", "0.1", "--layers", "1", "--out", out]
+    assert main([str(a) for a in args]) == 0
+    capsys.readouterr()
+    assert main([str(a) for a in args]) == 0  # the same inputs: rewritten, same bytes
+    capsys.readouterr()
+    before = out.read_bytes()
+    one_line(capsys, *args[:-4], "--layers", "2", "--out", out, match="holds another prediction (layers 1 there")
+    assert out.read_bytes() == before
+    assert main([str(a) for a in args[:-4]] + ["--layers", "2", "--out", str(out), "--force"]) == 0
+    capsys.readouterr()
+    foreign = tmp_path / "notes.safetensors"
+    foreign.write_text("my notes")
+    one_line(capsys, *args[:-2], "--out", foreign, match="is not a prediction file")
+    assert foreign.read_text() == "my notes"
+    one_line(capsys, *args[:-2], "--out", tmp_path, match="is a directory")

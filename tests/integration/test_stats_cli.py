@@ -70,8 +70,12 @@ def test_stats_extras_float32_and_top_k(store_dir, tmp_path, capsys):
     meta = json.loads((out / "basis.json").read_text())
     assert meta["top_k"] == 3 and len(meta["token_ids"]) == 4 and meta["token_ids"][-1] == -1
     assert meta["vocab"][-1] == "<other>"
-    # a different setting is not reused
-    assert main(["stats", "--corpus", str(store_dir), "--out", str(out)]) == 0
+    # a different setting is not reused, and replaces the basis only with --force (issue 10)
+    before = (out / "basis.safetensors").read_bytes()
+    assert main(["stats", "--corpus", str(store_dir), "--out", str(out)]) == 2
+    assert "made from other inputs (dtype 'float32' there" in capsys.readouterr().err
+    assert (out / "basis.safetensors").read_bytes() == before
+    assert main(["stats", "--corpus", str(store_dir), "--out", str(out), "--force"]) == 0
     assert "up to date" not in capsys.readouterr().out
     assert load_basis(out).V == V_
 
@@ -100,3 +104,47 @@ def test_bad_inputs_exit_2_with_one_line(case, store_dir, tmp_path, capsys):
         args += ["--dtype", "float16"]
     assert main(args) == 2
     one_line_error(capsys)
+
+
+# ------------------------------------------------------------------ issue 10
+
+
+def test_stats_validates_out_before_computing(store_dir, tmp_path, capsys, monkeypatch):
+    """stats --out EXISTING_FILE failed after computing; now before any work (the kernel is never called)."""
+    from helpers import one_line_error as one_line
+
+    from leadingterms.basis import runner
+
+    monkeypatch.setattr(runner, "reduce_basis", lambda *a, **k: pytest.fail("computed before validating"))
+    f = tmp_path / "file"
+    f.write_text("mine")
+    one_line(capsys, "stats", "--corpus", store_dir, "--out", f, match="is not a folder")
+    assert f.read_text() == "mine"
+
+
+def test_stats_second_writer_is_refused(store_dir, tmp_path, capsys):
+    """Concurrent writers: while another process writes OUT, stats refuses in one line naming the holder."""
+    from helpers import one_line_error as one_line
+
+    from leadingterms.locks import output_lock
+
+    out = tmp_path / "basis"
+    with output_lock(out, what="basis folder"):
+        one_line(capsys, "stats", "--corpus", store_dir, "--out", out, match="is being written by process")
+    assert not (out / "basis.json").exists()
+    assert main(["stats", "--corpus", str(store_dir), "--out", str(out)]) == 0
+
+
+def test_stale_store_is_not_reused(store_dir, tmp_path, capsys):
+    """Editing tokens.npy under an unchanged corpus.json no longer makes stats reuse a stale basis."""
+    from helpers import one_line_error as one_line
+
+    out = tmp_path / "basis"
+    assert main(["stats", "--corpus", str(store_dir), "--out", str(out)]) == 0
+    capsys.readouterr()
+    before = (out / "basis.safetensors").read_bytes()
+    tok = np.load(store_dir / "tokens.npy")
+    tok[0, 0] = (int(tok[0, 0]) + 1) % V_
+    np.save(store_dir / "tokens.npy", tok)
+    one_line(capsys, "stats", "--corpus", store_dir, "--out", out, match="tokens.npy changed after it was written")
+    assert (out / "basis.safetensors").read_bytes() == before

@@ -18,6 +18,8 @@ import torch
 from leadingterms.basis.types import Basis
 from leadingterms.errors import LeadingTermsError
 from leadingterms.persist import folder_of, load_tensors, map_tensors, read_json, save_tensors, write_json
+from leadingterms.provenance import file_record, text_digest, verify_file
+from leadingterms.schema import OBJECT, POS_INT, STR, STR_LIST, Field, check_fields, check_that
 
 TENSORS_FILE = "basis.safetensors"
 META_FILE = "basis.json"
@@ -25,6 +27,23 @@ BASIS_FORMAT = 1
 BASIS_TENSORS = ("B_bar", "Phi_bar", "Q_bar", "Delta", "Pi", "A_bar")
 EXTRA_TENSORS = ("interchange_next", "interchange_prev", "G_bar")
 _HEADER_KEYS = ("N", "T", "V", "corpus_hash")
+#: The fields of basis.json a reader relies on (``files``, ``basis_hash``: absent in older bases).
+BASIS_FIELDS: dict[str, Field] = {
+    "N": POS_INT, "T": POS_INT, "V": POS_INT, "corpus_hash": STR.or_null(), "vocab": STR_LIST.or_null(),
+    "tensors": STR_LIST.or_null(), "files": OBJECT.or_null(), "basis_hash": STR.or_null(),
+}
+
+
+def recompute_hint(p: Path) -> str:
+    return f"recompute it with `leadingterms stats --corpus DIR --out {p} --force`"
+
+
+def check_finite(tensors: dict[str, torch.Tensor], where: str | Path, fix: str) -> None:
+    """One-line error naming the first tensor holding NaN or inf (issue 10: finite tensors)."""
+    for name, t in tensors.items():
+        if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+            bad = int((~torch.isfinite(t)).sum())
+            raise LeadingTermsError(f"{where} is corrupt: {name} holds {bad} NaN or infinite values; {fix}")
 
 
 def extra_tensors(basis: Basis) -> dict[str, torch.Tensor]:
@@ -45,12 +64,20 @@ def save_basis(out_dir: str | Path, basis: Basis, extra_meta: dict[str, Any] | N
     tensors = {name: getattr(basis, name) for name in BASIS_TENSORS}
     if extras:
         tensors.update(extra_tensors(basis))
-    header = {"N": basis.N, "T": basis.T, "V": basis.V, "corpus_hash": meta.get("corpus_hash")}
-    full = {"format": BASIS_FORMAT, **header, **{k: v for k, v in meta.items() if k not in header}}
+    check_finite(tensors, "the computed basis", "check the token store and the dtype")
+    header: dict[str, Any] = {"N": basis.N, "T": basis.T, "V": basis.V, "corpus_hash": meta.get("corpus_hash")}
+    full = {"format": BASIS_FORMAT, **header,
+            **{k: v for k, v in meta.items() if k not in header and k not in ("files", "basis_hash")}}
     full["tensors"] = list(tensors)
     full["vocab"] = basis.vocab
+    if basis.vocab is not None:
+        header["vocab_hash"] = text_digest(list(basis.vocab))
     save_tensors(out / TENSORS_FILE, tensors, header)
+    record = file_record(out / TENSORS_FILE)
+    full["files"] = {TENSORS_FILE: record}
+    full["basis_hash"] = record["blake2b"]  # what a run or a prediction made from this basis records
     write_json(out / META_FILE, full)
+    basis.meta.update(files=full["files"], basis_hash=full["basis_hash"])
 
 
 def load_basis(path: str | Path, expected_hash: str | None = None, *, mmap: bool = False) -> Basis:
@@ -67,13 +94,13 @@ def load_basis(path: str | Path, expected_hash: str | None = None, *, mmap: bool
         raise LeadingTermsError(
             f"basis not found: {p} (make one with `leadingterms stats --corpus DIR --out {p}`)")
     meta = read_json(p / META_FILE, what="basis metadata")
-    if not isinstance(meta, dict) or any(k not in meta for k in ("N", "T", "V")):
-        raise LeadingTermsError(f"basis metadata {p / META_FILE} is corrupt: it lacks N, T or V")
+    fix = recompute_hint(p)
+    check_fields(meta, BASIS_FIELDS, where=p / META_FILE, fix=fix)
+    verified = isinstance(meta.get("files"), dict) and TENSORS_FILE in meta["files"]
+    if verified:
+        verify_file(p / TENSORS_FILE, meta["files"][TENSORS_FILE], what=f"basis {p}", fix=fix)
     tensors, header = (map_tensors if mmap else load_tensors)(p / TENSORS_FILE, what="basis tensor file")
-    try:
-        N, T, V = int(meta["N"]), int(meta["T"]), int(meta["V"])
-    except (TypeError, ValueError):
-        raise LeadingTermsError(f"basis metadata {p / META_FILE} is corrupt: N, T, V are not integers") from None
+    N, T, V = int(meta["N"]), int(meta["T"]), int(meta["V"])
     for key in _HEADER_KEYS:
         if header.get(key) != meta.get(key):
             raise LeadingTermsError(
@@ -88,8 +115,14 @@ def load_basis(path: str | Path, expected_hash: str | None = None, *, mmap: bool
             raise LeadingTermsError(
                 f"basis in {p} is corrupt: {name} has shape {tuple(tensors[name].shape)}, expected {want}")
     vocab = meta.get("vocab")
-    if vocab is not None and (not isinstance(vocab, list) or len(vocab) != V):
-        raise LeadingTermsError(f"basis metadata {p / META_FILE} is corrupt: vocab does not have V={V} entries")
+    if vocab is not None:
+        check_that(len(vocab) == V, p / META_FILE, f"field 'vocab' has {len(vocab)} tokens, not V={V}", fix)
+        if header.get("vocab_hash") is not None:
+            check_that(text_digest(vocab) == header["vocab_hash"], p / META_FILE,
+                       f"field 'vocab' differs from the vocabulary the basis was computed with (its hash is "
+                       f"{text_digest(vocab)}, {TENSORS_FILE} records {header['vocab_hash']})", fix)
+    if not (mmap and verified):  # a verified file is the one save_basis checked; otherwise look
+        check_finite(tensors, p / TENSORS_FILE, fix)
     if expected_hash is not None and meta.get("corpus_hash") != expected_hash:
         raise LeadingTermsError(
             f"basis in {p} was computed from corpus {meta.get('corpus_hash')}, not {expected_hash}; "

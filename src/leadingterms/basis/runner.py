@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from leadingterms.basis.io import EXTRA_TENSORS, META_FILE, load_basis, save_basis
 from leadingterms.basis.shards import (
@@ -22,10 +23,13 @@ from leadingterms.basis.shards import (
 )
 from leadingterms.basis.stats import chunk_rows_for, reduce_basis
 from leadingterms.basis.types import Basis
-from leadingterms.cache import reuse
+from leadingterms.budget import check_disk
+from leadingterms.cache import refuse_other, reuse
 from leadingterms.config import check_config, option
 from leadingterms.corpus.store import load_store
 from leadingterms.distributed import ParallelConfig, open_engine
+from leadingterms.errors import LeadingTermsError
+from leadingterms.locks import new_output
 from leadingterms.validate import (
     DTYPE_NAMES,
     device_spec,
@@ -81,8 +85,10 @@ class StatsResult:
 def run_stats(cfg: StatsConfig) -> StatsResult:
     """Compute (or reuse) the basis of the store at ``cfg.corpus`` into ``cfg.out``."""
     check_config(cfg)
-    store = load_store(cfg.corpus)
     out = Path(cfg.out)
+    if out.exists() and not out.is_dir():
+        raise LeadingTermsError(f"--out {out} exists and is not a folder; give a folder for the basis")
+    store = load_store(cfg.corpus)
     notes: list[str] = []
     wanted = {"corpus_hash": store.content_hash, "dtype": cfg.dtype, "top_k_requested": cfg.top_k}
     has_extras = lambda meta: not cfg.extras or all(n in (meta.get("tensors") or []) for n in EXTRA_TENSORS)  # noqa: E731
@@ -90,7 +96,16 @@ def run_stats(cfg: StatsConfig) -> StatsResult:
                   force=cfg.force, accept=has_extras, notes=notes)
     if basis is not None:
         return StatsResult(basis, out, True, notes)
+    refuse_other(out / META_FILE, wanted, force=cfg.force, what="the basis in")
     device = str(resolve_device(cfg.device))
+    V_out = min(store.V, (cfg.top_k or store.V) + 1)
+    check_disk(out, (7 if cfg.extras else 4) * V_out * V_out * parse_dtype(cfg.dtype).itemsize, "the basis")
+    with new_output(out, what="basis folder"):
+        return _compute(cfg, store, out, device, notes)
+
+
+def _compute(cfg: StatsConfig, store: Any, out: Path, device: str, notes: list[str]) -> StatsResult:
+    """The map-reduce and the save, holding the output lock of ``out``."""
     pieces = store_pieces(store.tokens, cfg.shard_tokens)
     chunk_rows = cfg.chunk_rows or chunk_rows_for(store.T)
     with open_engine(cfg, warm=("leadingterms.basis.stats",)) as engine:

@@ -29,7 +29,7 @@ import numpy as np
 
 from leadingterms import __version__
 from leadingterms.budget import check_disk
-from leadingterms.cache import reuse
+from leadingterms.cache import refuse_other, reuse
 from leadingterms.config import check_config, option
 from leadingterms.corpus import synthetic
 from leadingterms.corpus.ingest import RawCorpus, encode_corpus, part_rows, scan_corpus, write_sequences
@@ -50,6 +50,8 @@ from leadingterms.corpus.store import (
 from leadingterms.corpus.tokenizers import CorpusTokenizer, check_keep_tokens, check_tokenizer_spec, make_tokenizer
 from leadingterms.distributed import ParallelConfig, open_engine
 from leadingterms.errors import LeadingTermsError
+from leadingterms.locks import new_output
+from leadingterms.persist import disk_full_error, is_disk_full
 from leadingterms.validate import fraction, positive_int
 
 PIPELINE_VERSION = 2
@@ -145,9 +147,30 @@ def run_corpus(cfg: CorpusConfig) -> CorpusResult:
     reused = reuse(out / META_FILE, {"fingerprint": fp}, lambda: load_store(out), force=cfg.force, notes=notes)
     if reused is not None:
         return CorpusResult(reused, True, notes)
-
-    T = cfg.seq_len
+    refuse_other(out / META_FILE, {"fingerprint": fp}, force=cfg.force, what="the token store in")
     stream = open_documents(cfg)
+    with new_output(out, what="token store"):
+        remove_stale_builds(out)
+        try:
+            return _build(cfg, out, stream, notes)
+        except Exception as exc:
+            if is_disk_full(exc):
+                raise disk_full_error(out) from None
+            raise
+
+
+def remove_stale_builds(out: Path) -> None:
+    """Remove the build folders of interrupted runs into ``out`` (call holding ``out``'s lock)."""
+    import shutil
+
+    for p in out.parent.glob(f".{out.name}.build-*"):
+        if p.is_dir():
+            shutil.rmtree(p, ignore_errors=True)
+
+
+def _build(cfg: CorpusConfig, out: Path, stream: Any, notes: list[str]) -> CorpusResult:
+    """Tokenize, filter and write the store into ``out`` (holding its lock)."""
+    T = cfg.seq_len
     tok: CorpusTokenizer = make_tokenizer(cfg.tokenizer, cfg.vocab_size, cfg.unk, cfg.keep_tokens)
     with build_folder(out) as build:
         tok.prepare(stream)  # bpe: one pass to train it

@@ -33,6 +33,8 @@ import numpy as np
 
 from leadingterms.errors import LeadingTermsError
 from leadingterms.persist import folder_of, read_json, write_json
+from leadingterms.provenance import file_record, text_digest, verify_files
+from leadingterms.schema import NONNEG_INT, OBJECT, POS_INT, STR, Field, check_fields, check_that
 
 TOKENS_FILE = "tokens.npy"
 VAL_TOKENS_FILE = "val_tokens.npy"
@@ -330,14 +332,20 @@ def _token_files(folder: Path) -> list[Path]:
 
 def publish(build: Path, out: Path, meta: Mapping[str, Any]) -> None:
     """Move the shards written in ``build`` into ``out`` (replacing an earlier store's token files) and
-    write ``corpus.json`` last: the store is complete exactly when corpus.json is."""
+    write ``corpus.json`` last: the store is complete exactly when corpus.json is.
+
+    corpus.json records every token file (size, mtime, BLAKE2b: :func:`leadingterms.provenance.file_record`)
+    and the hash of the vocabulary, so that :func:`load_store` notices a file edited or swapped later."""
     out.mkdir(parents=True, exist_ok=True)
     (out / META_FILE).unlink(missing_ok=True)  # the store is incomplete until corpus.json is rewritten
     for old in _token_files(out):
         old.unlink()
     for new in _token_files(build):
         os.replace(new, out / new.name)
-    write_json(out / META_FILE, dict(meta))
+    full = dict(meta)
+    full["files"] = {p.name: file_record(p) for p in sorted(_token_files(out))}
+    full["vocab_hash"] = text_digest(list(full.get("vocab", [])))
+    write_json(out / META_FILE, full)
 
 
 def store_meta(meta: Mapping[str, Any], vocab: list[str], T: int, shards: Mapping[str, list[list[Any]]],
@@ -432,8 +440,11 @@ def _shard_list(meta: Mapping[str, Any], name: str) -> list[tuple[str, int]]:
     if not isinstance(shards, dict):
         return []
     entries = shards.get(name) or []
-    if not isinstance(entries, list) or not all(isinstance(e, list) and len(e) == 2 for e in entries):
-        raise LeadingTermsError(f"token store metadata lists its {name} shards wrongly")
+    if not isinstance(entries, list) or not all(
+            isinstance(e, list) and len(e) == 2 and isinstance(e[1], int) and not isinstance(e[1], bool)
+            and e[1] >= 0 for e in entries):
+        raise LeadingTermsError(f"token store metadata lists its {name} shards wrongly (field 'shards' must map "
+                                "'tokens' to [[file, rows], ...])")
     for f, _ in entries:
         if not isinstance(f, str) or not _SHARD_NAME.match(f):
             raise LeadingTermsError(f"token store metadata names an unexpected shard file {f!r}")
@@ -473,15 +484,52 @@ def load_store(path: str | Path) -> TokenStore:
     if not (p / META_FILE).is_file() and not (p / TOKENS_FILE).is_file():
         raise LeadingTermsError(f"not a token store: {p} has no {TOKENS_FILE}")
     meta = read_json(p / META_FILE, what="token store metadata")
-    if not isinstance(meta, dict) or "vocab" not in meta or "seq_len" not in meta:
-        raise LeadingTermsError(f"token store metadata {p / META_FILE} lacks 'vocab' or 'seq_len'")
-    vocab = [str(v) for v in meta["vocab"]]
+    fix = rebuild_hint(p)
+    check_store_meta(meta, p / META_FILE, fix)
+    if "files" in meta:  # stores written before file records existed are not verified
+        verify_files(p, meta["files"], what=f"token store {p}", fix=fix)
+    vocab = list(meta["vocab"])
     T = int(meta["seq_len"])
     tokens = _load_array(p, meta, "tokens", T, required=True)
-    if tokens.shape[0] != int(meta.get("n_sequences") or tokens.shape[0]):
-        raise LeadingTermsError(f"token store {p} is inconsistent: sequence count differs from corpus.json")
+    if meta.get("n_sequences") is not None and tokens.shape[0] != meta["n_sequences"]:
+        raise LeadingTermsError(f"{p / META_FILE} is inconsistent: field 'n_sequences' is {meta['n_sequences']} "
+                                f"but the token files hold {tokens.shape[0]} rows; {fix}")
     val = _load_array(p, meta, "val_tokens", T, required=False)
     return TokenStore(path=p, tokens=tokens, vocab=vocab, meta=meta, val_tokens=val)
+
+
+def rebuild_hint(p: Path) -> str:
+    """The way out of a broken or changed store at ``p``."""
+    return f"rebuild it with `leadingterms corpus ... --out {p} --force`"
+
+
+#: The fields of corpus.json every reader relies on (V, n_sequences, shards, files: absent in older stores).
+STORE_FIELDS: dict[str, Field] = {
+    "vocab": Field(lambda v: isinstance(v, list) and len(v) >= 1 and all(isinstance(x, str) for x in v),
+                   "a non-empty list of strings"),
+    "seq_len": POS_INT,
+    "content_hash": STR,
+    "V": POS_INT.or_null(),
+    "n_sequences": NONNEG_INT.or_null(),
+    "shards": OBJECT.or_null(),
+    "files": OBJECT.or_null(),
+    "vocab_hash": STR.or_null(),
+}
+
+
+def check_store_meta(meta: Any, where: Path, fix: str) -> None:
+    """Schema of corpus.json (:data:`STORE_FIELDS`) and its consistency: V = len(vocab), distinct tokens,
+    the vocabulary hash when recorded. One-line errors naming the file and the field."""
+    check_fields(meta, STORE_FIELDS, where=where, fix=fix)
+    vocab = meta["vocab"]
+    if meta.get("V") is not None:
+        check_that(meta["V"] == len(vocab), where,
+                   f"field 'V' is {meta['V']} but field 'vocab' has {len(vocab)} tokens", fix)
+    check_that(len(set(vocab)) == len(vocab), where, "field 'vocab' lists a token twice", fix)
+    if meta.get("vocab_hash") is not None:
+        check_that(text_digest(vocab) == meta["vocab_hash"], where,
+                   "field 'vocab' was changed after the store was written (its hash differs from 'vocab_hash')",
+                   fix)
 
 
 def check_ids_in_range(store: TokenStore) -> None:

@@ -40,7 +40,7 @@ from leadingterms.config import check_config, option
 from leadingterms.corpus.sources import SourceConfig
 from leadingterms.errors import LeadingTermsError
 from leadingterms.metrics import frobenius_cosine
-from leadingterms.persist import write_json
+from leadingterms.persist import read_json, write_json
 from leadingterms.pretrained.features import SingleTokenFeatures, extract_features
 from leadingterms.pretrained.loading import LoadedModel, load_model, resolve_refs, step_of
 from leadingterms.pretrained.similarity import (
@@ -90,6 +90,7 @@ class CompareConfig(SourceConfig):
     batch_size: int = option(256, help="tokens per forward pass", metavar="B", check=positive_int)
     plots: bool = option(True, help="skip the figures", flag="--no-plots", negate=True)
     out: str = option(help="output folder to create", metavar="DIR")
+    force: bool = option(False, help="replace a comparison in DIR made with other settings")
 
 
 @dataclass(frozen=True)
@@ -204,10 +205,59 @@ def compare_one(loaded: LoadedModel, stats: TopKStats, targets: Targets, *, devi
 
 def run_compare(cfg: CompareConfig) -> CompareResult:
     """Run every model/revision; write OUT as described in the module docstring; return the index."""
+    from leadingterms.locks import new_output
+
     check_config(cfg)
     device = resolve_device(cfg.device)
     refs = resolve_refs(cfg.models, cfg.revisions, cfg.revisions_spec)
     out = Path(cfg.out)
+    _claim(out, cfg)
+    with new_output(out, what="comparison folder"):
+        result = _run(cfg, refs, out, device)
+        _remove_stale(out, {e["label"] for e in result.index["entries"]})
+    return result
+
+
+#: Settings that do not change what a comparison holds (left out of the overwrite check).
+_NOT_CONTENT = ("out", "force", "device", "batch_size", "plots", "cache_dir")
+
+
+def _claim(out: Path, cfg: CompareConfig) -> None:
+    """The one overwrite policy: OUT may be new, empty, or a comparison of the same settings; another
+    comparison (or other files) is replaced only with --force."""
+    if out.exists() and not out.is_dir():
+        raise LeadingTermsError(f"--out {out} exists and is not a folder")
+    if cfg.force or not out.is_dir():
+        return
+    new = {k: v for k, v in asdict(cfg).items() if k not in _NOT_CONTENT}
+    if (out / "index.json").is_file():
+        try:
+            old_cfg = read_json(out / "index.json").get("config")
+        except (LeadingTermsError, AttributeError):
+            old_cfg = None
+        old = {k: v for k, v in (old_cfg or {}).items() if k not in _NOT_CONTENT}
+        diff = next((k for k in new if old.get(k) != new[k]), None)
+        if diff is not None:
+            raise LeadingTermsError(f"--out {out} holds a comparison made with other settings ({diff} "
+                                    f"{old.get(diff)!r} there, {new[diff]!r} now); pass --force to replace it, or "
+                                    "choose another --out")
+        return
+    if any(not p.name.startswith(".") for p in out.iterdir()):
+        raise LeadingTermsError(f"--out {out} is not empty and holds no comparison; pass --force to write "
+                                "into it, or choose another --out")
+
+
+def _remove_stale(out: Path, labels: set[str]) -> None:
+    """Remove the per-model folders of an earlier comparison that this one did not make."""
+    import shutil
+
+    for p in out.iterdir():
+        if p.is_dir() and p.name not in labels and (p / "similarity.json").is_file():
+            shutil.rmtree(p)
+
+
+def _run(cfg: CompareConfig, refs: list[Any], out: Path, device: Any) -> CompareResult:
+    """Every model/revision of ``refs`` into ``out`` (holding its lock)."""
     cache = Path(cfg.cache_dir) if cfg.cache_dir else default_cache_dir()
     by_fp: dict[str, tuple[TopKStats, Targets, str]] = {}
     entries: list[dict[str, Any]] = []

@@ -127,7 +127,10 @@ def resolve_refs(models: Sequence[str], revisions: Sequence[str] = (), revisions
         if revisions_spec == "local":
             if folder is None:
                 raise LeadingTermsError(f"--revisions local needs local folders; {name!r} is a hub name")
-            revs = list(local_steps(folder))
+            from leadingterms.pretrained.suite import suite_members
+
+            listed = suite_members(folder)  # a pretrain-small suite: only its listed checkpoints
+            revs = list(local_steps(folder)) if listed is None else list(listed)
             if not revs:
                 raise LeadingTermsError(f"no step<N> checkpoint folders in {folder}")
         elif revisions_spec is not None:

@@ -97,9 +97,16 @@ def source_hash(source: SourceConfig) -> str:
 
 def _build_store(folder: Path, source: SourceConfig, seq_len: int, store_dir: Path) -> Any:
     """Tokenize the corpus with the tokenizer in ``folder`` (docs/theory.md §7.1 sequences) -> TokenStore."""
-    from leadingterms.corpus.pipeline import CorpusConfig, run_corpus
+    from leadingterms.corpus.pipeline import CorpusConfig, fingerprint, run_corpus
+    from leadingterms.corpus.store import META_FILE
+    from leadingterms.persist import read_json
 
     cfg = CorpusConfig(**source_fields(source), tokenizer=f"hf:{folder}", seq_len=seq_len, out=str(store_dir))
+    try:  # the cache's own store of other inputs (e.g. the model folder was rewritten) is replaced, not refused
+        old = read_json(store_dir / META_FILE) if (store_dir / META_FILE).is_file() else None
+    except LeadingTermsError:
+        old = None
+    cfg.force = isinstance(old, dict) and old.get("fingerprint") != fingerprint(cfg)
     return run_corpus(cfg).store
 
 

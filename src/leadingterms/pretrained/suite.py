@@ -29,8 +29,10 @@ import torch
 from leadingterms.config import check_config, option
 from leadingterms.corpus.sources import SourceConfig, read_documents
 from leadingterms.errors import LeadingTermsError
-from leadingterms.persist import write_json
+from leadingterms.persist import FILE_MODE, disk_full_error, is_disk_full, read_json, write_json
+from leadingterms.pretrained.loading import step_of
 from leadingterms.progress import bar
+from leadingterms.schema import OBJECT, Field, check_fields
 from leadingterms.validate import nonnegative_int, positive_float, positive_int
 
 
@@ -52,6 +54,7 @@ class SuiteConfig(SourceConfig):
     seed: int = option(0, help="seed of the initialisation and the data order", check=nonnegative_int)
     threads: int | None = option(None, help="torch CPU threads (default: torch's choice)", metavar="N",
                                  check=positive_int)
+    force: bool = option(False, help="replace a suite in DIR made with other settings (its step folders too)")
 
     def check(self) -> None:
         SourceConfig.check(self)
@@ -120,39 +123,126 @@ def _save(model: Any, tokenizer: Any, folder: Path) -> None:
     tmp = folder.with_name(f".{folder.name}.tmp")
     if tmp.exists():
         shutil.rmtree(tmp)
-    model.save_pretrained(tmp)
-    tokenizer.save_pretrained(tmp)
+    try:
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+    except Exception as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if is_disk_full(exc):
+            raise disk_full_error(folder) from None
+        raise
+    for f in tmp.iterdir():
+        os.chmod(f, FILE_MODE)  # save_pretrained writes model.safetensors 0600; results are shared
     if folder.exists():
         shutil.rmtree(folder)
     os.replace(tmp, folder)
 
 
+SUITE_FILE = "suite.json"
+_SUITE_FIELDS = {"config": OBJECT, "checkpoints": Field(
+    lambda v: isinstance(v, list) and len(v) >= 1 and all(isinstance(x, str) and step_of(x) is not None
+                                                          for x in v),
+    "a non-empty list of step<N> folder names")}
+
+
+def read_suite(folder: Path) -> dict[str, Any] | None:
+    """``folder/suite.json`` schema-checked (one-line errors naming the file and field), or None without one."""
+    p = folder / SUITE_FILE
+    if not p.is_file():
+        return None
+    return check_fields(read_json(p, what="suite record"), _SUITE_FIELDS, where=p,
+                        fix=f"rebuild the suite with `leadingterms pretrain-small --out {folder} --force`")
+
+
+def suite_members(folder: Path) -> list[str] | None:
+    """The checkpoints a pretrain-small suite lists (every one must exist), or None when ``folder`` holds no
+    suite.json. Step folders the suite does not list (left by an earlier suite) are never read."""
+    rec = read_suite(folder)
+    if rec is None:
+        return None
+    missing = [c for c in rec["checkpoints"] if not (folder / c).is_dir()]
+    if missing:
+        raise LeadingTermsError(f"{folder / SUITE_FILE} lists {missing[0]}, which is missing from {folder}; "
+                                f"rebuild the suite with `leadingterms pretrain-small --out {folder} --force`")
+    return list(rec["checkpoints"])
+
+
+def _claim(out: Path, cfg: SuiteConfig) -> None:
+    """The overwrite policy: DIR may be new, empty, an interrupted suite (step folders, no suite.json), or a
+    suite of the same settings; another suite (or other files) is replaced only with --force."""
+    if out.exists() and not out.is_dir():
+        raise LeadingTermsError(f"--out {out} exists and is not a folder")
+    if cfg.force or not out.is_dir():
+        return
+    try:
+        rec = read_suite(out)
+    except LeadingTermsError:
+        rec = {"config": None}
+    if rec is not None:
+        old = {k: v for k, v in (rec.get("config") or {}).items() if k not in ("force", "out", "threads")}
+        new = {k: v for k, v in asdict(cfg).items() if k not in ("force", "out", "threads")}
+        if old != new:
+            diff = next((k for k in new if old.get(k) != new[k]), "config")
+            raise LeadingTermsError(
+                f"--out {out} holds a suite made with other settings ({diff} {old.get(diff)!r} there, "
+                f"{new.get(diff)!r} now); pass --force to replace it, or choose another --out")
+        return
+    foreign = [p.name for p in out.iterdir() if not p.name.startswith(".") and step_of(p.name) is None]
+    if foreign:
+        raise LeadingTermsError(f"--out {out} is not empty (it holds {foreign[0]!r}) and is not a pretrain-small "
+                                "suite; pass --force to write the suite into it, or choose another --out")
+
+
 def run_suite(cfg: SuiteConfig) -> SuiteResult:
     """Train and save the checkpoints; return the suite.json record."""
     from leadingterms.corpus.sequences import pack
+    from leadingterms.locks import new_output
     from leadingterms.pretrained.loading import quiet_transformers
 
     check_config(cfg)
+    out = Path(cfg.out)
+    _claim(out, cfg)
     quiet_transformers()
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    out = Path(cfg.out)
     t0 = time.perf_counter()
     documents = read_documents(cfg)
     docs, source = documents.texts, documents.source
     tokenizer, ids = train_tokenizer(docs, cfg.vocab_size)
+    if len(tokenizer) > cfg.vocab_size:
+        raise LeadingTermsError(
+            f"--vocab-size {cfg.vocab_size} is smaller than the {len(tokenizer)} characters and special tokens "
+            f"the BPE tokenizer of this corpus needs; use --vocab-size {len(tokenizer)} or more")
     data = torch.from_numpy(np.array(pack(ids, cfg.seq_len)))  # (N, T+1) windows of the packed stream
     if len(data) < cfg.batch_size:
         raise LeadingTermsError(
             f"the corpus gives {len(data)} sequences of {cfg.seq_len + 1} tokens, fewer than --batch-size "
             f"{cfg.batch_size}; give more text or lower --seq-len"
         )
+    with new_output(out, what="suite folder"):
+        return _train(cfg, out, tokenizer, data, docs, source, t0)
+
+
+def _train(cfg: SuiteConfig, out: Path, tokenizer: Any, data: torch.Tensor, docs: list[str], source: Any,
+           t0: float) -> SuiteResult:
+    """Train and save every checkpoint into ``out`` (holding its lock): step folders an earlier suite left and
+    the new one does not make are removed first, and suite.json, written last, lists the members."""
+    from leadingterms.budget import check_disk
+
+    saves = set(checkpoint_steps(cfg.steps))
     model = make_model(cfg, len(tokenizer), tokenizer.bos_token_id, tokenizer.eos_token_id)
+    n_bytes = sum(p.numel() * p.element_size() for p in model.parameters())
+    check_disk(out, len(saves) * (n_bytes + 2**20), f"the {len(saves)} checkpoints of the suite",
+               hint="lower --steps, --layers or --d-model")
+    (out / SUITE_FILE).unlink(missing_ok=True)  # the suite is incomplete until suite.json is rewritten
+    for p in out.iterdir():
+        if p.is_dir() and (step_of(p.name) is not None and step_of(p.name) not in saves
+                           or p.name.startswith(".step") and p.name.endswith(".tmp")):
+            shutil.rmtree(p)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=(0.9, 0.95), weight_decay=0.01)
     gen = torch.Generator().manual_seed(cfg.seed)
     order = torch.randperm(len(data), generator=gen)
     pos = 0
-    saves = set(checkpoint_steps(cfg.steps))
     losses: list[float] = []
     model.train()
     _save(model, tokenizer, out / "step0")
@@ -182,5 +272,5 @@ def run_suite(cfg: SuiteConfig) -> SuiteResult:
         "loss": losses,
         "seconds": round(time.perf_counter() - t0, 1),
     }
-    write_json(out / "suite.json", record)
+    write_json(out / SUITE_FILE, record)
     return SuiteResult(out, record)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -97,9 +98,14 @@ def test_load_errors_are_one_line(tmp_path, basis):
     meta_path.write_text(good_meta)
 
     tensor_path.write_bytes(b"\x00garbage" * 10)
+    one_line_error(lambda: load_basis(tmp_path), "changed after it was written")
+    meta = json.loads(good_meta)
+    del meta["files"]  # a basis without file records (older) is parsed and its header checked
+    meta_path.write_text(json.dumps(meta))
     one_line_error(lambda: load_basis(tmp_path), "corrupt")
+    meta_path.write_text(good_meta)
     tensor_path.unlink()
-    one_line_error(lambda: load_basis(tmp_path), "not found")
+    one_line_error(lambda: load_basis(tmp_path), "basis.safetensors is missing")
     tensor_path.write_bytes(good_tensors)
 
     meta_path.unlink()
@@ -115,4 +121,78 @@ def test_load_refuses_wrong_shapes(tmp_path, basis):
     tensors = {n: getattr(basis, n) for n in BASIS_TENSORS}
     tensors["Q_bar"] = tensors["Q_bar"][:, :4]
     save_tensors(tmp_path / "basis.safetensors", tensors, {"N": 12, "T": 10, "V": 9, "corpus_hash": None})
+    meta = json.loads((tmp_path / "basis.json").read_text())
+    del meta["files"]  # the shape check is what catches it when there is no file record
+    (tmp_path / "basis.json").write_text(json.dumps(meta))
     one_line_error(lambda: load_basis(tmp_path), "Q_bar has shape")
+
+
+# ------------------------------------------------------------------ issue 10: provenance, schema, finite
+
+
+def test_basis_records_its_tensor_file_and_hash(tmp_path, basis):
+    save_basis(tmp_path, basis, {"corpus_hash": "abc"})
+    meta = json.loads((tmp_path / "basis.json").read_text())
+    assert meta["basis_hash"] == meta["files"]["basis.safetensors"]["blake2b"]
+    assert load_basis(tmp_path).meta["basis_hash"] == meta["basis_hash"]
+    assert load_basis(tmp_path, mmap=True).meta["basis_hash"] == meta["basis_hash"]
+
+
+def _nan_basis(tmp_path, basis, keep_record):
+    from leadingterms.persist import save_tensors
+
+    save_basis(tmp_path, basis)
+    tensors = {n: getattr(basis, n).clone() for n in BASIS_TENSORS}
+    tensors["B_bar"][1, 2] = float("nan")
+    tensors["Pi"][0] = float("inf")
+    from leadingterms.persist import load_tensors
+
+    _, header = load_tensors(tmp_path / "basis.safetensors")
+    save_tensors(tmp_path / "basis.safetensors", tensors, header)
+    if not keep_record:
+        meta = json.loads((tmp_path / "basis.json").read_text())
+        del meta["files"]
+        (tmp_path / "basis.json").write_text(json.dumps(meta))
+
+
+@pytest.mark.parametrize("mmap", [False, True])
+def test_nan_basis_is_refused(tmp_path, basis, mmap):
+    """NaN tensors (issue 10 class 6): a basis holding NaN/inf is refused on load, with or without records."""
+    _nan_basis(tmp_path / "a", basis, keep_record=True)
+    one_line_error(lambda: load_basis(tmp_path / "a", mmap=mmap), "changed after it was written")
+    _nan_basis(tmp_path / "b", basis, keep_record=False)
+    one_line_error(lambda: load_basis(tmp_path / "b", mmap=mmap), "B_bar holds 1 NaN or infinite values")
+
+
+def test_nan_basis_is_never_saved(tmp_path, basis):
+    import dataclasses
+
+    bad = dataclasses.replace(basis, Delta=basis.Delta.clone().fill_(float("nan")))
+    one_line_error(lambda: save_basis(tmp_path, bad), "Delta holds")
+    assert not (tmp_path / "basis.json").exists()
+
+
+@pytest.mark.parametrize(("field", "value", "words"), [
+    ("V", "9", "field 'V' must be an integer >= 1"),
+    ("N", None, "field 'N' is missing"),
+    ("vocab", "abcdefghi", "field 'vocab' must be a list of strings"),
+    ("vocab", ["x"] * 3, "field 'vocab' has 3 tokens, not V=9"),
+    ("corpus_hash", 5, "field 'corpus_hash' must be a string"),
+])
+def test_basis_json_schema(tmp_path, basis, field, value, words):
+    """Tampered basis.json (issue 10 class 7): one line naming the file and the field."""
+    save_basis(tmp_path, basis)
+    meta = json.loads((tmp_path / "basis.json").read_text())
+    meta[field] = value
+    (tmp_path / "basis.json").write_text(json.dumps(meta))
+    one_line_error(lambda: load_basis(tmp_path), re.escape(words))
+
+
+def test_reversed_vocab_is_refused(tmp_path, basis):
+    """A reversed vocab in basis.json would label every readout wrongly: the header's vocab hash catches it."""
+    assert basis.vocab is not None
+    save_basis(tmp_path, basis)
+    meta = json.loads((tmp_path / "basis.json").read_text())
+    meta["vocab"] = meta["vocab"][::-1]
+    (tmp_path / "basis.json").write_text(json.dumps(meta))
+    one_line_error(lambda: load_basis(tmp_path), "differs from the vocabulary the basis was computed with")

@@ -143,7 +143,7 @@ def test_survey_checks_ids_before_anything_is_written(store, tmp_path):
     shard = np.load(store.path / "tokens-00001.npy", mmap_mode="r+")  # a store file corrupted on disk
     shard[5, 3] = V_ + 4
     shard.flush()
-    with pytest.raises(LeadingTermsError, match="out of range"):
+    with pytest.raises(LeadingTermsError, match="out of range|changed after it was written"):
         run_stats(cfg_for(store, tmp_path / "b"))
     assert not (tmp_path / "b").exists()
     shard[5, 3] = 0

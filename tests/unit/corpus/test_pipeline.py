@@ -81,7 +81,12 @@ def test_reuse_and_force(tmp_path, capsys):
     second = run_corpus(cfg)
     assert second.reused and second.store.content_hash == first.store.content_hash
     assert not run_corpus(CorpusConfig(synthetic_docs=50, seq_len=16, force=True, out=str(tmp_path / "s"))).reused
-    assert not run_corpus(CorpusConfig(synthetic_docs=50, seq_len=17, out=str(tmp_path / "s"))).reused
+    # issue 10, one overwrite policy: other inputs replace the store only with --force
+    before = {p.name: p.read_bytes() for p in (tmp_path / "s").iterdir() if p.is_file()}
+    with pytest.raises(LeadingTermsError, match=r"made from other inputs \(fingerprint .* pass --force"):
+        run_corpus(CorpusConfig(synthetic_docs=50, seq_len=17, out=str(tmp_path / "s")))
+    assert {p.name: p.read_bytes() for p in (tmp_path / "s").iterdir() if p.is_file()} == before
+    assert not run_corpus(CorpusConfig(synthetic_docs=50, seq_len=17, out=str(tmp_path / "s"), force=True)).reused
     assert load_store(tmp_path / "s").T == 17
     # a changed input file changes the fingerprint
     f = tmp_path / "c.txt"
@@ -139,7 +144,7 @@ def test_bpe_store_and_tokenizer_file(tmp_path):
 
     assert tok.encode(generate_documents(1)[0])[:17] == list(np.asarray(store.tokens)[0])
     # rebuilding with the word tokenizer in the same folder removes the stale tokenizer.json
-    run_corpus(CorpusConfig(synthetic_docs=60, seq_len=16, out=str(tmp_path / "b")))
+    run_corpus(CorpusConfig(synthetic_docs=60, seq_len=16, out=str(tmp_path / "b"), force=True))
     assert not (tmp_path / "b" / "tokenizer.json").exists()
 
 
@@ -156,3 +161,19 @@ def test_dataset_sources_in_pipeline(tmp_path):
     np.testing.assert_array_equal(np.asarray(a.tokens), np.asarray(b.tokens))
     np.testing.assert_array_equal(np.asarray(a.tokens), np.asarray(c.tokens))
     assert "documents: 6 read, 6 kept, 0 dropped" in summary(a)
+
+
+def test_disk_full_is_one_line_and_leaves_nothing(tmp_path, monkeypatch):
+    """Disk full while writing a store (issue 10): one line naming the store, no half-made folder left."""
+    import errno
+
+    from leadingterms.corpus import store as store_mod
+
+    def full(self, name, rows):
+        raise OSError(errno.EFBIG, "File too large")
+
+    monkeypatch.setattr(store_mod.StoreWriter, "write", full)
+    out = tmp_path / "s"
+    with pytest.raises(LeadingTermsError, match=r"cannot write .*s: the disk is full or a file-size limit"):
+        run_corpus(CorpusConfig(synthetic_docs=20, seq_len=8, out=str(out)))
+    assert sorted(p.name for p in tmp_path.iterdir()) == []

@@ -1,4 +1,6 @@
 import json
+import os
+import re
 
 import numpy as np
 import pytest
@@ -43,13 +45,13 @@ def test_bad_stores(tmp_path):
         load_store(tmp_path)
     s = write_store(tmp_path / "s", np.array([[0, 1, 1]]), ["a", "b"], {})
     (s.path / "tokens.npy").write_bytes(b"garbage")
-    with pytest.raises(LeadingTermsError, match="corrupt"):
+    with pytest.raises(LeadingTermsError, match="changed after it was written"):
         load_store(s.path)
     s = write_store(tmp_path / "m", np.array([[0, 1, 1]]), ["a", "b"], {})
     meta = json.loads((s.path / "corpus.json").read_text())
     meta["seq_len"] = 5
     (s.path / "corpus.json").write_text(json.dumps(meta))
-    with pytest.raises(LeadingTermsError, match="inconsistent"):
+    with pytest.raises(LeadingTermsError, match="inconsistent|shape"):
         load_store(s.path)
     with pytest.raises(LeadingTermsError, match="out of range"):
         write_store(tmp_path / "r", np.array([[0, 2]]), ["a", "b"], {})
@@ -158,3 +160,54 @@ def test_slices_across_shards_are_lazy(tmp_path):
     assert all(isinstance(p, np.memmap) for p in part.shards)  # views of the files, nothing read
     np.testing.assert_array_equal(np.asarray(part[1:4]), tok[4:7])
     assert isinstance(s.tokens[4:6], np.memmap)
+
+
+# ------------------------------------------------------------------ issue 10: provenance and schema
+
+
+def _edit_meta(path, **changes):
+    meta = json.loads((path / "corpus.json").read_text())
+    for k, v in changes.items():
+        if v is KeyError:
+            meta.pop(k)
+        else:
+            meta[k] = v
+    (path / "corpus.json").write_text(json.dumps(meta))
+
+
+def test_store_records_its_files_and_notices_an_edit(tmp_path):
+    """Stale store (issue 10 class 1): a token file edited after the store was written is refused in one
+    line naming both hashes; a touch alone passes (size and mtime fast path, then a re-hash)."""
+    s = write_store(tmp_path / "s", np.array([[0, 1, 1], [1, 0, 1]]), ["a", "b"], {})
+    assert set(s.meta["files"]) == {"tokens.npy"} and s.meta["files"]["tokens.npy"]["size"] > 0
+    f = s.path / "tokens.npy"
+    os.utime(f)  # touch: same bytes
+    load_store(s.path)
+    data = bytearray(f.read_bytes())
+    data[-1] ^= 1  # the last id 1 -> 0: same size, other content
+    f.write_bytes(bytes(data))
+    with pytest.raises(LeadingTermsError, match=r"tokens.npy changed after it was written \(blake2b \w+ recorded, "
+                       r"\w+ now\); rebuild it"):
+        load_store(s.path)
+
+
+@pytest.mark.parametrize(("field", "value", "words"), [
+    ("seq_len", "abc", "'seq_len' must be an integer >= 1, got 'abc'"),
+    ("seq_len", None, "'seq_len' is missing"),
+    ("vocab", 5, "'vocab' must be a non-empty list of strings"),
+    ("vocab", "ab", "'vocab' must be a non-empty list of strings"),
+    ("content_hash", KeyError, "'content_hash' is missing"),
+    ("n_sequences", "many", "'n_sequences' must be an integer >= 0"),
+    ("V", 7, "field 'V' is 7 but field 'vocab' has 2 tokens"),
+    ("vocab", ["b", "a"], "'vocab' was changed after the store was written"),
+    ("vocab", ["a", "a"], "lists a token twice"),
+    ("n_sequences", 5, "'n_sequences' is 5 but the token files hold 2 rows"),
+    ("shards", {"tokens": [["tokens.npy", "x"]]}, "shards wrongly"),
+])
+def test_corpus_json_schema(tmp_path, field, value, words):
+    """Tampered metadata (issue 10 class 7 and the corpus.json tracebacks): one line naming file and field."""
+    s = write_store(tmp_path / "s", np.array([[0, 1, 1], [1, 0, 1]]), ["a", "b"], {})
+    _edit_meta(s.path, **{field: value})
+    with pytest.raises(LeadingTermsError, match=re.escape(words)) as exc:
+        load_store(s.path)
+    assert "\n" not in str(exc.value)
