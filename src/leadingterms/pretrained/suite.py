@@ -92,7 +92,8 @@ def lr_at(step: int, cfg: SuiteConfig) -> float:
 
 
 def train_tokenizer(docs: list[str], vocab_size: int) -> tuple[Any, list[np.ndarray]]:
-    """The corpus stage's BPE (docs/theory.md §8) trained on ``docs``, as a PreTrainedTokenizerFast, and the encoded docs."""
+    """The corpus stage's BPE (docs/theory.md §8) trained on ``docs``, as a PreTrainedTokenizerFast,
+    and the encoded docs."""
     from transformers import PreTrainedTokenizerFast
 
     from leadingterms.corpus.tokenizers import make_tokenizer
