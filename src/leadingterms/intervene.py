@@ -220,7 +220,6 @@ class InterventionConfig:
 
 def run_intervention(cfg: InterventionConfig) -> InterventionResult:
     """Load RUN's checkpoint, basis and corpus, run :func:`intervene`, write RUN/intervention.json."""
-    from leadingterms.corpus.store import load_store
     from leadingterms.persist import write_json
     from leadingterms.training import load_run
     from leadingterms.validate import resolve_device
@@ -233,7 +232,8 @@ def run_intervention(cfg: InterventionConfig) -> InterventionResult:
     model = run.load_checkpoint(step, device=resolve_device(cfg.device))  # one-line error if absent
     step = int(step if step is not None else 0)
     basis = run.basis()
-    store = load_store(run.config.corpus)
+    store = run.store()  # the corpus the run was trained on (hash checked)
+    assert store is not None
     tokens = store.tokens if cfg.max_sequences is None else store.tokens[: cfg.max_sequences]
     if basis.V != store.V or basis.T != store.T:
         raise LeadingTermsError(f"the run's basis (V={basis.V}, T={basis.T}) does not match its corpus "

@@ -210,6 +210,7 @@ def run_inspect(cfg: InspectConfig) -> InspectResult:
     check_config(cfg)
     run = load_run(cfg.run)
     step = run._step(cfg.step)
+    run.store()  # the run's own corpus (hash checked): its tokenizer and vocabulary are the run's
     ids, toks = encode_prompt(cfg.text, run.config.corpus)
     model = run.load_checkpoint(step).to(torch.float64)
     if len(ids) > model.cfg.T:
@@ -234,9 +235,9 @@ def run_inspect(cfg: InspectConfig) -> InspectResult:
 
 def run_vocab(run: Any, V: int) -> list[str]:
     """The token strings of ``run``'s corpus (V of them)."""
-    from leadingterms.corpus.store import load_store
-
-    vocab = list(load_store(run.config.corpus).vocab)
+    store = run.store()
+    assert store is not None
+    vocab = list(store.vocab)
     if len(vocab) != V:
         raise LeadingTermsError(f"the run's corpus has {len(vocab)} tokens, its model V={V}")
     return vocab

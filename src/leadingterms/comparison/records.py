@@ -98,7 +98,6 @@ def intervention_record(run_path: Path) -> dict[str, Any] | None:
 def readouts_record(run: Run, *, k: int, n_frequent: int) -> dict[str, Any] | None:
     """Planted recovery and overlap@k of the latest checkpoint, every layer (None without a checkpoint > 0)."""
     from leadingterms import analyses
-    from leadingterms.corpus.store import load_store
 
     steps = [s for s in run.checkpoints if s > 0]
     if not steps:
@@ -106,10 +105,7 @@ def readouts_record(run: Run, *, k: int, n_frequent: int) -> dict[str, Any] | No
     step = max(steps)
     weights = run.load_checkpoint(step).weights()
     basis = run.basis()
-    try:
-        store = load_store(run.config.corpus)
-    except LeadingTermsError:  # moved or deleted: no planted pairs to look for
-        store = None
+    store = run.store(missing_ok=True)  # moved or deleted: no planted pairs to look for
     planted = list(store.meta.get("planted") or []) if store is not None else []
     vocab = basis.vocab or (store.vocab if store is not None else None)
     comps = analyses.comparisons(weights, basis, run.config.layers)

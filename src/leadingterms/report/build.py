@@ -318,15 +318,6 @@ def _step_note(run: Run, step: int, cfg: ReportConfig) -> str:
     return "the last checkpoint"
 
 
-def _store_or_none(path: str) -> TokenStore | None:
-    from leadingterms.corpus.store import load_store
-
-    try:
-        return load_store(path)
-    except LeadingTermsError:
-        return None
-
-
 def build_report(cfg: ReportConfig) -> ReportResult:
     """Draw the figures, write the report and return it with the analyses it shows."""
     from leadingterms import plots
@@ -340,7 +331,7 @@ def build_report(cfg: ReportConfig) -> ReportResult:
     run = load_run(cfg.run)
     run_path = Path(cfg.run)
     fig_dir = run_path / FIGURES_DIR
-    store = _store_or_none(run.config.corpus)
+    store = run.store(missing_ok=True)  # hash-checked; None when the store was moved or deleted
     basis = run.basis()
     vocab = basis.vocab or (store.vocab if store is not None else None)
     if vocab is None:
