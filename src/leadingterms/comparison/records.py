@@ -81,15 +81,13 @@ def curves(metrics: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
             "val_loss": [r.get("val_loss") for r in metrics], "rel": rel}
 
 
-def intervention_record(run_path: Path) -> dict[str, Any] | None:
+def intervention_record(run: Run) -> dict[str, Any] | None:
     """RUN/intervention.json -> {"step", "original_loss", "delta_removed": {param: loss_removed - original}}."""
-    from leadingterms.intervene import INTERVENTION_FILE
-    from leadingterms.persist import read_json
+    from leadingterms.intervene import read_intervention
 
-    p = run_path / INTERVENTION_FILE
-    if not p.is_file():
+    res = read_intervention(run)
+    if res is None:
         return None
-    res = read_json(p, what="intervention result")
     o = float(res["original_loss"])
     return {"step": res.get("step"), "original_loss": o,
             "delta_removed": {r["param"]: float(r["loss_removed"]) - o for r in res["rows"]}}
@@ -130,7 +128,7 @@ def run_record(run: Run, name: str, *, k: int, n_frequent: int) -> dict[str, Any
         "final_loss": run.metrics[-1].get("loss") if run.metrics else None,
         "horizon": run_horizon(run),
         "curves": curves(run.metrics),
-        "intervention": intervention_record(run.path),
+        "intervention": intervention_record(run),
         "readouts": readouts_record(run, k=k, n_frequent=n_frequent),
     }
     return rec

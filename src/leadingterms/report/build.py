@@ -226,17 +226,19 @@ def section_horizon(run: Run) -> str:
             + old + table(header, rows, cls=cls))
 
 
-def section_intervention(run_path: Path) -> str:
-    from leadingterms.intervene import INTERVENTION_FILE
-    from leadingterms.persist import read_json
+def section_intervention(run: Run | str | Path) -> str:
+    from leadingterms.intervene import read_intervention
+    from leadingterms.training.runs import load_run
 
-    p = run_path / INTERVENTION_FILE
-    if not p.is_file():
+    if not isinstance(run, Run):
+        run = load_run(run)
+    run_path = Path(run.path)
+    res = read_intervention(run)
+    if res is None:
         return (f"<p>Not computed: run <code>leadingterms intervene --run {esc(run_path)}</code> and rebuild the "
                 "report.</p>")
     from leadingterms.intervene import control_summary
 
-    res = read_json(p, what="intervention result")
     o = float(res["original_loss"])
     seeds = res.get("control_seeds") or []
     rows = []
@@ -383,7 +385,7 @@ def build_report(cfg: ReportConfig) -> ReportResult:
         ("tracking", "Tracking the theory during training", section_tracking(
             fig_dir, have_positional, any(r.get("val_loss") is not None for r in run.metrics))),
         ("horizon", "Validity horizon", section_horizon(run)),
-        ("intervention", "Causal intervention", section_intervention(run_path)),
+        ("intervention", "Causal intervention", section_intervention(run)),
         ("associations", "Learned vs predicted associations", assoc_html),
     ]
     if (pre_dir / "index.json").is_file():
