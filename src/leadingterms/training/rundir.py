@@ -80,12 +80,16 @@ def run_lock(run: Path) -> Iterator[None]:
 
 def prepare_run_dir(cfg: TrainConfig) -> Path:
     """Create RUN (after :func:`check_run_dir`); with --force, clear a previous run (not its basis cache)."""
+    from leadingterms.intervene import INTERVENTION_FILE
+    from leadingterms.persist import remove_stale_temps
+
     run = check_run_dir(cfg)
     if cfg.force and run.is_dir():
-        for name in RUN_FILES:
+        for name in (*RUN_FILES, INTERVENTION_FILE):  # the outputs of the run started over
             (run / name).unlink(missing_ok=True)
         shutil.rmtree(run / CHECKPOINT_DIR, ignore_errors=True)  # RUN/basis/ stays: it is hash-checked
     run.mkdir(parents=True, exist_ok=True)
+    remove_stale_temps(run / CHECKPOINT_DIR)  # of a killed checkpoint write (we hold RUN's lock)
     return run
 
 

@@ -118,6 +118,9 @@ def _train(cfg: TrainConfig, run: Path, *, on_step: Callable[[int], None] | None
     order = DataOrder(store.N, cfg.batch_size, cfg.grad_accum, cfg.seed)
     total = cfg.steps if cfg.steps is not None else int(cfg.epochs or 0) * order.steps_per_epoch
     ckpts = list_checkpoints(run) if resuming else []
+    if resuming and not ckpts:
+        raise LeadingTermsError(f"cannot resume {run}: it has no complete checkpoint to continue from; start it "
+                                "over with --force")
     start = ckpts[-1] if ckpts else 0
     if start > total:
         raise LeadingTermsError(f"cannot resume {run}: it is at step {start}, beyond the requested {total} steps")
