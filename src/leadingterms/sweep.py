@@ -158,19 +158,26 @@ def point_state(run_dir: Path, requested_steps: int | None, requested_epochs: in
     """``new`` (nothing there), ``partial`` (started, not finished: resumed), ``finished`` or ``diverged``
     (summary.json says so: skipped)."""
     from leadingterms.persist import read_json
+    from leadingterms.schema import NONNEG_INT, OBJECT, POS_INT, check_fields
     from leadingterms.training.rundir import CONFIG_FILE, SUMMARY_FILE
 
     if not (run_dir / CONFIG_FILE).is_file():
         return "new"
     if not (run_dir / SUMMARY_FILE).is_file():
         return "partial"
-    summary = read_json(run_dir / SUMMARY_FILE, what="run summary")
+    fix = "start the point over with --force"
+    summary = check_fields(read_json(run_dir / SUMMARY_FILE, what="run summary"), {"final": OBJECT},
+                           where=run_dir / SUMMARY_FILE, fix=fix)
     if summary.get("diverged"):
         return "diverged"
-    info = read_json(run_dir / CONFIG_FILE, what="run config")
+    info = check_fields(read_json(run_dir / CONFIG_FILE, what="run config"), {"steps_per_epoch": POS_INT},
+                        where=run_dir / CONFIG_FILE, fix=fix)
     total = requested_steps if requested_steps is not None else \
-        int(requested_epochs or 0) * int(info.get("steps_per_epoch") or 0)
-    last = int((summary.get("final") or {}).get("step", -1))
+        int(requested_epochs or 0) * int(info["steps_per_epoch"])
+    final = summary["final"]
+    if final:
+        check_fields(final, {"step": NONNEG_INT}, where=f"{run_dir / SUMMARY_FILE} (final)", fix=fix)
+    last = int(final.get("step", -1))
     return "finished" if last >= total else "partial"
 
 

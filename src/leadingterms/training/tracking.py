@@ -64,14 +64,17 @@ def layer_spread(weights: Mapping[str, torch.Tensor], layers: int) -> dict[str, 
     if layers < 2:
         return None
     out: dict[str, float | None] = {}
-    for kind in LAYER_KINDS:
-        stack = torch.stack([weights[param_name(kind, l)].detach().double() for l in range(layers)])
-        mean = stack.mean(0)
+    for kind in LAYER_KINDS:  # one float64 (V, V) mean and one difference at a time, whatever L (no L·V² stack)
+        mean = weights[param_name(kind, 0)].detach().double().clone()
+        for l in range(1, layers):
+            mean += weights[param_name(kind, l)].detach()
+        mean /= layers
         denom = float(torch.linalg.vector_norm(mean))
         if denom == 0.0:
             out[kind] = None
             continue
-        dev = max(float(torch.linalg.vector_norm(stack[l] - mean)) for l in range(layers))
+        dev = max(float(torch.linalg.vector_norm(weights[param_name(kind, l)].detach().double() - mean))
+                  for l in range(layers))
         out[kind] = finite_or_none(dev / denom)
     return out
 
