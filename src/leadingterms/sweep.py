@@ -284,40 +284,56 @@ def run_sweep(cfg: SweepConfig) -> SweepResult:
             r.status = f"skipped ({state})"
         else:
             todo.append(i)
-    for c, d in stats.items():
-        if d is not None and any(points[i].corpus == c for i in todo):
-            run_stats(StatsConfig(corpus=c, out=d, progress=cfg.progress and progress_enabled()))
+    from leadingterms.locks import output_lock
 
-    previous = read_json(out / SWEEP_FILE, what="sweep record") if (out / SWEEP_FILE).is_file() else {}
-    every = {**(previous.get("points") or {}), **{p.name: p.to_json() for p in points}}
-    record: dict[str, Any] = {"kind": "leadingterms.sweep", "config": dataclasses.asdict(cfg), "points": every}
-    write_json(out / SWEEP_FILE, record)
+    with output_lock(out, folder=True, what="sweep"):  # one sweep writes a sweep folder at a time
+        previous = _previous_record(out)  # checked before anything is written
+        for c, d in stats.items():
+            if d is not None and any(points[i].corpus == c for i in todo):
+                run_stats(StatsConfig(corpus=c, out=d, progress=cfg.progress and progress_enabled()))
 
-    pbar = tqdm(total=len(todo), desc="sweep", unit="run", dynamic_ncols=True, leave=False,
-                disable=not (cfg.progress and progress_enabled()))
+        every = {**(previous.get("points") or {}), **{p.name: p.to_json() for p in points}}
+        record: dict[str, Any] = {"kind": "leadingterms.sweep", "config": dataclasses.asdict(cfg), "points": every}
+        write_json(out / SWEEP_FILE, record)
 
-    def done(j: int, res: dict[str, Any]) -> None:
-        r = results[todo[j]]
-        r.status, r.seconds, r.error = res["status"], res["seconds"], res["error"]
-        pbar.update(1)
+        pbar = tqdm(total=len(todo), desc="sweep", unit="run", dynamic_ncols=True, leave=False,
+                    disable=not (cfg.progress and progress_enabled()))
 
-    try:
-        if cfg.workers > 1 and len(todo) > 1:
-            _map_dask(run_point, [cfgs[i] for i in todo], cfg.workers, done)
-        else:
-            for j, i in enumerate(todo):
-                done(j, run_point(cfgs[i]))
-    finally:
-        pbar.close()
+        def done(j: int, res: dict[str, Any]) -> None:
+            r = results[todo[j]]
+            r.status, r.seconds, r.error = res["status"], res["seconds"], res["error"]
+            pbar.update(1)
 
-    for r in results:
-        if (r.path / "summary.json").is_file():
-            r.summary = read_json(r.path / "summary.json", what="run summary")
-    record["results"] = {r.point.name: {"status": r.status, "seconds": r.seconds, "error": r.error}
-                         for r in results}
-    write_json(out / SWEEP_FILE, record)
-    failed = [r for r in results if r.status == "failed"]
-    if failed:
-        raise LeadingTermsError(f"{len(failed)} of {len(results)} points failed; first: {failed[0].point.name}: "
-                                f"{failed[0].error} (all statuses in {out / SWEEP_FILE}; rerun to retry)")
+        try:
+            if cfg.workers > 1 and len(todo) > 1:
+                _map_dask(run_point, [cfgs[i] for i in todo], cfg.workers, done)
+            else:
+                for j, i in enumerate(todo):
+                    done(j, run_point(cfgs[i]))
+        finally:
+            pbar.close()
+
+        for r in results:
+            if (r.path / "summary.json").is_file():
+                r.summary = read_json(r.path / "summary.json", what="run summary")
+        record["results"] = {r.point.name: {"status": r.status, "seconds": r.seconds, "error": r.error}
+                             for r in results}
+        write_json(out / SWEEP_FILE, record)
+        failed = [r for r in results if r.status == "failed"]
+        if failed:
+            first = failed[0]
+            raise LeadingTermsError(f"{len(failed)} of {len(results)} points failed; first: {first.point.name}: "
+                                    f"{first.error} (all statuses in {out / SWEEP_FILE}; rerun to retry)")
     return SweepResult(out, results, time.perf_counter() - t0)
+
+
+def _previous_record(out: Path) -> dict[str, Any]:
+    """OUT/sweep.json of an earlier invocation ({} when there is none), schema-checked."""
+    from leadingterms.persist import read_json
+    from leadingterms.schema import OBJECT, check_fields
+
+    p = out / SWEEP_FILE
+    if not p.is_file():
+        return {}
+    return check_fields(read_json(p, what="sweep record"), {"points": OBJECT.or_null()}, where=p,
+                        fix="remove it and run the sweep again")

@@ -526,6 +526,14 @@ def cases() -> list[Case]:  # noqa: PLR0915 - one list, read top to bottom
     c.append(Case("run-sweep-batch-too-big", "bad arguments",
                   ["sweep", "--corpora", f"{W}/corpus", "--lrs", "0.5", "--batch-sizes", "100000", "--layer-counts",
                    "1", "--steps", "4", "--out", f"{W}/sw"], match="exceeds", run=_refuse_and(_absent("sw"))))
+    sweep = ["sweep", "--corpora", f"{W}/corpus", "--lrs", "0.5", "--batch-sizes", "8", "--layer-counts", "1",
+             "--steps", "4", "--out", f"{W}/sw"]
+    c.append(Case("run-sweep-locked", "concurrent writers", sweep, match="being written by", run=_while_locked("sw"),
+                  ci=False))
+    c.append(Case("run-sweep-record-list", "tampered JSON", sweep, match="JSON object",
+                  setup=_write("sw/sweep.json", "[]")))
+    c.append(Case("run-sweep-record-points-string", "tampered JSON", sweep, match="points",
+                  setup=_write("sw/sweep.json", json.dumps({"points": "all"}))))
 
     # 9. budgets, disk full, temp files, kill and resume
     c.append(Case("run-train-memory-share", "memory refusal", [*TRAIN_NEW, "--out", f"{W}/fresh"],

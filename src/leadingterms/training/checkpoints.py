@@ -4,9 +4,11 @@ The safetensors file holds the tensors under prefixed names: ``model.<param>`` (
 weights, names as in the state dict: W_O, layers.{l}.W, ...), ``shadow.<name>`` (the shadow
 state of docs/theory.md §5, float64) and ``optim.<i>.<key>`` (optimizer state of parameter i,
 e.g. Adam's exp_avg, exp_avg_sq, step). The JSON file (also embedded in the safetensors header)
-holds the config, corpus hash, step, data-order state, optimizer hyper-parameters and whether the
-shadow is included. The tensors are written first and the JSON last, both atomically: a
-checkpoint counts only when its JSON exists.
+holds the run's ``run_id``, the config, corpus hash, step, data-order state, optimizer
+hyper-parameters and whether the shadow is included. The tensors are written first and the JSON
+last, both atomically: a checkpoint counts only when its JSON exists. Loading verifies that the
+header and the JSON agree, that every tensor is finite and that the run id and corpus hash are the
+run's (:func:`load_checkpoint_raw`): a checkpoint copied in from another run is refused.
 
 **Policy** (bounded disk use). Checkpoints are written at the first ``early`` of the log-spaced
 steps 0, 1, 4, 16, 64, 256, ... (kept for good: the early dynamics the theory describes), every

@@ -3,7 +3,9 @@ run's config record, and the full-corpus basis the run compares with.
 
 RUN layout::
 
-    RUN/config.json                 the TrainConfig, corpus hash, sizes, theory caveats
+    RUN/config.json                 run_id, the TrainConfig, corpus (and basis) hash, sizes, theory caveats
+                                    (schema-checked on every read: :func:`read_run_info`)
+    RUN/.leadingterms.lock          held by the one process writing RUN (:func:`run_lock`)
     RUN/metrics.jsonl               one row per logged step (see leadingterms.training.tracking)
     RUN/summary.json                validity horizon, final metrics, time, steps/s
     RUN/basis/                      full-corpus basis cache (unless --stats DIR is given)
