@@ -246,7 +246,10 @@ def run_intervention(cfg: InterventionConfig) -> InterventionResult:
 
     provenance = {"run_id": run.info.get("run_id"), "step": step, "corpus_hash": store.content_hash,
                   "checkpoint": file_record(run.checkpoints[step])}
-    write_json(Path(cfg.run) / INTERVENTION_FILE, {**result.to_json(), "provenance": provenance})
+    from leadingterms.locks import output_lock
+
+    with output_lock(Path(cfg.run) / INTERVENTION_FILE, folder=False, what="intervention"):
+        write_json(Path(cfg.run) / INTERVENTION_FILE, {**result.to_json(), "provenance": provenance})
     return result
 
 

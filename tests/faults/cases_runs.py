@@ -201,11 +201,12 @@ def _with_fsize_limit(limit: int) -> Callable[[Path, list[str], dict[str, str]],
     return run
 
 
-def _while_locked(target: str) -> Callable[[Path, list[str], dict[str, str]], subprocess.CompletedProcess[str]]:
+def _while_locked(target: str, folder: bool = True
+                  ) -> Callable[[Path, list[str], dict[str, str]], subprocess.CompletedProcess[str]]:
     """Run the command while another process holds ``target``'s output lock (a concurrent writer)."""
     def run(ws: Path, argv: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
         code = ("import sys, time\nfrom leadingterms.locks import output_lock\n"
-                f"with output_lock({str(ws / target)!r}, what='run'):\n"
+                f"with output_lock({str(ws / target)!r}, folder={folder}, what='run'):\n"
                 "    print('locked', flush=True)\n    time.sleep(60)\n")
         holder = subprocess.Popen([sys.executable, "-c", code], env=_env(), stdout=subprocess.PIPE, text=True)
         try:
@@ -360,6 +361,10 @@ def cases() -> list[Case]:  # noqa: PLR0915 - one list, read top to bottom
     c.append(Case("run-two-trains-second-resume", "concurrent writers",
                   ["train", "--out", f"{W}/two", "--resume", "--steps", "20"], match="being written by",
                   run=_two_trains, ci=False))
+    c.append(Case("run-locked-compare-out", "concurrent writers", COMPARE, match="being written by",
+                  run=_while_locked("cmp"), ci=False))
+    c.append(Case("run-locked-intervention", "concurrent writers", INTERVENE, match="being written by",
+                  run=_while_locked("run/intervention.json", folder=False), ci=False))
     c.append(Case("run-dead-lock-holder-ok", "concurrent writers", RESUME, expect="ok", check=_resumed_ok,
                   setup=_write("run/.leadingterms.lock", json.dumps({"pid": 999999, "command": "x", "time": 0})),
                   may_change=RESUME_MAY_CHANGE))
