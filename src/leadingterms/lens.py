@@ -225,11 +225,14 @@ def run_inspect(cfg: InspectConfig) -> InspectResult:
             for t in range(len(ids))] for r in range(lens.shape[0])]
     out = Path(cfg.out) if cfg.out else run.path / "inspect"
     result = InspectResult(step, toks, lens_labels(model.cfg.layers), top, out)
-    write_json(out / "lens.json", result.to_json())
-    result.files.append(out / "lens.json")
-    if cfg.plots:
-        patterns = [cache["pattern", l][0] for l in range(model.cfg.layers)]
-        result.files += plot_attention(patterns, toks, out)
+    from leadingterms.locks import output_lock
+
+    with output_lock(out, folder=True, what="inspect output"):  # one writer per output folder
+        write_json(out / "lens.json", result.to_json())
+        result.files.append(out / "lens.json")
+        if cfg.plots:
+            patterns = [cache["pattern", l][0] for l in range(model.cfg.layers)]
+            result.files += plot_attention(patterns, toks, out)
     return result
 
 

@@ -365,6 +365,15 @@ def cases() -> list[Case]:  # noqa: PLR0915 - one list, read top to bottom
                   run=_while_locked("cmp"), ci=False))
     c.append(Case("run-locked-intervention", "concurrent writers", INTERVENE, match="being written by",
                   run=_while_locked("run/intervention.json", folder=False), ci=False))
+    c.append(Case("run-locked-report", "concurrent writers", REPORT, match="being written by",
+                  run=_while_locked("r.html", folder=False), ci=False))
+    c.append(Case("run-locked-inspect-out", "concurrent writers", INSPECT, match="being written by",
+                  run=_while_locked("lens"), ci=False))
+    c.append(Case("run-refused-report-keeps-figures", "swapped checkpoint", REPORT, match="another run",
+                  setup=_chain(lambda ws: _cli(ws, *[a.replace(W, str(ws)) for a in REPORT]),
+                               _json_edit("run/intervention.json",
+                                          lambda d: _set(d, "provenance", {**d["provenance"], "run_id": "x"}))),
+                  ci=False))
     c.append(Case("run-dead-lock-holder-ok", "concurrent writers", RESUME, expect="ok", check=_resumed_ok,
                   setup=_write("run/.leadingterms.lock", json.dumps({"pid": 999999, "command": "x", "time": 0})),
                   may_change=RESUME_MAY_CHANGE))
