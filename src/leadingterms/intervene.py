@@ -220,7 +220,6 @@ class InterventionConfig:
 
 def run_intervention(cfg: InterventionConfig) -> InterventionResult:
     """Load RUN's checkpoint, basis and corpus, run :func:`intervene`, write RUN/intervention.json."""
-    from leadingterms.corpus.store import load_store
     from leadingterms.persist import write_json
     from leadingterms.training import load_run
     from leadingterms.validate import resolve_device
@@ -233,7 +232,8 @@ def run_intervention(cfg: InterventionConfig) -> InterventionResult:
     model = run.load_checkpoint(step, device=resolve_device(cfg.device))  # one-line error if absent
     step = int(step if step is not None else 0)
     basis = run.basis()
-    store = load_store(run.config.corpus)
+    store = run.store()  # the corpus the run was trained on (hash checked)
+    assert store is not None
     tokens = store.tokens if cfg.max_sequences is None else store.tokens[: cfg.max_sequences]
     if basis.V != store.V or basis.T != store.T:
         raise LeadingTermsError(f"the run's basis (V={basis.V}, T={basis.T}) does not match its corpus "
@@ -242,5 +242,46 @@ def run_intervention(cfg: InterventionConfig) -> InterventionResult:
     result = intervene(model, basis, tokens, step=step, lr=run.config.lr, batch_size=cfg.batch_size,
                        control_seeds=seeds)
     result.run, result.corpus = str(Path(cfg.run)), str(store.path)
-    write_json(Path(cfg.run) / INTERVENTION_FILE, result.to_json())
+    from leadingterms.provenance import file_record
+
+    provenance = {"run_id": run.info.get("run_id"), "step": step, "corpus_hash": store.content_hash,
+                  "checkpoint": file_record(run.checkpoints[step])}
+    from leadingterms.locks import output_lock
+
+    with output_lock(Path(cfg.run) / INTERVENTION_FILE, folder=False, what="intervention"):
+        write_json(Path(cfg.run) / INTERVENTION_FILE, {**result.to_json(), "provenance": provenance})
     return result
+
+
+def _number_or_null(v: Any) -> bool:
+    return v is None or (isinstance(v, (int, float)) and not isinstance(v, bool))
+
+
+def read_intervention(run: Any) -> dict[str, Any] | None:
+    """RUN/intervention.json of a loaded run (None when there is none), schema-checked and verified to
+    belong to this run as it is now (its run id; the checkpoint it was computed from, when still kept,
+    unchanged): an intervention of an earlier run in the same folder is refused, not shown."""
+    from leadingterms.persist import read_json
+    from leadingterms.provenance import verify_file
+    from leadingterms.schema import LIST, NONNEG_INT, NUMBER, OBJECT, POS_INT, POS_NUMBER, STR, Field, check_fields
+
+    p = Path(run.path) / INTERVENTION_FILE
+    if not p.is_file():
+        return None
+    fix = f"recompute it with `leadingterms intervene --run {run.path}`"
+    res = check_fields(read_json(p, what="intervention result"), {
+        "step": NONNEG_INT, "lr": POS_NUMBER, "n_sequences": POS_INT, "original_loss": NUMBER, "rows": LIST,
+        "provenance": OBJECT}, where=p, fix=fix)
+    num = Field(_number_or_null, "a number or null")
+    for i, r in enumerate(res["rows"]):
+        check_fields(r, {"param": STR, "direction": STR, "cos": num, "projection_coef": num,
+                         "loss_removed": NUMBER, "loss_replaced": NUMBER, "loss_control": LIST.or_null()},
+                     where=f"{p} row {i + 1}", fix=fix)
+    prov = res["provenance"]
+    if prov.get("run_id") != run.info.get("run_id") or prov.get("step") != res["step"]:
+        raise LeadingTermsError(f"{p} was computed for another run (run id {prov.get('run_id')}, this run is "
+                                f"{run.info.get('run_id')}); {fix}")
+    ckpt = run.checkpoints.get(res["step"])
+    if ckpt is not None:
+        verify_file(ckpt, prov.get("checkpoint"), what=f"{p} (checkpoint of step {res['step']})", fix=fix)
+    return dict(res)

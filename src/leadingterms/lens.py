@@ -210,6 +210,7 @@ def run_inspect(cfg: InspectConfig) -> InspectResult:
     check_config(cfg)
     run = load_run(cfg.run)
     step = run._step(cfg.step)
+    run.store()  # the run's own corpus (hash checked): its tokenizer and vocabulary are the run's
     ids, toks = encode_prompt(cfg.text, run.config.corpus)
     model = run.load_checkpoint(step).to(torch.float64)
     if len(ids) > model.cfg.T:
@@ -224,19 +225,22 @@ def run_inspect(cfg: InspectConfig) -> InspectResult:
             for t in range(len(ids))] for r in range(lens.shape[0])]
     out = Path(cfg.out) if cfg.out else run.path / "inspect"
     result = InspectResult(step, toks, lens_labels(model.cfg.layers), top, out)
-    write_json(out / "lens.json", result.to_json())
-    result.files.append(out / "lens.json")
-    if cfg.plots:
-        patterns = [cache["pattern", l][0] for l in range(model.cfg.layers)]
-        result.files += plot_attention(patterns, toks, out)
+    from leadingterms.locks import output_lock
+
+    with output_lock(out, folder=True, what="inspect output"):  # one writer per output folder
+        write_json(out / "lens.json", result.to_json())
+        result.files.append(out / "lens.json")
+        if cfg.plots:
+            patterns = [cache["pattern", l][0] for l in range(model.cfg.layers)]
+            result.files += plot_attention(patterns, toks, out)
     return result
 
 
 def run_vocab(run: Any, V: int) -> list[str]:
     """The token strings of ``run``'s corpus (V of them)."""
-    from leadingterms.corpus.store import load_store
-
-    vocab = list(load_store(run.config.corpus).vocab)
+    store = run.store()
+    assert store is not None
+    vocab = list(store.vocab)
     if len(vocab) != V:
         raise LeadingTermsError(f"the run's corpus has {len(vocab)} tokens, its model V={V}")
     return vocab

@@ -158,19 +158,26 @@ def point_state(run_dir: Path, requested_steps: int | None, requested_epochs: in
     """``new`` (nothing there), ``partial`` (started, not finished: resumed), ``finished`` or ``diverged``
     (summary.json says so: skipped)."""
     from leadingterms.persist import read_json
+    from leadingterms.schema import NONNEG_INT, OBJECT, POS_INT, check_fields
     from leadingterms.training.rundir import CONFIG_FILE, SUMMARY_FILE
 
     if not (run_dir / CONFIG_FILE).is_file():
         return "new"
     if not (run_dir / SUMMARY_FILE).is_file():
         return "partial"
-    summary = read_json(run_dir / SUMMARY_FILE, what="run summary")
+    fix = "start the point over with --force"
+    summary = check_fields(read_json(run_dir / SUMMARY_FILE, what="run summary"), {"final": OBJECT},
+                           where=run_dir / SUMMARY_FILE, fix=fix)
     if summary.get("diverged"):
         return "diverged"
-    info = read_json(run_dir / CONFIG_FILE, what="run config")
+    info = check_fields(read_json(run_dir / CONFIG_FILE, what="run config"), {"steps_per_epoch": POS_INT},
+                        where=run_dir / CONFIG_FILE, fix=fix)
     total = requested_steps if requested_steps is not None else \
-        int(requested_epochs or 0) * int(info.get("steps_per_epoch") or 0)
-    last = int((summary.get("final") or {}).get("step", -1))
+        int(requested_epochs or 0) * int(info["steps_per_epoch"])
+    final = summary["final"]
+    if final:
+        check_fields(final, {"step": NONNEG_INT}, where=f"{run_dir / SUMMARY_FILE} (final)", fix=fix)
+    last = int(final.get("step", -1))
     return "finished" if last >= total else "partial"
 
 
@@ -277,40 +284,56 @@ def run_sweep(cfg: SweepConfig) -> SweepResult:
             r.status = f"skipped ({state})"
         else:
             todo.append(i)
-    for c, d in stats.items():
-        if d is not None and any(points[i].corpus == c for i in todo):
-            run_stats(StatsConfig(corpus=c, out=d, progress=cfg.progress and progress_enabled()))
+    from leadingterms.locks import output_lock
 
-    previous = read_json(out / SWEEP_FILE, what="sweep record") if (out / SWEEP_FILE).is_file() else {}
-    every = {**(previous.get("points") or {}), **{p.name: p.to_json() for p in points}}
-    record: dict[str, Any] = {"kind": "leadingterms.sweep", "config": dataclasses.asdict(cfg), "points": every}
-    write_json(out / SWEEP_FILE, record)
+    with output_lock(out, folder=True, what="sweep"):  # one sweep writes a sweep folder at a time
+        previous = _previous_record(out)  # checked before anything is written
+        for c, d in stats.items():
+            if d is not None and any(points[i].corpus == c for i in todo):
+                run_stats(StatsConfig(corpus=c, out=d, progress=cfg.progress and progress_enabled()))
 
-    pbar = tqdm(total=len(todo), desc="sweep", unit="run", dynamic_ncols=True, leave=False,
-                disable=not (cfg.progress and progress_enabled()))
+        every = {**(previous.get("points") or {}), **{p.name: p.to_json() for p in points}}
+        record: dict[str, Any] = {"kind": "leadingterms.sweep", "config": dataclasses.asdict(cfg), "points": every}
+        write_json(out / SWEEP_FILE, record)
 
-    def done(j: int, res: dict[str, Any]) -> None:
-        r = results[todo[j]]
-        r.status, r.seconds, r.error = res["status"], res["seconds"], res["error"]
-        pbar.update(1)
+        pbar = tqdm(total=len(todo), desc="sweep", unit="run", dynamic_ncols=True, leave=False,
+                    disable=not (cfg.progress and progress_enabled()))
 
-    try:
-        if cfg.workers > 1 and len(todo) > 1:
-            _map_dask(run_point, [cfgs[i] for i in todo], cfg.workers, done)
-        else:
-            for j, i in enumerate(todo):
-                done(j, run_point(cfgs[i]))
-    finally:
-        pbar.close()
+        def done(j: int, res: dict[str, Any]) -> None:
+            r = results[todo[j]]
+            r.status, r.seconds, r.error = res["status"], res["seconds"], res["error"]
+            pbar.update(1)
 
-    for r in results:
-        if (r.path / "summary.json").is_file():
-            r.summary = read_json(r.path / "summary.json", what="run summary")
-    record["results"] = {r.point.name: {"status": r.status, "seconds": r.seconds, "error": r.error}
-                         for r in results}
-    write_json(out / SWEEP_FILE, record)
-    failed = [r for r in results if r.status == "failed"]
-    if failed:
-        raise LeadingTermsError(f"{len(failed)} of {len(results)} points failed; first: {failed[0].point.name}: "
-                                f"{failed[0].error} (all statuses in {out / SWEEP_FILE}; rerun to retry)")
+        try:
+            if cfg.workers > 1 and len(todo) > 1:
+                _map_dask(run_point, [cfgs[i] for i in todo], cfg.workers, done)
+            else:
+                for j, i in enumerate(todo):
+                    done(j, run_point(cfgs[i]))
+        finally:
+            pbar.close()
+
+        for r in results:
+            if (r.path / "summary.json").is_file():
+                r.summary = read_json(r.path / "summary.json", what="run summary")
+        record["results"] = {r.point.name: {"status": r.status, "seconds": r.seconds, "error": r.error}
+                             for r in results}
+        write_json(out / SWEEP_FILE, record)
+        failed = [r for r in results if r.status == "failed"]
+        if failed:
+            first = failed[0]
+            raise LeadingTermsError(f"{len(failed)} of {len(results)} points failed; first: {first.point.name}: "
+                                    f"{first.error} (all statuses in {out / SWEEP_FILE}; rerun to retry)")
     return SweepResult(out, results, time.perf_counter() - t0)
+
+
+def _previous_record(out: Path) -> dict[str, Any]:
+    """OUT/sweep.json of an earlier invocation ({} when there is none), schema-checked."""
+    from leadingterms.persist import read_json
+    from leadingterms.schema import OBJECT, check_fields
+
+    p = out / SWEEP_FILE
+    if not p.is_file():
+        return {}
+    return check_fields(read_json(p, what="sweep record"), {"points": OBJECT.or_null()}, where=p,
+                        fix="remove it and run the sweep again")

@@ -25,7 +25,7 @@ def test_inspect_prints_every_layer_and_writes_lens_and_plots(run2, tmp_path, ca
     assert "position 0: 'the', next in the prompt 'bird'" in stdout
     for lab in ("embed", "layer 0", "layer 1"):
         assert stdout.count(f"  {lab}") >= 3
-    assert sorted(p.name for p in out.iterdir()) == ["attention.png", "attention.svg", "lens.json"]
+    assert sorted(p.name for p in out.iterdir() if p.name != ".leadingterms.lock") == ["attention.png", "attention.svg", "lens.json"]
     doc = json.loads((out / "lens.json").read_text())
     assert doc["tokens"] == ["the", "bird", "flew"] and doc["step"] == 3
     assert [r["reading"] for r in doc["readings"]] == ["embed", "layer 0", "layer 1"]

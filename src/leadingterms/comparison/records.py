@@ -81,15 +81,13 @@ def curves(metrics: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
             "val_loss": [r.get("val_loss") for r in metrics], "rel": rel}
 
 
-def intervention_record(run_path: Path) -> dict[str, Any] | None:
+def intervention_record(run: Run) -> dict[str, Any] | None:
     """RUN/intervention.json -> {"step", "original_loss", "delta_removed": {param: loss_removed - original}}."""
-    from leadingterms.intervene import INTERVENTION_FILE
-    from leadingterms.persist import read_json
+    from leadingterms.intervene import read_intervention
 
-    p = run_path / INTERVENTION_FILE
-    if not p.is_file():
+    res = read_intervention(run)
+    if res is None:
         return None
-    res = read_json(p, what="intervention result")
     o = float(res["original_loss"])
     return {"step": res.get("step"), "original_loss": o,
             "delta_removed": {r["param"]: float(r["loss_removed"]) - o for r in res["rows"]}}
@@ -98,7 +96,6 @@ def intervention_record(run_path: Path) -> dict[str, Any] | None:
 def readouts_record(run: Run, *, k: int, n_frequent: int) -> dict[str, Any] | None:
     """Planted recovery and overlap@k of the latest checkpoint, every layer (None without a checkpoint > 0)."""
     from leadingterms import analyses
-    from leadingterms.corpus.store import load_store
 
     steps = [s for s in run.checkpoints if s > 0]
     if not steps:
@@ -106,10 +103,7 @@ def readouts_record(run: Run, *, k: int, n_frequent: int) -> dict[str, Any] | No
     step = max(steps)
     weights = run.load_checkpoint(step).weights()
     basis = run.basis()
-    try:
-        store = load_store(run.config.corpus)
-    except LeadingTermsError:  # moved or deleted: no planted pairs to look for
-        store = None
+    store = run.store(missing_ok=True)  # moved or deleted: no planted pairs to look for
     planted = list(store.meta.get("planted") or []) if store is not None else []
     vocab = basis.vocab or (store.vocab if store is not None else None)
     comps = analyses.comparisons(weights, basis, run.config.layers)
@@ -134,7 +128,7 @@ def run_record(run: Run, name: str, *, k: int, n_frequent: int) -> dict[str, Any
         "final_loss": run.metrics[-1].get("loss") if run.metrics else None,
         "horizon": run_horizon(run),
         "curves": curves(run.metrics),
-        "intervention": intervention_record(run.path),
+        "intervention": intervention_record(run),
         "readouts": readouts_record(run, k=k, n_frequent=n_frequent),
     }
     return rec

@@ -71,26 +71,29 @@ def compare_runs(cfg: CompareRunsConfig) -> CompareRunsResult:
     records.sort(key=lambda r: (r["group"], r["lr"], r["seed"], r["name"]))
     fits = horizon_fits(records)
 
-    fig_dir = out / FIGURES_DIR
-    plots.plot_horizon_scaling(records, fits, fig_dir)
-    plots.plot_runs_tracking(records, fig_dir)
-    plots.plot_runs_loss(records, fig_dir)
-    colours = plots.lr_colours(records)
-    run_plots.plot_layer_readouts([(r["name"], r["readouts"], colours[r["lr"]]) for r in records if r["readouts"]],
-                              fig_dir)
-    json_path = out / COMPARE_FILE
-    write_json(json_path, {"kind": "leadingterms.compare", "runs": records, "fits": fits,
-                           "definitions": {
-                               "horizon": records[0]["horizon"]["definition"] if records else None,
-                               "fit": "least squares of log(horizon step) = log(prefactor) + exponent·log(lr) "
-                                      "over the runs of a group whose error crossed the threshold for good; "
-                                      "s_eta_exponent = exponent + 1; theory (docs/theory.md (6.6)): -1 and 0",
-                               "delta_removed": "loss with the weight's predicted direction projected out minus "
-                                                "the loss as trained (docs/theory.md (7.1))"}})
-    html_path = out / REPORT_FILE
-    with atomic_path(html_path) as tmp:
-        tmp.write_text(build_page(records, fits, fig_dir), encoding="utf-8")
-        tmp.chmod(0o644)
+    from leadingterms.locks import output_lock
+
+    with output_lock(out, folder=True, what="comparison"):  # one writer per output folder
+        fig_dir = out / FIGURES_DIR
+        plots.plot_horizon_scaling(records, fits, fig_dir)
+        plots.plot_runs_tracking(records, fig_dir)
+        plots.plot_runs_loss(records, fig_dir)
+        colours = plots.lr_colours(records)
+        readouts = [(r["name"], r["readouts"], colours[r["lr"]]) for r in records if r["readouts"]]
+        run_plots.plot_layer_readouts(readouts, fig_dir)
+        json_path = out / COMPARE_FILE
+        write_json(json_path, {"kind": "leadingterms.compare", "runs": records, "fits": fits,
+                               "definitions": {
+                                   "horizon": records[0]["horizon"]["definition"] if records else None,
+                                   "fit": "least squares of log(horizon step) = log(prefactor) + exponent·log(lr) "
+                                          "over the runs of a group whose error crossed the threshold for good; "
+                                          "s_eta_exponent = exponent + 1; theory (docs/theory.md (6.6)): -1 and 0",
+                                   "delta_removed": "loss with the weight's predicted direction projected out "
+                                                    "minus the loss as trained (docs/theory.md (7.1))"}})
+        html_path = out / REPORT_FILE
+        with atomic_path(html_path) as tmp:
+            tmp.write_text(build_page(records, fits, fig_dir), encoding="utf-8")
+            tmp.chmod(0o644)
     return CompareRunsResult(html_path, json_path, records, fits, notes)
 
 

@@ -226,17 +226,19 @@ def section_horizon(run: Run) -> str:
             + old + table(header, rows, cls=cls))
 
 
-def section_intervention(run_path: Path) -> str:
-    from leadingterms.intervene import INTERVENTION_FILE
-    from leadingterms.persist import read_json
+def section_intervention(run: Run | str | Path) -> str:
+    from leadingterms.intervene import read_intervention
+    from leadingterms.training.runs import load_run
 
-    p = run_path / INTERVENTION_FILE
-    if not p.is_file():
+    if not isinstance(run, Run):
+        run = load_run(run)
+    run_path = Path(run.path)
+    res = read_intervention(run)
+    if res is None:
         return (f"<p>Not computed: run <code>leadingterms intervene --run {esc(run_path)}</code> and rebuild the "
                 "report.</p>")
     from leadingterms.intervene import control_summary
 
-    res = read_json(p, what="intervention result")
     o = float(res["original_loss"])
     seeds = res.get("control_seeds") or []
     rows = []
@@ -318,29 +320,15 @@ def _step_note(run: Run, step: int, cfg: ReportConfig) -> str:
     return "the last checkpoint"
 
 
-def _store_or_none(path: str) -> TokenStore | None:
-    from leadingterms.corpus.store import load_store
-
-    try:
-        return load_store(path)
-    except LeadingTermsError:
-        return None
-
-
 def build_report(cfg: ReportConfig) -> ReportResult:
     """Draw the figures, write the report and return it with the analyses it shows."""
-    from leadingterms import plots
     from leadingterms.associations import token_index
-    from leadingterms.persist import atomic_path
-    from leadingterms.predict import closed_form
-    from leadingterms.theory import param_name
     from leadingterms.training import load_run
 
     check_config(cfg)
     run = load_run(cfg.run)
     run_path = Path(cfg.run)
-    fig_dir = run_path / FIGURES_DIR
-    store = _store_or_none(run.config.corpus)
+    store = run.store(missing_ok=True)  # hash-checked; None when the store was moved or deleted
     basis = run.basis()
     vocab = basis.vocab or (store.vocab if store is not None else None)
     if vocab is None:
@@ -358,6 +346,28 @@ def build_report(cfg: ReportConfig) -> ReportResult:
     if cfg.pretrained and not (pre_dir / "index.json").is_file():
         raise LeadingTermsError(f"--pretrained {pre_dir} has no index.json (make it with `leadingterms "
                                 "compare-pretrained --out DIR`)")
+    horizon_html = section_horizon(run)
+    intervention_html = section_intervention(run)  # refuses an intervention of another run: before writing
+    report_path = Path(cfg.out) if cfg.out else run_path / REPORT_FILE
+    from leadingterms.locks import output_lock
+
+    with output_lock(report_path, folder=False, what="report"):  # one writer of a report (and its figures)
+        return _draw_and_write(cfg, run, store, basis, vocab, tokens, k, step, model, pre_dir, planted_pairs,
+                               horizon_html, intervention_html, report_path)
+
+
+def _draw_and_write(cfg: ReportConfig, run: Run, store: TokenStore | None, basis: Basis, vocab: list[str],
+                    tokens: list[str], k: int, step: int | None, model: Any, pre_dir: Path,
+                    planted_pairs: list[Any], horizon_html: str, intervention_html: str,
+                    report_path: Path) -> ReportResult:
+    """The figures and the page of :func:`build_report`, every input checked already."""
+    from leadingterms import plots
+    from leadingterms.persist import atomic_path
+    from leadingterms.predict import closed_form
+    from leadingterms.theory import param_name
+
+    run_path = Path(cfg.run)
+    fig_dir = run_path / FIGURES_DIR
     plots.plot_tracking(run.metrics, fig_dir)
     plots.plot_loss(run.metrics, fig_dir)
     sections = [
@@ -365,7 +375,7 @@ def build_report(cfg: ReportConfig) -> ReportResult:
         ("corpus", "Corpus", section_corpus(store, run.config.corpus)),
         ("basis", "Basis functions: top associations", section_basis(basis, vocab, tokens, k)),
     ]
-    result = ReportResult(path=Path(cfg.out) if cfg.out else run_path / REPORT_FILE, step=step)
+    result = ReportResult(path=report_path, step=step)
     assoc_html = "<p>No checkpoint after step 0: nothing learned to compare.</p>"
     have_positional = False
     if step is not None and model is not None:
@@ -391,8 +401,8 @@ def build_report(cfg: ReportConfig) -> ReportResult:
     sections += [
         ("tracking", "Tracking the theory during training", section_tracking(
             fig_dir, have_positional, any(r.get("val_loss") is not None for r in run.metrics))),
-        ("horizon", "Validity horizon", section_horizon(run)),
-        ("intervention", "Causal intervention", section_intervention(run_path)),
+        ("horizon", "Validity horizon", horizon_html),
+        ("intervention", "Causal intervention", intervention_html),
         ("associations", "Learned vs predicted associations", assoc_html),
     ]
     if (pre_dir / "index.json").is_file():

@@ -4,9 +4,11 @@ The safetensors file holds the tensors under prefixed names: ``model.<param>`` (
 weights, names as in the state dict: W_O, layers.{l}.W, ...), ``shadow.<name>`` (the shadow
 state of docs/theory.md §5, float64) and ``optim.<i>.<key>`` (optimizer state of parameter i,
 e.g. Adam's exp_avg, exp_avg_sq, step). The JSON file (also embedded in the safetensors header)
-holds the config, corpus hash, step, data-order state, optimizer hyper-parameters and whether the
-shadow is included. The tensors are written first and the JSON last, both atomically: a
-checkpoint counts only when its JSON exists.
+holds the run's ``run_id``, the config, corpus hash, step, data-order state, optimizer
+hyper-parameters and whether the shadow is included. The tensors are written first and the JSON
+last, both atomically: a checkpoint counts only when its JSON exists. Loading verifies that the
+header and the JSON agree, that every tensor is finite and that the run id and corpus hash are the
+run's (:func:`load_checkpoint_raw`): a checkpoint copied in from another run is refused.
 
 **Policy** (bounded disk use). Checkpoints are written at the first ``early`` of the log-spaced
 steps 0, 1, 4, 16, 64, 256, ... (kept for good: the early dynamics the theory describes), every
@@ -86,7 +88,11 @@ def save_checkpoint(run_dir: str | Path, step: int, tensors: Mapping[str, Mappin
     tpath, jpath = checkpoint_paths(run_dir, step)
     full = dict(meta, step=step, tensor_file=tpath.name, shadow=bool(tensors.get("shadow")))
     save_tensors(tpath, flat, metadata=full)
-    write_json(jpath, full)
+    try:
+        write_json(jpath, full)
+    except BaseException:
+        tpath.unlink(missing_ok=True)  # no tensor file without its JSON is left behind
+        raise
     return os.path.getsize(tpath) + os.path.getsize(jpath)
 
 
@@ -142,21 +148,59 @@ class CheckpointWriter:
             raise exc
 
 
-def load_checkpoint_raw(run_dir: str | Path,
-                        step: int) -> tuple[dict[str, dict[str, torch.Tensor]], dict[str, Any]]:
-    """-> ({"model": {...}, "shadow": {...}, "optim": {...}}, meta) of the checkpoint at ``step``."""
+def load_checkpoint_raw(run_dir: str | Path, step: int, *, expect: Mapping[str, Any] | None = None
+                        ) -> tuple[dict[str, dict[str, torch.Tensor]], dict[str, Any]]:
+    """-> ({"model": {...}, "shadow": {...}, "optim": {...}}, meta) of the checkpoint at ``step``.
+
+    Verified before anything uses it (one-line errors naming the file): the JSON and the metadata in
+    the tensor file's header are the same (a swapped or foreign tensor file is refused), it is the
+    checkpoint of ``step``, every tensor is finite, and each ``expect`` key (e.g. the run's
+    ``run_id`` and ``corpus_hash`` from RUN/config.json) holds the expected value."""
     tpath, jpath = checkpoint_paths(run_dir, step)
     meta = read_json(jpath, what=f"checkpoint metadata of step {step}")
-    flat, _ = load_tensors(tpath, what=f"checkpoint of step {step}")
+    if not isinstance(meta, dict):
+        raise LeadingTermsError(f"checkpoint metadata {jpath} is corrupt: not a JSON object")
+    flat, header = load_tensors(tpath, what=f"checkpoint of step {step}")
+    fix = f"delete step_{step:06d}.* and use an earlier checkpoint, or retrain with --force"
+    if header != meta:
+        raise LeadingTermsError(f"checkpoint {tpath} does not match its metadata {jpath.name} (a tensor file "
+                                f"swapped in from another checkpoint or run); {fix}")
     groups: dict[str, dict[str, torch.Tensor]] = {"model": {}, "shadow": {}, "optim": {}}
     for key, t in flat.items():
         group, _, name = key.partition(".")
         if group not in groups:
             raise LeadingTermsError(f"checkpoint {tpath} holds an unexpected tensor {key!r}")
         groups[group][name] = t
-    if int(meta.get("step", -1)) != step:
-        raise LeadingTermsError(f"checkpoint metadata {jpath} is for step {meta.get('step')}, not {step}")
+    if meta.get("step") != step:
+        raise LeadingTermsError(f"checkpoint metadata {jpath} is for step {meta.get('step')!r}, not {step}; {fix}")
+    for key, t in flat.items():
+        if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+            raise LeadingTermsError(f"checkpoint {tpath} is corrupt: tensor {key!r} holds NaN or infinite "
+                                    f"values; {fix}")
+    for key, want in (expect or {}).items():
+        if want is not None and meta.get(key) != want:
+            raise LeadingTermsError(
+                f"checkpoint {tpath} belongs to another run or corpus: its {key} is {meta.get(key)!r}, "
+                f"the run's is {want!r}; {fix}")
     return groups, meta
+
+
+def check_checkpoint_config(meta: Mapping[str, Any], cfg: Any, *, where: str) -> None:
+    """Refuse a checkpoint whose recorded config differs from its run's in a field that shapes the weights
+    (:data:`leadingterms.training.config.RESUME_MUST_MATCH`): it was written by another run."""
+    from leadingterms.training.config import RESUME_MUST_MATCH, TrainConfig, resume_mismatch
+
+    saved = meta.get("config")
+    if not isinstance(saved, dict):
+        raise LeadingTermsError(f"{where} is corrupt: its metadata has no 'config' object")
+    try:
+        theirs = TrainConfig.from_json({k: v for k, v in saved.items() if k in RESUME_MUST_MATCH or
+                                        k in ("corpus", "out", "layers", "lr", "batch_size", "steps", "epochs")})
+    except (TypeError, ValueError) as exc:
+        raise LeadingTermsError(f"{where} is corrupt: its config does not load ({exc})") from None
+    why = resume_mismatch(theirs, cfg)
+    if why:
+        raise LeadingTermsError(f"{where} was written by another run: its config differs from the run's ({why})")
 
 
 def prune_checkpoints(run_dir: str | Path, keep_last: int, early: int, protect: int | None = None) -> list[int]:

@@ -145,7 +145,8 @@ def plan(cfg: TrainConfig, *, V: int, T: int, N: int, start: int, total: int, de
         "shadow": shadow + (8 * 4 * V * min(V, cfg.batch_size * cfg.grad_accum * (T + 1)) if shadow else 0),
         "basis": basis,
         "predictions": Predictions.extra_bytes(V, second_order="second_order" in tracked) if needs_basis else 0,
-        "logging": 8 * BLOCK_ELEMENTS * 8,  # compare_many's float64 blocks
+        # compare_many's float64 blocks; the layer spread's float64 mean and one difference (and a copy)
+        "logging": 8 * BLOCK_ELEMENTS * 8 + (3 * 8 * V * V if L > 1 else 0),
         "checkpoint copy": with_shadow,
         "interpreter": BASELINE_BYTES,
     }

@@ -35,6 +35,7 @@ from leadingterms.model import AttentionOnlyTransformer, ModelConfig, dataset_lo
 from leadingterms.shadow import Shadow, ShadowStep
 from leadingterms.training.checkpoints import (
     CheckpointWriter,
+    check_checkpoint_config,
     checkpoint_due,
     holds_shadow,
     load_checkpoint_raw,
@@ -138,6 +139,8 @@ class Trainer:
         self.val_tokens = None if val is None or len(val) == 0 else val[:cfg.eval_count(len(val))]
         self.writer: CheckpointWriter | None = None
         self.elapsed_before = 0.0
+        self.run_id: str | None = None  # RUN/config.json's, recorded in every checkpoint
+        self.metrics_size: int | None = None  # bytes of metrics.jsonl this run has written (None: not checked)
 
     def attach_basis(self, basis: Basis) -> None:
         """The full-corpus basis the closed forms and second-order terms are read from (on this device)."""
@@ -204,7 +207,7 @@ class Trainer:
     def log(self, step: int, batch_loss: float | None) -> dict[str, Any]:
         """Append the metrics row of ``step`` to RUN/metrics.jsonl and return it."""
         row = self.log_row(step, batch_loss)
-        append_metrics(self.run, row)
+        self.metrics_size = append_metrics(self.run, row, expect_size=self.metrics_size)
         return row
 
     def prepare(self, step: int, *, timed: bool = False) -> Prepared:
@@ -267,6 +270,7 @@ class Trainer:
             groups["shadow"] = self.shadow.state_dict(clone=False)
         meta = {
             "kind": "leadingterms.train.checkpoint",
+            "run_id": self.run_id,
             "config": self.cfg.to_json(),
             "corpus_hash": self.store.content_hash,
             "model": self.model_cfg.to_dict(),
@@ -279,22 +283,34 @@ class Trainer:
         self.writer.submit(step, groups, meta)
 
     def restore(self, step: int) -> None:
-        groups, meta = load_checkpoint_raw(self.run, step)
-        if meta.get("corpus_hash") != self.store.content_hash:
-            raise LeadingTermsError(f"checkpoint of step {step} in {self.run} was written for another corpus")
+        """Load the checkpoint of ``step`` into the model, optimizer and shadow after checking that it is this
+        run's (run id, corpus, config, data order, shapes; finite). Reads files only: a refused checkpoint
+        leaves the run folder as it was."""
+        groups, meta = load_checkpoint_raw(self.run, step, expect={"run_id": self.run_id,
+                                                                   "corpus_hash": self.store.content_hash})
+        check_checkpoint_config(meta, self.cfg, where=f"checkpoint of step {step} in {self.run}")
         expect = {"seed": self.cfg.seed, **self.order.state(step)}
         if meta.get("data_order") != expect:
             raise LeadingTermsError(
                 f"checkpoint of step {step} has data-order state {meta.get('data_order')}, expected {expect}")
+        opt_meta = meta.get("optimizer")
+        if not isinstance(opt_meta, dict) or not isinstance(opt_meta.get("param_groups"), list):
+            raise LeadingTermsError(f"checkpoint metadata of step {step} in {self.run} is corrupt: field "
+                                    "'optimizer' lacks its param_groups")
         with torch.no_grad():
             for k, p in self.model.named_parameters():
                 if k not in groups["model"] or groups["model"][k].shape != p.shape:
                     raise LeadingTermsError(f"checkpoint of step {step} lacks weight {k} {tuple(p.shape)}")
                 p.copy_(groups["model"][k])
-        load_optimizer(self.opt, groups["optim"], meta["optimizer"], self.device)
+        try:
+            load_optimizer(self.opt, groups["optim"], opt_meta, self.device)
+        except (KeyError, ValueError, TypeError, IndexError, RuntimeError) as exc:
+            raise LeadingTermsError(f"checkpoint of step {step} in {self.run} has an optimizer state that does "
+                                    f"not fit this run ({str(exc).splitlines()[0][:100]})") from None
         if self.shadow is not None:
             self.shadow = shadow_at(self.run, step, cfg=self.cfg, store=self.store, device=self.device)
-        self.elapsed_before = float(meta.get("elapsed_s", 0.0))
+        elapsed = meta.get("elapsed_s", 0.0)
+        self.elapsed_before = float(elapsed) if isinstance(elapsed, (int, float)) else 0.0
 
 
 def run_steps(tr: Trainer, start: int, elapsed: Callable[[], float], *, on_step: Callable[[int], None] | None,

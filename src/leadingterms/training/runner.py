@@ -11,6 +11,7 @@ printing them.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -37,13 +38,18 @@ from leadingterms.training.rundir import (
     basis_cached,
     check_resume,
     check_run_dir,
+    new_run_id,
     prepare_run_dir,
+    read_run_info,
     run_basis,
+    run_lock,
     theory_caveats,
     write_run_config,
 )
 from leadingterms.training.tracking import (
     HORIZON_DEFINITION,
+    METRICS_FILE,
+    check_metrics_complete,
     horizon_summary,
     read_metrics,
     truncate_metrics,
@@ -92,9 +98,18 @@ def train(cfg: TrainConfig, *, on_step: Callable[[int], None] | None = None,
     or divergence.
     """
     check_config(cfg)
+    run = Path(cfg.out)
+    with contextlib.nullcontext() if cfg.dry_run else run_lock(run):
+        return _train(cfg, run, on_step=on_step, on_note=on_note)
+
+
+def _train(cfg: TrainConfig, run: Path, *, on_step: Callable[[int], None] | None,
+           on_note: Callable[[str], None] | None) -> RunResult:
+    """:func:`train` while holding RUN's lock: every check first (corpus, run folder, resume compatibility,
+    the checkpoint to resume from and the metrics before it, memory and disk), then the writes."""
     store = load_store(cfg.corpus)
     check_ids_in_range(store)
-    run = check_run_dir(cfg)
+    check_run_dir(cfg)
     resuming = cfg.resume and check_resume(cfg, run, store)
     notes = theory_caveats(cfg)
     device = resolve_device(cfg.device)
@@ -103,30 +118,43 @@ def train(cfg: TrainConfig, *, on_step: Callable[[int], None] | None = None,
     order = DataOrder(store.N, cfg.batch_size, cfg.grad_accum, cfg.seed)
     total = cfg.steps if cfg.steps is not None else int(cfg.epochs or 0) * order.steps_per_epoch
     ckpts = list_checkpoints(run) if resuming else []
+    if resuming and not ckpts:
+        raise LeadingTermsError(f"cannot resume {run}: it has no complete checkpoint to continue from; start it "
+                                "over with --force")
     start = ckpts[-1] if ckpts else 0
     if start > total:
         raise LeadingTermsError(f"cannot resume {run}: it is at step {start}, beyond the requested {total} steps")
+    if start > 0:
+        check_metrics_complete(read_metrics(run, upto=start), log_every=cfg.log_every, upto=start,
+                               where=run / METRICS_FILE)
     needs_basis = bool({"closed_form", "second_order"} & set(cfg.track))
     est = plan(cfg, V=store.V, T=store.T, N=store.N, start=start, total=total, device=device,
                basis_to_compute=needs_basis and not basis_cached(cfg, store, run))
     check(est, cfg.out)  # before allocating or writing anything
     show_progress = cfg.progress and progress_enabled()
     tr = Trainer(cfg, store, run)
+    tr.run_id = read_run_info(run).get("run_id") if resuming else new_run_id()
     if not cfg.dry_run:
+        if start > 0:
+            tr.restore(start)  # the checkpoint loads, is finite and is this run's: before anything is written
         prepare_run_dir(cfg)
+        basis_hash = None
         if needs_basis:
-            tr.attach_basis(run_basis(cfg, store, run, progress=show_progress))
+            basis = run_basis(cfg, store, run, progress=show_progress)
+            basis_hash = basis.meta.get("basis_hash")
+            tr.attach_basis(basis)
         (run / SUMMARY_FILE).unlink(missing_ok=True)
         write_run_config(run, cfg, store, steps_per_epoch=order.steps_per_epoch, total_steps=total,
-                         model=tr.model_cfg.to_dict())
+                         model=tr.model_cfg.to_dict(), run_id=tr.run_id,
+                         basis_hash=basis_hash if isinstance(basis_hash, str) else None)
         tr.writer = CheckpointWriter(run, keep_last=cfg.keep_last, early=cfg.early_checkpoints)
         if start > 0:
-            tr.restore(start)
             truncate_metrics(run, start)
         else:
             if cfg.resume:
                 notes.append(f"nothing to resume in {run}; starting from step 0")
             truncate_metrics(run, -1)
+        tr.metrics_size = (run / METRICS_FILE).stat().st_size
 
     t0 = time.perf_counter()
     elapsed = lambda: tr.elapsed_before + time.perf_counter() - t0  # noqa: E731
@@ -217,6 +245,9 @@ def _finish_writes(tr: Trainer, *, failed: bool) -> None:
 def _summary(cfg: TrainConfig, tr: Trainer, run: Path, est: Estimate, start: int, elapsed_total: float,
              wall: float, diverged: dict[str, Any] | None) -> dict[str, Any]:
     metrics = read_metrics(run)
+    # the horizons are never computed from a partial log
+    check_metrics_complete(metrics, log_every=cfg.log_every, where=run / METRICS_FILE,
+                           upto=tr.total if diverged is None else int(diverged["step"]) - 1)
     steps_done = (metrics[-1]["step"] if metrics else 0) - start
     return {
         "kind": "leadingterms.train.summary",

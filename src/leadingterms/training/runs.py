@@ -10,13 +10,19 @@ import torch
 
 from leadingterms.errors import LeadingTermsError
 from leadingterms.persist import folder_of, read_json
-from leadingterms.training.checkpoints import checkpoint_paths, list_checkpoints, load_checkpoint_raw
+from leadingterms.training.checkpoints import (
+    check_checkpoint_config,
+    checkpoint_paths,
+    list_checkpoints,
+    load_checkpoint_raw,
+)
 from leadingterms.training.config import TrainConfig
-from leadingterms.training.rundir import BASIS_DIR, CONFIG_FILE, SUMMARY_FILE
-from leadingterms.training.tracking import METRICS_FILE, read_metrics
+from leadingterms.training.rundir import BASIS_DIR, CONFIG_FILE, SUMMARY_FILE, info_config, read_run_info
+from leadingterms.training.tracking import METRICS_FILE, check_metrics_complete, read_metrics
 
 if TYPE_CHECKING:
     from leadingterms.basis import Basis
+    from leadingterms.corpus.store import TokenStore
     from leadingterms.model import AttentionOnlyTransformer
 
 
@@ -55,21 +61,42 @@ class Run:
         from leadingterms.model import AttentionOnlyTransformer
 
         s = self._step(step)
-        groups, meta = load_checkpoint_raw(self.path, s)
+        groups, meta = self.checkpoint_state(s)
         init = str((meta.get("model") or {}).get("init", self.config.init))
         model = AttentionOnlyTransformer.from_state_dict(groups["model"], init=init, device=device)
         return model.eval()
 
     def checkpoint_state(self, step: int | None = None) -> tuple[dict[str, dict[str, torch.Tensor]],
                                                                  dict[str, Any]]:
-        """Raw checkpoint: ({"model", "shadow", "optim"} tensors, metadata)."""
-        return load_checkpoint_raw(self.path, self._step(step))
+        """Raw checkpoint: ({"model", "shadow", "optim"} tensors, metadata), verified to be this run's (run id,
+        corpus hash, config) and finite."""
+        s = self._step(step)
+        groups, meta = load_checkpoint_raw(self.path, s, expect={"run_id": self.info.get("run_id"),
+                                                                 "corpus_hash": self.info.get("corpus_hash")})
+        check_checkpoint_config(meta, self.config, where=f"checkpoint of step {s} in {self.path}")
+        return groups, meta
+
+    def store(self, *, missing_ok: bool = False) -> TokenStore | None:
+        """The run's token store, verified to be the corpus the run was trained on (its content hash is
+        the one RUN/config.json recorded): a store rebuilt from other text is refused, naming both hashes.
+        ``missing_ok``: None when the store is gone (moved or deleted), for readers that can do without it."""
+        from leadingterms.corpus.store import META_FILE, load_store
+
+        if missing_ok and not (Path(self.config.corpus) / META_FILE).is_file():
+            return None
+        store = load_store(self.config.corpus)
+        used = self.info.get("corpus_hash")
+        if store.content_hash != used:
+            raise LeadingTermsError(
+                f"the corpus of run {self.path} changed: {store.path} now has hash {store.content_hash}, the run "
+                f"was trained on {used}; restore that corpus, or retrain on this one with `leadingterms train "
+                f"--force`")
+        return store
 
     def shadow_weights(self, step: int | None = None) -> dict[str, torch.Tensor]:
         """The shadow weights (docs/theory.md §5) at checkpoint ``step`` (model parameter names): stored
         with the checkpoint, or replayed from the run's corpus up to it (:mod:`.replay`) where the
         checkpoint policy left them out."""
-        from leadingterms.corpus.store import load_store
         from leadingterms.training.replay import shadow_at
 
         s = self._step(step)
@@ -82,18 +109,26 @@ class Run:
             sh = Shadow(int(self.info["V"]), int(self.info["T"]), self.config.layers, self.config.lr)
             sh.load_state_dict(groups["shadow"])
             return sh.weights()
-        store = load_store(self.config.corpus)
-        if store.content_hash != self.info.get("corpus_hash"):
-            used = self.info.get("corpus_hash")
-            raise LeadingTermsError(f"cannot replay the shadow of {self.path}: its corpus {store.path} has "
-                                    f"changed (hash {store.content_hash}, the run used {used})")
+        store = self.store()
+        assert store is not None
         return shadow_at(self.path, s, cfg=self.config, store=store).weights()
 
     def basis(self) -> Basis:
         """The full-corpus basis the run compared with (--stats DIR or RUN/basis/)."""
         from leadingterms.basis import load_basis
 
-        return load_basis(Path(self.config.stats) if self.config.stats else self.path / BASIS_DIR)
+        where = Path(self.config.stats) if self.config.stats else self.path / BASIS_DIR
+        basis = load_basis(where)
+        used, made = self.info.get("corpus_hash"), basis.meta.get("corpus_hash")
+        if made is not None and made != used:
+            raise LeadingTermsError(
+                f"the basis {where} of run {self.path} was computed from corpus {made}, the run was trained on "
+                f"{used}; recompute it with `leadingterms stats --corpus {self.config.corpus} --out {where} "
+                "--force`")
+        if (int(basis.V), int(basis.T)) != (self.info.get("V"), self.info.get("T")):
+            raise LeadingTermsError(f"the basis {where} of run {self.path} has V={basis.V}, T={basis.T}; the "
+                                    f"run has V={self.info.get('V')}, T={self.info.get('T')}")
+        return basis
 
 
 def load_run(run_dir: str | Path) -> Run:
@@ -102,15 +137,16 @@ def load_run(run_dir: str | Path) -> Run:
     p = folder_of(run_dir, (CONFIG_FILE, METRICS_FILE, SUMMARY_FILE))
     if not p.is_dir():
         raise LeadingTermsError(f"run directory not found: {p} (make one with `leadingterms train --out {p}`)")
-    info = read_json(p / CONFIG_FILE, what="run config")
-    if not isinstance(info, dict) or "config" not in info:
-        raise LeadingTermsError(f"{p / CONFIG_FILE} is not a leadingterms train config")
+    info = read_run_info(p)  # schema-checked
+    config = info_config(info, p / CONFIG_FILE)
     summary = read_json(p / SUMMARY_FILE, what="run summary") if (p / SUMMARY_FILE).is_file() else None
-    return Run(
-        path=p,
-        config=TrainConfig.from_json(info["config"]),
-        info=info,
-        metrics=read_metrics(p),
-        summary=summary,
-        checkpoints={s: checkpoint_paths(p, s)[0] for s in list_checkpoints(p)},
-    )
+    if summary is not None and not isinstance(summary, dict):
+        raise LeadingTermsError(f"{p / SUMMARY_FILE} is corrupt: not a JSON object; retrain with --force")
+    metrics = read_metrics(p)
+    checkpoints = {s: checkpoint_paths(p, s)[0] for s in list_checkpoints(p)}
+    # the log must hold every logged step up to the newest checkpoint (and the last step of a finished run)
+    upto = max(checkpoints, default=-1)
+    if summary is not None and summary.get("diverged") is None and isinstance(summary.get("steps"), int):
+        upto = max(upto, summary["steps"])
+    check_metrics_complete(metrics, log_every=config.log_every, upto=upto, where=p / METRICS_FILE)
+    return Run(path=p, config=config, info=info, metrics=metrics, summary=summary, checkpoints=checkpoints)

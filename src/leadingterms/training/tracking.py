@@ -64,14 +64,17 @@ def layer_spread(weights: Mapping[str, torch.Tensor], layers: int) -> dict[str, 
     if layers < 2:
         return None
     out: dict[str, float | None] = {}
-    for kind in LAYER_KINDS:
-        stack = torch.stack([weights[param_name(kind, l)].detach().double() for l in range(layers)])
-        mean = stack.mean(0)
+    for kind in LAYER_KINDS:  # one float64 (V, V) mean and one difference at a time, whatever L (no L·V² stack)
+        mean = weights[param_name(kind, 0)].detach().double().clone()
+        for l in range(1, layers):
+            mean += weights[param_name(kind, l)].detach()
+        mean /= layers
         denom = float(torch.linalg.vector_norm(mean))
         if denom == 0.0:
             out[kind] = None
             continue
-        dev = max(float(torch.linalg.vector_norm(stack[l] - mean)) for l in range(layers))
+        dev = max(float(torch.linalg.vector_norm(weights[param_name(kind, l)].detach().double() - mean))
+                  for l in range(layers))
         out[kind] = finite_or_none(dev / denom)
     return out
 
@@ -301,32 +304,113 @@ def horizon_lines(h: Mapping[str, Any], *, why: bool = True) -> list[str]:
     return lines
 
 
-def append_metrics(run_dir: str | Path, row: Mapping[str, Any]) -> None:
-    """Append one JSON line to RUN/metrics.jsonl (flushed)."""
-    with open(Path(run_dir) / METRICS_FILE, "a", encoding="utf-8") as f:
-        f.write(json.dumps(row, allow_nan=False) + "\n")
-        f.flush()
+def append_metrics(run_dir: str | Path, row: Mapping[str, Any], *, expect_size: int | None = None) -> int:
+    """Append one JSON line to RUN/metrics.jsonl (flushed) -> the file's new size in bytes.
+
+    ``expect_size``: the size this run left the file at; a file deleted, cut or appended to by someone
+    else meanwhile is refused (one line) instead of silently recreated. A full disk leaves the file as it
+    was (no torn row) and is a one-line error naming it."""
+    import errno
+    import os
+
+    from leadingterms.errors import LeadingTermsError
+    from leadingterms.persist import is_disk_full
+
+    p = Path(run_dir) / METRICS_FILE
+    if expect_size is not None:
+        size = p.stat().st_size if p.is_file() else None
+        if size != expect_size:
+            now = "is gone" if size is None else f"has {size} bytes, not the {expect_size} this run wrote"
+            raise LeadingTermsError(f"{p} was deleted or changed while the run was writing it (it {now}); "
+                                    "the run stopped; its horizons would be wrong: start it over with --force")
+    blob = (json.dumps(row, allow_nan=False) + "\n").encode("utf-8")
+    fd = os.open(p, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
+    before = os.fstat(fd).st_size
+    try:
+        if os.write(fd, blob) != len(blob):
+            raise OSError(errno.EFBIG, "File too large")
+    except OSError as exc:
+        os.ftruncate(fd, before)
+        if is_disk_full(exc):
+            raise LeadingTermsError(f"cannot write {p}: the disk is full or a file-size limit was reached "
+                                    "(the file is as before, without a torn row); free some space and "
+                                    "resume the run with --resume") from None
+        raise LeadingTermsError(f"cannot write {p}: {exc.strerror or exc}") from None
+    finally:
+        os.close(fd)
+    return before + len(blob)
+
+
+def _comparison_ok(v: Any) -> bool:
+    def num(x: Any) -> bool:
+        return x is None or (isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x))
+
+    return v is None or (isinstance(v, dict) and all(
+        isinstance(d, dict) and all(num(d.get(k)) for k in ("cos", "rel")) for d in v.values()))
+
+
+def _row_fields() -> dict[str, Any]:
+    from leadingterms.schema import NONNEG_INT, NUMBER, OBJECT, Field
+
+    cmp = Field(_comparison_ok, "an object of {weight: {cos, rel}} (finite numbers or null)", True)
+    return {"step": NONNEG_INT, "epoch": NUMBER.or_null(), "loss": NUMBER.or_null(),
+            "batch_loss": NUMBER.or_null(), "val_loss": NUMBER.or_null(), "closed_form": cmp, "shadow": cmp,
+            "second_order": cmp, "layer_spread": OBJECT.or_null()}
 
 
 def _metric_lines(run_dir: str | Path, upto: int | None) -> list[tuple[str, dict[str, Any]]]:
-    """(raw line, parsed row) of RUN/metrics.jsonl with step <= upto; a torn line is skipped."""
+    """(raw line, parsed row) of RUN/metrics.jsonl with step <= upto. A torn last line (a killed
+    process) is skipped; any other unreadable or ill-typed row, or steps not ascending, is a one-line error."""
+    from leadingterms.errors import LeadingTermsError
+    from leadingterms.schema import check_fields
+
     p = Path(run_dir) / METRICS_FILE
     if not p.is_file():
         return []
-    out = []
-    for line in p.read_text(encoding="utf-8").splitlines():
+    try:
+        lines = p.read_text(encoding="utf-8").splitlines()
+    except UnicodeDecodeError:
+        raise LeadingTermsError(f"{p} is corrupt: not UTF-8 text; start the run over with --force") from None
+    out: list[tuple[str, dict[str, Any]]] = []
+    fields = _row_fields()
+    last = -1
+    for i, line in enumerate(lines):
         try:
             row = json.loads(line)
         except json.JSONDecodeError:
-            continue
-        if isinstance(row, dict) and "step" in row and (upto is None or row["step"] <= upto):
+            if i == len(lines) - 1:
+                continue
+            raise LeadingTermsError(f"{p} is corrupt: line {i + 1} is not JSON; start the run over with "
+                                    "--force") from None
+        check_fields(row, fields, where=f"{p} line {i + 1}", fix="start the run over with --force")
+        if row["step"] <= last:
+            raise LeadingTermsError(f"{p} is corrupt: line {i + 1} has step {row['step']} after step {last} "
+                                    "(rows of two runs mixed?); start the run over with --force")
+        last = row["step"]
+        if upto is None or row["step"] <= upto:
             out.append((line, row))
     return out
 
 
 def read_metrics(run_dir: str | Path, *, upto: int | None = None) -> list[dict[str, Any]]:
-    """Rows of RUN/metrics.jsonl (``upto``: only rows with step <= upto)."""
+    """Rows of RUN/metrics.jsonl (``upto``: only rows with step <= upto), schema-checked."""
     return [row for _, row in _metric_lines(run_dir, upto)]
+
+
+def check_metrics_complete(rows: Sequence[Mapping[str, Any]], *, log_every: int, upto: int,
+                           where: str | Path) -> None:
+    """Refuse (one line) when ``rows`` lack a logged step at or before ``upto`` (step 0 and every multiple of
+    ``log_every``): the log was deleted or cut after those steps were written, so a horizon computed from it
+    would be wrong."""
+    from leadingterms.errors import LeadingTermsError
+
+    have = {int(r["step"]) for r in rows}
+    missing = [s for s in range(0, upto + 1, max(int(log_every), 1)) if s not in have]
+    if missing:
+        raise LeadingTermsError(
+            f"{where} lacks the rows of logged steps {', '.join(map(str, missing[:5]))}"
+            f"{' ...' if len(missing) > 5 else ''} (deleted or cut after they were written); its horizons "
+            "would be wrong: start the run over with --force")
 
 
 def truncate_metrics(run_dir: str | Path, upto: int) -> list[dict[str, Any]]:

@@ -73,3 +73,34 @@ def test_writer_error_surfaces(tmp_path):
     with pytest.raises(LeadingTermsError, match="cannot write"):
         w.wait()
     w.wait()  # raised once
+
+
+def test_load_checkpoint_verifies_header_finite_and_owner(tmp_path):
+    import shutil
+
+    from leadingterms.training.checkpoints import checkpoint_paths, load_checkpoint_raw
+
+    for s in (1, 2):
+        save_checkpoint(tmp_path, s, {"model": {"W_O": torch.ones(2, 2) * s}}, {"run_id": "a", "corpus_hash": "h"})
+    groups, meta = load_checkpoint_raw(tmp_path, 2, expect={"run_id": "a", "corpus_hash": "h"})
+    assert meta["run_id"] == "a" and torch.equal(groups["model"]["W_O"], torch.ones(2, 2) * 2)
+    with pytest.raises(LeadingTermsError, match="another run"):
+        load_checkpoint_raw(tmp_path, 2, expect={"run_id": "b"})
+    shutil.copy2(checkpoint_paths(tmp_path, 1)[0], checkpoint_paths(tmp_path, 2)[0])  # tensor file swapped
+    with pytest.raises(LeadingTermsError, match="does not match its metadata"):
+        load_checkpoint_raw(tmp_path, 2)
+    save_checkpoint(tmp_path, 3, {"model": {"W_O": torch.tensor([1.0, float("inf")])}}, {})
+    with pytest.raises(LeadingTermsError, match="NaN or infinite"):
+        load_checkpoint_raw(tmp_path, 3)
+
+
+def test_tensor_file_removed_when_its_json_cannot_be_written(tmp_path, monkeypatch):
+    from leadingterms.training import checkpoints as ck
+
+    def full(*a, **k):
+        raise LeadingTermsError("cannot write x: the disk is full")
+
+    monkeypatch.setattr(ck, "write_json", full)
+    with pytest.raises(LeadingTermsError, match="disk is full"):
+        save_checkpoint(tmp_path, 5, {"model": {"W_O": torch.zeros(2)}}, {})
+    assert not any((tmp_path / "checkpoints").iterdir())

@@ -102,3 +102,62 @@ def test_truncate_metrics_keeps_bytes_and_drops_torn_line(tmp_path):
     assert [r["step"] for r in rows] == [0, 3, 6]
     assert (tmp_path / "metrics.jsonl").read_text() == "".join(original.splitlines(True)[:3])
     assert read_metrics(tmp_path, upto=3) == [json.loads(l) for l in original.splitlines()[:2]]
+
+
+def test_append_metrics_refuses_a_file_changed_behind_the_run(tmp_path):
+    from leadingterms.errors import LeadingTermsError
+
+    size = append_metrics(tmp_path, {"step": 0, "loss": 1.0}, expect_size=None)
+    size = append_metrics(tmp_path, {"step": 1, "loss": 0.9}, expect_size=size)
+    assert size == (tmp_path / "metrics.jsonl").stat().st_size
+    (tmp_path / "metrics.jsonl").unlink()
+    with pytest.raises(LeadingTermsError, match="deleted or changed"):
+        append_metrics(tmp_path, {"step": 2, "loss": 0.8}, expect_size=size)
+    assert not (tmp_path / "metrics.jsonl").exists()  # not silently recreated
+
+
+def test_append_metrics_on_a_full_disk_leaves_no_torn_row(tmp_path, monkeypatch):
+    import errno
+    import os
+
+    from leadingterms.errors import LeadingTermsError
+
+    size = append_metrics(tmp_path, {"step": 0, "loss": 1.0})
+    before = (tmp_path / "metrics.jsonl").read_bytes()
+    real = os.write
+
+    def short_write(fd, data):
+        real(fd, data[:7])
+        raise OSError(errno.EFBIG, "File too large")
+
+    monkeypatch.setattr(os, "write", short_write)
+    with pytest.raises(LeadingTermsError, match="disk is full"):
+        append_metrics(tmp_path, {"step": 1, "loss": 0.5}, expect_size=size)
+    monkeypatch.undo()
+    assert (tmp_path / "metrics.jsonl").read_bytes() == before
+
+
+@pytest.mark.parametrize(("lines", "match"), [
+    (['{"step": 0}', '{"step": "one"}', '{"step": 2}'], "'step'"),
+    (['{"step": 0}', "{torn", '{"step": 2}'], "line 2 is not JSON"),
+    (['{"step": 0}', '{"step": 2}', '{"step": 1}'], "after step 2"),
+    (['{"step": 0, "closed_form": {"W_O": {"cos": "x", "rel": 1}}}'], "closed_form"),
+])
+def test_read_metrics_schema(tmp_path, lines, match):
+    from leadingterms.errors import LeadingTermsError
+
+    (tmp_path / "metrics.jsonl").write_text("\n".join(lines) + "\n")
+    with pytest.raises(LeadingTermsError, match=match):
+        read_metrics(tmp_path)
+
+
+def test_metrics_completeness():
+    from leadingterms.errors import LeadingTermsError
+    from leadingterms.training.tracking import check_metrics_complete
+
+    rows = [{"step": s} for s in (0, 4, 8, 10)]  # 10: an earlier run's last step, kept by a resume
+    check_metrics_complete(rows, log_every=4, upto=10, where="m")
+    with pytest.raises(LeadingTermsError, match="logged steps 12"):
+        check_metrics_complete(rows, log_every=4, upto=12, where="m")
+    with pytest.raises(LeadingTermsError, match="logged steps 4"):
+        check_metrics_complete([rows[0], *rows[2:]], log_every=4, upto=8, where="m")
