@@ -46,7 +46,8 @@ def output_lock(target: str | os.PathLike[str], *, folder: bool = True, what: st
     """Hold the write lock of ``target`` (creating the folder, or the file's parent, if needed).
 
     Raises a one-line :class:`LeadingTermsError` when another live process holds it. On entry, the
-    temporary files of interrupted writes in the folder are removed (nobody else can be writing)."""
+    temporary files of interrupted writes are removed: every one in a folder output (nobody else can
+    be writing there), only the file's own (``.NAME.*.tmp``) for a file output."""
     t = Path(target)
     if folder and t.exists() and not t.is_dir():
         raise LeadingTermsError(f"{what} {t} exists and is not a directory")
@@ -65,7 +66,7 @@ def output_lock(target: str | os.PathLike[str], *, folder: bool = True, what: st
         os.ftruncate(fd, 0)
         os.write(fd, json.dumps({"pid": os.getpid(), "command": " ".join(["leadingterms", *sys.argv[1:]])[:200],
                                  "time": time.time()}).encode())
-        remove_stale_temps(lp.parent)
+        remove_stale_temps(lp.parent, None if folder else t.name)
         yield lp
     finally:
         os.close(fd)  # releases the lock

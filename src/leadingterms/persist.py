@@ -84,15 +84,17 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
             tmp_path.unlink()
 
 
-def remove_stale_temps(folder: str | os.PathLike[str]) -> list[Path]:
-    """Delete the temporary files of interrupted writes (``.NAME.*.tmp``) in ``folder``.
+def remove_stale_temps(folder: str | os.PathLike[str], name: str | None = None) -> list[Path]:
+    """Delete the temporary files of interrupted writes (``.NAME.*.tmp``) in ``folder``; with ``name``,
+    only those of the file ``name`` (a file output shares its folder with other commands' outputs).
 
-    Call only while holding the folder's output lock (:mod:`leadingterms.locks`): then no live
-    writer owns them."""
+    Call only while holding the output lock of what is cleaned (:mod:`leadingterms.locks`): then no
+    live writer owns them."""
     d = Path(folder)
     if not d.is_dir():
         return []
-    stale = [p for p in d.iterdir() if p.name.startswith(".") and p.name.endswith(TEMP_SUFFIX) and p.is_file()]
+    prefix = "." if name is None else f".{name}."
+    stale = [p for p in d.iterdir() if p.name.startswith(prefix) and p.name.endswith(TEMP_SUFFIX) and p.is_file()]
     for p in stale:
         p.unlink(missing_ok=True)
     return stale

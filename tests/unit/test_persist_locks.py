@@ -78,6 +78,14 @@ def test_a_second_writer_is_refused_and_a_dead_writers_lock_is_taken_over(tmp_pa
     assert lock_path(out, folder=True).is_file()
 
 
+def test_a_file_outputs_lock_removes_only_its_own_temp_files(tmp_path):
+    (tmp_path / ".page.html.k1.tmp").write_text("half")  # an interrupted write of page.html
+    (tmp_path / ".other.json.k2.tmp").write_text("live")  # another command writing next to it
+    with output_lock(tmp_path / "page.html", folder=False):
+        assert not (tmp_path / ".page.html.k1.tmp").exists()
+        assert (tmp_path / ".other.json.k2.tmp").read_text() == "live"
+
+
 def test_provenance_record_sees_edits_not_touches(tmp_path):
     f = tmp_path / "t.bin"
     f.write_bytes(b"0123456789")
