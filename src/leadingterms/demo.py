@@ -47,6 +47,8 @@ class DemoConfig:
     heatmap_tokens: int = option(50, help="heatmaps and overlap over the N most frequent tokens", metavar="N",
                                  check=positive_int)
     seed: int = option(0, help="corpus and data-order seed", check=nonnegative_int)
+    force: bool = option(False, help="replace the corpus, basis and predictions of an earlier demo in OUT made "
+                                     "with other settings (the same settings reuse them)")
     progress: bool = option(True, help="progress bars", cli=False)
 
     def check(self) -> None:
@@ -136,12 +138,13 @@ def run_demo(cfg: DemoConfig, *, on_stage: Callable[[str], None] | None = None) 
 
     stage(f"corpus: {cfg.synthetic_docs} synthetic stories -> {out / 'corpus'}")
     store = run_corpus(CorpusConfig(synthetic_docs=cfg.synthetic_docs, synthetic_seed=cfg.seed,
-                                    seq_len=cfg.seq_len, out=str(out / "corpus"))).store
+                                    seq_len=cfg.seq_len, out=str(out / "corpus"), force=cfg.force)).store
     stage(f"basis functions (N={store.N}, T={store.T}, V={store.V}) -> {out / 'stats'}")
-    run_stats(StatsConfig(corpus=str(out / "corpus"), out=str(out / "stats"), progress=cfg.progress))
+    run_stats(StatsConfig(corpus=str(out / "corpus"), out=str(out / "stats"), force=cfg.force,
+                          progress=cfg.progress))
     stage(f"closed-form predictions at step {cfg.steps} -> {out / 'predictions.safetensors'}")
     run_predict(PredictConfig(stats=str(out / "stats"), steps=cfg.steps, lr=cfg.lr, layers=cfg.layers,
-                              out=str(out / "predictions.safetensors")))
+                              out=str(out / "predictions.safetensors"), force=cfg.force))
     stage(f"training {cfg.layers} layers for {cfg.steps} steps (lr {cfg.lr:g}, batch {cfg.batch_size}) "
           f"-> {out / 'run'}")
     train(TrainConfig(corpus=str(out / "corpus"), out=str(out / "run"), layers=cfg.layers, lr=cfg.lr,

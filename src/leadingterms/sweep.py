@@ -72,7 +72,7 @@ class SweepConfig:
     out: str = option(help="sweep folder to create or continue (finished points are skipped)", metavar="DIR")
     workers: int = option(1, help="points run in parallel on a Dask LocalCluster of N processes (1: one after "
                           "the other in this process)", metavar="N", check=positive_int)
-    force: bool = option(False, help="start every point over (the bases are kept)")
+    force: bool = option(False, help="start every point over (and recompute the bases)")
     steps: int | None = _train_option("steps")
     epochs: int | None = _train_option("epochs")
     grad_accum: int = _train_option("grad_accum")
@@ -290,7 +290,8 @@ def run_sweep(cfg: SweepConfig) -> SweepResult:
         previous = _previous_record(out)  # checked before anything is written
         for c, d in stats.items():
             if d is not None and any(points[i].corpus == c for i in todo):
-                run_stats(StatsConfig(corpus=c, out=d, progress=cfg.progress and progress_enabled()))
+                run_stats(StatsConfig(corpus=c, out=d, force=cfg.force,
+                                      progress=cfg.progress and progress_enabled()))
 
         every = {**(previous.get("points") or {}), **{p.name: p.to_json() for p in points}}
         record: dict[str, Any] = {"kind": "leadingterms.sweep", "config": dataclasses.asdict(cfg), "points": every}

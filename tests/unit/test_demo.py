@@ -40,3 +40,16 @@ def test_per_layer_text_groups_layers():
             *({"readout": f"V^({l})·W_O", "layer": l, "hits": h, "total": 28} for l, h in enumerate((3, 5, 9)))]
     text = per_layer_text(rows, lambda r: f"{r['hits']}/{r['total']}")
     assert text == "B̄ 16/16, W^(l) 0/16·10/16·16/16, V^(l)·W_O 3/28·5/28·9/28"
+
+
+def test_demo_rerun_with_other_settings_needs_force(tmp_path):
+    small = dict(out=str(tmp_path / "d"), synthetic_docs=40, seq_len=12, layers=1, batch_size=8, steps=2,
+                 log_every=1, eval_sequences=8, intervention_sequences=8, heatmap_tokens=5, progress=False)
+    run_demo(DemoConfig(**small))
+    run_demo(DemoConfig(**small))  # same settings: the corpus and basis are reused
+    with pytest.raises(LeadingTermsError, match="--force"):
+        run_demo(DemoConfig(**{**small, "synthetic_docs": 50}))
+    res = run_demo(DemoConfig(**{**small, "synthetic_docs": 50, "force": True}))
+    assert res is not None
+    import json
+    assert json.loads((tmp_path / "d" / "corpus" / "corpus.json").read_text())["source"]["n_docs"] == 50
