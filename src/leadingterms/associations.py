@@ -310,9 +310,7 @@ def open_readouts(stats: str | Path | None = None, run: str | Path | None = None
         basis = load_basis(stats, mmap=mmap)
     else:
         assert run_obj is not None
-        from leadingterms.training.rundir import BASIS_DIR
-
-        basis = load_basis(run_obj.config.stats or run_obj.path / BASIS_DIR, mmap=mmap)
+        basis = run_obj.basis(mmap=mmap)  # the run's own basis, of the run's corpus
     if basis.vocab is None:
         raise LeadingTermsError(f"the basis in {stats or run} has no vocabulary; rebuild it with "
                                 "`leadingterms stats`")

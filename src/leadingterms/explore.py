@@ -233,7 +233,6 @@ def build_explorer(cfg: ExploreConfig) -> ExploreResult:
     from leadingterms.budget import check_memory
     from leadingterms.persist import atomic_path
     from leadingterms.progress import bar
-    from leadingterms.training.rundir import BASIS_DIR
 
     check_config(cfg)
     out = Path(cfg.out)
@@ -250,7 +249,7 @@ def build_explorer(cfg: ExploreConfig) -> ExploreResult:
         basis = load_basis(cfg.stats, mmap=True)
     else:
         assert run is not None
-        basis = load_basis(run.config.stats or run.path / BASIS_DIR, mmap=True)
+        basis = run.basis(mmap=True)  # the run's own basis, of the run's corpus
     if basis.vocab is None:
         raise LeadingTermsError("the basis has no vocabulary; rebuild it with `leadingterms stats`")
     V, k = basis.V, min(cfg.k, basis.V)

@@ -118,6 +118,26 @@ def test_rebuilt_store_refused_by_consumers_naming_both_hashes(run, capsys):
         assert new in line and info["corpus_hash"] in line, line
 
 
+def test_basis_of_another_corpus_refused_by_the_readouts(run, capsys):
+    """associations --run / explore --run read the run's own basis: recomputed from another corpus, it is
+    refused naming both corpus hashes."""
+    from leadingterms.basis import StatsConfig, run_stats
+    from leadingterms.corpus.pipeline import CorpusConfig, run_corpus
+
+    info = json.loads((run / "config.json").read_text())
+    stats = run.parent / "stats"
+    shutil.copytree(Path(info["config"]["stats"]), stats)
+    info["config"]["stats"] = str(stats)
+    (run / "config.json").write_text(json.dumps(info))
+    other = run_corpus(CorpusConfig(synthetic_docs=20, synthetic_seed=5, seq_len=12,
+                                    out=str(run.parent / "other"))).store
+    run_stats(StatsConfig(corpus=str(run.parent / "other"), out=str(stats), force=True, progress=False))
+    for argv in (["associations", "--run", run, "the"],
+                 ["explore", "--run", run, "--out", run.parent / "page.html"]):
+        line = one_line_error(capsys, *argv)
+        assert other.content_hash in line and info["corpus_hash"] in line, line
+
+
 def test_second_writer_gets_one_line_naming_the_holder(run, capsys):
     from leadingterms.locks import output_lock
 

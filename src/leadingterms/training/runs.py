@@ -113,12 +113,13 @@ class Run:
         assert store is not None
         return shadow_at(self.path, s, cfg=self.config, store=store).weights()
 
-    def basis(self) -> Basis:
-        """The full-corpus basis the run compared with (--stats DIR or RUN/basis/)."""
+    def basis(self, *, mmap: bool = False) -> Basis:
+        """The full-corpus basis the run compared with (--stats DIR or RUN/basis/), checked to be of the
+        run's corpus; ``mmap``: memory-mapped (:func:`leadingterms.basis.load_basis`)."""
         from leadingterms.basis import load_basis
 
         where = Path(self.config.stats) if self.config.stats else self.path / BASIS_DIR
-        basis = load_basis(where)
+        basis = load_basis(where, mmap=mmap)
         used, made = self.info.get("corpus_hash"), basis.meta.get("corpus_hash")
         if made is not None and made != used:
             raise LeadingTermsError(
