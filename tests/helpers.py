@@ -23,9 +23,10 @@ def run_cli(capsys: pytest.CaptureFixture[str], *argv: Any) -> tuple[int, str, s
 
 def one_line_error(capsys: pytest.CaptureFixture[str], *argv: Any, match: str | None = None) -> str:
     """Run the CLI, require exit code 2 and exactly one stderr line ``leadingterms CMD: error: ...``
-    (containing ``match`` when given) and nothing on stdout -> that line."""
+    (containing ``match`` when given) besides the command's notes (``leadingterms CMD: note: ...``,
+    printed before it) -> that line."""
     rc, out, err = run_cli(capsys, *argv)
-    lines = err.strip().splitlines()
+    lines = [ln for ln in err.strip().splitlines() if not ln.startswith(f"leadingterms {argv[0]}: note: ")]
     assert rc == 2, (rc, out, err)
     assert len(lines) == 1, err
     assert lines[0].startswith(f"leadingterms {argv[0]}: error: "), err

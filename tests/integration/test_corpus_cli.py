@@ -2,25 +2,21 @@
 
 from __future__ import annotations
 
+import helpers
 import numpy as np
 import pytest
 
-from leadingterms.cli import main
 from leadingterms.corpus.store import load_store
 
 
 def run_cli(capsys, *argv):
-    rc = main(["corpus", *map(str, argv)])
-    out = capsys.readouterr()
-    return rc, out.out, out.err
+    """``leadingterms corpus ARGV`` -> (exit code, stdout, stderr)."""
+    return helpers.run_cli(capsys, "corpus", *argv)
 
 
 def one_line_error(capsys, *argv) -> str:
-    rc, _, err = run_cli(capsys, *argv)
-    lines = err.strip().splitlines()
-    assert rc == 2, err
-    assert len(lines) == 1 and lines[0].startswith("leadingterms corpus: error: "), err
-    return lines[0]
+    """``leadingterms corpus ARGV`` refused in one line (:func:`helpers.one_line_error`)."""
+    return helpers.one_line_error(capsys, "corpus", *argv)
 
 
 def test_default_synthetic_summary_and_reuse(tmp_path, capsys):

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from helpers import one_line_error
 from reference.naive import NaiveBasis, markov_corpus
 
 from leadingterms.cli import main
@@ -28,12 +29,6 @@ def stats_dir(tmp_path_factory, corpus) -> Path:
     d = tmp_path_factory.mktemp("stats")
     save_basis(d, compute_basis(corpus, V_, vocab=[f"w{i}" for i in range(V_)], progress=False))
     return d
-
-
-def one_line_error(capsys) -> str:
-    err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and "error" in err, err
-    return err
 
 
 @pytest.mark.parametrize("order", [1, 2])
@@ -70,22 +65,19 @@ def test_predict_writes_weights_and_metadata(stats_dir, corpus, tmp_path, capsys
 )
 def test_predict_bad_numbers(stats_dir, tmp_path, capsys, args, needle) -> None:
     out = tmp_path / "x.safetensors"
-    assert main(["predict", "--stats", str(stats_dir), *args, "--out", str(out)]) == 2
-    assert needle in one_line_error(capsys)
+    assert needle in one_line_error(capsys, "predict", "--stats", str(stats_dir), *args, "--out", str(out))
     assert not out.exists()
 
 
 def test_predict_missing_and_corrupt_stats(tmp_path, capsys) -> None:
     out = tmp_path / "x.safetensors"
     base = ["--steps", "3", "--lr", "0.1", "--layers", "1", "--out", str(out)]
-    assert main(["predict", "--stats", str(tmp_path / "nope"), *base]) == 2
-    assert "not found" in one_line_error(capsys)
+    assert "not found" in one_line_error(capsys, "predict", "--stats", str(tmp_path / "nope"), *base)
     bad = tmp_path / "bad"
     bad.mkdir()
     (bad / "basis.safetensors").write_bytes(b"not a safetensors file")
     (bad / "basis.json").write_text("{corrupt")
-    assert main(["predict", "--stats", str(bad), *base]) == 2
-    one_line_error(capsys)
+    one_line_error(capsys, "predict", "--stats", str(bad), *base)
     assert not out.exists()
 
 
@@ -108,38 +100,35 @@ def test_predict_device_gives_the_same_weights(stats_dir, tmp_path, capsys, devi
                                   ["--steps", "1000000000000", "--lr", "1e30", "--order", "2"]])
 def test_predict_overflow_is_one_line(stats_dir, tmp_path, capsys, args) -> None:
     """The OverflowError tracebacks at huge --lr: one line, nothing written."""
-    from helpers import one_line_error as one_line
 
     base = {"--steps": "3", "--lr": "0.1"}
     base.update(dict(zip(args[::2], args[1::2], strict=True)))
     out = tmp_path / "p.safetensors"
-    one_line(capsys, "predict", "--stats", stats_dir, *[x for kv in base.items() for x in kv], "--layers", "1",
+    one_line_error(capsys, "predict", "--stats", stats_dir, *[x for kv in base.items() for x in kv], "--layers", "1",
              "--out", out, match="overflows")
     assert not out.exists()
 
 
 def test_predict_memory_budget_counts_the_layers(stats_dir, tmp_path, capsys, monkeypatch) -> None:
     """predict --layers 3000 / 10000 (killed by the kernel before): refused before allocating, naming layers."""
-    from helpers import one_line_error as one_line
 
     from leadingterms import budget
 
     monkeypatch.setattr(budget, "available_memory_bytes", lambda: 10 * 2**20)  # 10 MiB
     out = tmp_path / "p.safetensors"
-    line = one_line(capsys, "predict", "--stats", stats_dir, "--steps", "3", "--lr", "0.1", "--layers", "10000",
+    line = one_line_error(capsys, "predict", "--stats", stats_dir, "--steps", "3", "--lr", "0.1", "--layers", "10000",
                     "--out", out, match="predicting 10000 layers at V=9 needs about")
     assert "lower --layers" in line and not out.exists()
     assert main(["predict", "--stats", str(stats_dir), "--steps", "3", "--lr", "0.1", "--layers", "2",
                  "--out", str(out)]) == 0
     capsys.readouterr()
     monkeypatch.setenv("LEADINGTERMS_MAX_MEMORY_SHARE", "abc")
-    one_line(capsys, "predict", "--stats", stats_dir, "--steps", "3", "--lr", "0.1", "--layers", "2",
+    one_line_error(capsys, "predict", "--stats", stats_dir, "--steps", "3", "--lr", "0.1", "--layers", "2",
              "--out", tmp_path / "q.safetensors", match="LEADINGTERMS_MAX_MEMORY_SHARE='abc' must be a number")
 
 
 def test_predict_overwrite_policy(stats_dir, tmp_path, capsys) -> None:
     """One overwrite policy: other predictions or a foreign file are replaced only with --force."""
-    from helpers import one_line_error as one_line
 
     out = tmp_path / "p.safetensors"
     args = ["predict", "--stats", stats_dir, "--steps", "3", "--lr", "0.1", "--layers", "1", "--out", out]
@@ -148,12 +137,12 @@ def test_predict_overwrite_policy(stats_dir, tmp_path, capsys) -> None:
     assert main([str(a) for a in args]) == 0  # the same inputs: rewritten, same bytes
     capsys.readouterr()
     before = out.read_bytes()
-    one_line(capsys, *args[:-4], "--layers", "2", "--out", out, match="holds another prediction (layers 1 there")
+    one_line_error(capsys, *args[:-4], "--layers", "2", "--out", out, match="holds another prediction (layers 1 there")
     assert out.read_bytes() == before
     assert main([str(a) for a in args[:-4]] + ["--layers", "2", "--out", str(out), "--force"]) == 0
     capsys.readouterr()
     foreign = tmp_path / "notes.safetensors"
     foreign.write_text("my notes")
-    one_line(capsys, *args[:-2], "--out", foreign, match="is not a prediction file")
+    one_line_error(capsys, *args[:-2], "--out", foreign, match="is not a prediction file")
     assert foreign.read_text() == "my notes"
-    one_line(capsys, *args[:-2], "--out", tmp_path, match="is a directory")
+    one_line_error(capsys, *args[:-2], "--out", tmp_path, match="is a directory")

@@ -7,6 +7,7 @@ import json
 import numpy as np
 import pytest
 import torch
+from helpers import one_line_error
 
 from leadingterms.basis import BASIS_TENSORS, EXTRA_TENSORS, compute_basis, load_basis
 from leadingterms.cli import main
@@ -23,12 +24,6 @@ def store_dir(tmp_path):
     d = tmp_path / "corpus"
     write_store(d, tokens, [f"w{i}" for i in range(V_)], {"source": "test"})
     return d
-
-
-def one_line_error(capsys) -> str:
-    err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and "error" in err, err
-    return err
 
 
 def test_stats_writes_named_tensors_and_metadata(store_dir, tmp_path, capsys):
@@ -102,8 +97,7 @@ def test_bad_inputs_exit_2_with_one_line(case, store_dir, tmp_path, capsys):
         args += ["--top-k", "0"]
     elif case == "bad_dtype":
         args += ["--dtype", "float16"]
-    assert main(args) == 2
-    one_line_error(capsys)
+    one_line_error(capsys, *args)
 
 
 # ------------------------------------------------------------------ issue 10
@@ -111,33 +105,30 @@ def test_bad_inputs_exit_2_with_one_line(case, store_dir, tmp_path, capsys):
 
 def test_stats_validates_out_before_computing(store_dir, tmp_path, capsys, monkeypatch):
     """stats --out EXISTING_FILE failed after computing; now before any work (the kernel is never called)."""
-    from helpers import one_line_error as one_line
 
     from leadingterms.basis import runner
 
     monkeypatch.setattr(runner, "reduce_basis", lambda *a, **k: pytest.fail("computed before validating"))
     f = tmp_path / "file"
     f.write_text("mine")
-    one_line(capsys, "stats", "--corpus", store_dir, "--out", f, match="is not a folder")
+    one_line_error(capsys, "stats", "--corpus", store_dir, "--out", f, match="is not a folder")
     assert f.read_text() == "mine"
 
 
 def test_stats_second_writer_is_refused(store_dir, tmp_path, capsys):
     """Concurrent writers: while another process writes OUT, stats refuses in one line naming the holder."""
-    from helpers import one_line_error as one_line
 
     from leadingterms.locks import output_lock
 
     out = tmp_path / "basis"
     with output_lock(out, what="basis folder"):
-        one_line(capsys, "stats", "--corpus", store_dir, "--out", out, match="is being written by process")
+        one_line_error(capsys, "stats", "--corpus", store_dir, "--out", out, match="is being written by process")
     assert not (out / "basis.json").exists()
     assert main(["stats", "--corpus", str(store_dir), "--out", str(out)]) == 0
 
 
 def test_stale_store_is_not_reused(store_dir, tmp_path, capsys):
     """Editing tokens.npy under an unchanged corpus.json no longer makes stats reuse a stale basis."""
-    from helpers import one_line_error as one_line
 
     out = tmp_path / "basis"
     assert main(["stats", "--corpus", str(store_dir), "--out", str(out)]) == 0
@@ -146,5 +137,5 @@ def test_stale_store_is_not_reused(store_dir, tmp_path, capsys):
     tok = np.load(store_dir / "tokens.npy")
     tok[0, 0] = (int(tok[0, 0]) + 1) % V_
     np.save(store_dir / "tokens.npy", tok)
-    one_line(capsys, "stats", "--corpus", store_dir, "--out", out, match="tokens.npy changed after it was written")
+    one_line_error(capsys, "stats", "--corpus", store_dir, "--out", out, match="tokens.npy changed after it was written")
     assert (out / "basis.safetensors").read_bytes() == before

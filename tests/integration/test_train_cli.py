@@ -6,6 +6,7 @@ import json
 
 import numpy as np
 import pytest
+from helpers import one_line_error
 
 from leadingterms.cli import main
 from leadingterms.corpus.store import write_store
@@ -23,12 +24,6 @@ def corpus(tmp_path):
 def args(corpus, out, *extra):
     return ["train", "--corpus", str(corpus), "--out", str(out), "--layers", "2", "--lr", "0.01",
             "--batch-size", "4", "--steps", "6", "--log-every", "3", "--dtype", "float64", *extra]
-
-
-def one_line_error(capsys, argv, match):
-    assert main(argv) == 2
-    err = [l for l in capsys.readouterr().err.splitlines() if "error" in l]
-    assert len(err) == 1 and match in err[0], err  # (notes such as "outside the theory" may precede it)
 
 
 def test_train_writes_run_and_resumes_with_saved_options(corpus, tmp_path, capsys):
@@ -69,25 +64,25 @@ def test_adam_is_flagged(corpus, tmp_path, capsys):
     (["--keep-last", "-1"], "--keep-last"),
 ])
 def test_bad_sizes(corpus, tmp_path, capsys, extra, match):
-    one_line_error(capsys, args(corpus, tmp_path / "run", *extra), match)
+    one_line_error(capsys, *args(corpus, tmp_path / "run", *extra), match=match)
 
 
 def test_missing_corpus_and_missing_options(tmp_path, capsys):
-    one_line_error(capsys, args(tmp_path / "nope", tmp_path / "run"), "token store not found")
-    one_line_error(capsys, ["train", "--out", str(tmp_path / "r2"), "--lr", "0.1"], "--corpus, --layers, --batch-size are required")
+    one_line_error(capsys, *args(tmp_path / "nope", tmp_path / "run"), match="token store not found")
+    one_line_error(capsys, "train", "--out", str(tmp_path / "r2"), "--lr", "0.1", match="--corpus, --layers, --batch-size are required")
 
 
 def test_existing_run_mismatch_and_divergence(corpus, tmp_path, capsys):
     out = tmp_path / "run"
     assert main(args(corpus, out, "--track", "none")) == 0
     capsys.readouterr()
-    one_line_error(capsys, args(corpus, out, "--track", "none"), "already exists")
-    one_line_error(capsys, args(corpus, out, "--track", "none", "--resume", "--seed", "3"), "config differs")
+    one_line_error(capsys, *args(corpus, out, "--track", "none"), match="already exists")
+    one_line_error(capsys, *args(corpus, out, "--track", "none", "--resume", "--seed", "3"), match="config differs")
     other = tmp_path / "other"
     write_store(other, np.zeros((10, 7), dtype=np.int64), [f"t{i}" for i in range(6)], {})
-    one_line_error(capsys, args(other, out, "--track", "none", "--resume"), "trained on corpus")
-    one_line_error(capsys, args(corpus, tmp_path / "div", "--lr", "1e30", "--init", "normal:1", "--dtype",
-                                "float32", "--track", "none", "--log-every", "1"), "diverged at step")
+    one_line_error(capsys, *args(other, out, "--track", "none", "--resume"), match="trained on corpus")
+    one_line_error(capsys, *args(corpus, tmp_path / "div", "--lr", "1e30", "--init", "normal:1", "--dtype",
+                                "float32", "--track", "none", "--log-every", "1"), match="diverged at step")
 
 
 def test_estimate_on_stderr_and_dry_run(corpus, tmp_path, capsys):
@@ -106,7 +101,7 @@ def test_estimate_on_stderr_and_dry_run(corpus, tmp_path, capsys):
 
 def test_refusals_are_one_line_and_write_nothing(corpus, tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("LEADINGTERMS_MAX_MEMORY_SHARE", "1e-9")
-    one_line_error(capsys, args(corpus, tmp_path / "run"), "needs about")
+    one_line_error(capsys, *args(corpus, tmp_path / "run"), match="needs about")
     monkeypatch.delenv("LEADINGTERMS_MAX_MEMORY_SHARE")
-    one_line_error(capsys, args(corpus, tmp_path / "run", "--precision", "bf16"), "--dtype float32")
+    one_line_error(capsys, *args(corpus, tmp_path / "run", "--precision", "bf16"), match="--dtype float32")
     assert not (tmp_path / "run").exists()
