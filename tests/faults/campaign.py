@@ -78,7 +78,20 @@ def main(argv: list[str] | None = None) -> int:
     print(text)
     print(f"{len(results)} cases in {time.time() - t0:.0f} s")
     if args.markdown:
-        lines = [text, *(f"- [{r.outcome}] `{r.case.name}`: {r.detail}" for r in bad)]
+        import os
+        import platform
+
+        cmd = " ".join(["tests/faults/campaign.py", *(argv if argv is not None else sys.argv[1:])])
+        head = [f"# Fault-injection campaign\n\n_Command:_ `.venv/bin/python {cmd}`  ",
+                f"_When:_ {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}  ",
+                f"_Machine:_ {platform.machine()}, {os.cpu_count()} cores; {len(results)} cases in "
+                f"{time.time() - t0:.0f} s, each command in its own process on a fresh copy of the workspace "
+                "(tests/faults/workspace.py)\n",
+                "Outcomes (tests/faults/harness.py): ok = refused in one clear line (exit 2) with every existing "
+                "file unchanged, or correct; traceback; silently wrong = exit 0 where the fault had to be refused, "
+                "or a wrong result; data loss = an existing file changed or gone; unclear = refused but not in one "
+                "line naming the problem.\n"]
+        lines = [*head, text, *(f"- [{r.outcome}] `{r.case.name}`: {r.detail}" for r in bad)]
         Path(args.markdown).write_text("\n".join(lines) + "\n", encoding="utf-8")
     return 1 if any(r.outcome in ("traceback", "silently wrong", "data loss") for r in bad) else 0
 

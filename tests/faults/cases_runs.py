@@ -506,38 +506,38 @@ def cases() -> list[Case]:  # noqa: PLR0915 - one list, read top to bottom
     ]
     for name, extra, match in bad_args:
         argv = [*TRAIN_NEW, "--out", f"{W}/fresh", *extra]
-        c.append(Case(f"run-train-{name}", "bad arguments", argv, match=match, run=_refuse_and(_absent("fresh")),
+        c.append(Case(f"run-train-{name}", "bad argument", argv, match=match, run=_refuse_and(_absent("fresh")),
                       ci=name == "seed-negative"))
-    c.append(Case("run-train-seed-negative-inproc", "bad arguments", [*TRAIN_NEW, "--out", f"{W}/fresh", "--seed",
+    c.append(Case("run-train-seed-negative-inproc", "bad argument", [*TRAIN_NEW, "--out", f"{W}/fresh", "--seed",
                                                                        "-1"], match="--seed"))
-    c.append(Case("run-train-out-is-file", "bad arguments", [*TRAIN_NEW, "--out", f"{W}/text.txt"],
+    c.append(Case("run-train-out-is-file", "bad argument", [*TRAIN_NEW, "--out", f"{W}/text.txt"],
                   match="not a directory"))
-    c.append(Case("run-train-missing-corpus", "bad arguments",
+    c.append(Case("run-train-missing-corpus", "bad argument",
                   [*TRAIN_NEW[:2], f"{W}/nope", *TRAIN_NEW[3:], "--out", f"{W}/fresh"], match="nope",
                   run=_refuse_and(_absent("fresh")), ci=False))
-    c.append(Case("run-train-resume-nothing", "bad arguments", ["train", "--out", f"{W}/nothing", "--resume"],
+    c.append(Case("run-train-resume-nothing", "bad argument", ["train", "--out", f"{W}/nothing", "--resume"],
                   match="required"))
-    c.append(Case("run-intervene-step-missing", "bad arguments", [*INTERVENE, "--step", "7"], match="step 7"))
-    c.append(Case("run-intervene-step-zero", "bad arguments", [*INTERVENE, "--step", "0"], match="step 0"))
-    c.append(Case("run-intervene-no-run", "bad arguments", ["intervene", "--run", f"{W}/nope"], match="nope"))
-    c.append(Case("run-report-step-missing", "bad arguments", [*REPORT, "--step", "99"], match="99"))
-    c.append(Case("run-report-unknown-token", "bad arguments", [*REPORT, "--tokens", "zzzz"], match="zzzz"))
-    c.append(Case("run-inspect-unknown-token", "bad arguments",
+    c.append(Case("run-intervene-step-missing", "bad argument", [*INTERVENE, "--step", "7"], match="step 7"))
+    c.append(Case("run-intervene-step-zero", "bad argument", [*INTERVENE, "--step", "0"], match="step 0"))
+    c.append(Case("run-intervene-no-run", "bad argument", ["intervene", "--run", f"{W}/nope"], match="nope"))
+    c.append(Case("run-report-step-missing", "bad argument", [*REPORT, "--step", "99"], match="99"))
+    c.append(Case("run-report-unknown-token", "bad argument", [*REPORT, "--tokens", "zzzz"], match="zzzz"))
+    c.append(Case("run-inspect-unknown-token", "bad argument",
                   [*INSPECT[:INSPECT.index("--text")], "--text", "qqq", *INSPECT[INSPECT.index("--text") + 2:]],
                   match="qqq"))
-    c.append(Case("run-inspect-empty-prompt", "bad arguments",
+    c.append(Case("run-inspect-empty-prompt", "bad argument",
                   [*INSPECT[:INSPECT.index("--text")], "--text", "", *INSPECT[INSPECT.index("--text") + 2:]],
                   match=None))
-    c.append(Case("run-compare-missing-run", "bad arguments", ["compare", f"{W}/nope", "--out", f"{W}/cmp"],
+    c.append(Case("run-compare-missing-run", "bad argument", ["compare", f"{W}/nope", "--out", f"{W}/cmp"],
                   match="nope"))
-    c.append(Case("run-demo-heatmap-1", "bad arguments", ["demo", "--out", f"{W}/demo", "--heatmap-tokens", "1"],
+    c.append(Case("run-demo-heatmap-1", "bad argument", ["demo", "--out", f"{W}/demo", "--heatmap-tokens", "1"],
                   match="--heatmap-tokens", run=_refuse_and(_absent("demo"))))
-    c.append(Case("run-demo-steps-zero", "bad arguments", ["demo", "--out", f"{W}/demo", "--steps", "0"],
+    c.append(Case("run-demo-steps-zero", "bad argument", ["demo", "--out", f"{W}/demo", "--steps", "0"],
                   match="--steps", run=_refuse_and(_absent("demo"))))
-    c.append(Case("run-sweep-lr-nan", "bad arguments",
+    c.append(Case("run-sweep-lr-nan", "bad argument",
                   ["sweep", "--corpora", f"{W}/corpus", "--lrs", "nan", "--batch-sizes", "8", "--layer-counts", "1",
                    "--steps", "4", "--out", f"{W}/sw"], match=None, run=_refuse_and(_absent("sw"))))
-    c.append(Case("run-sweep-batch-too-big", "bad arguments",
+    c.append(Case("run-sweep-batch-too-big", "bad argument",
                   ["sweep", "--corpora", f"{W}/corpus", "--lrs", "0.5", "--batch-sizes", "100000", "--layer-counts",
                    "1", "--steps", "4", "--out", f"{W}/sw"], match="exceeds", run=_refuse_and(_absent("sw"))))
     sweep = ["sweep", "--corpora", f"{W}/corpus", "--lrs", "0.5", "--batch-sizes", "8", "--layer-counts", "1",
