@@ -24,7 +24,7 @@ from leadingterms.intervene import InterventionResult
 from leadingterms.theory import param_name
 from leadingterms.training.runs import Run
 from leadingterms.training.tracking import horizon_lines
-from leadingterms.validate import nonnegative_int, positive_float, positive_int
+from leadingterms.validate import nonnegative_int, out_folder, positive_float, positive_int
 
 
 @dataclass(kw_only=True)
@@ -128,9 +128,7 @@ def run_demo(cfg: DemoConfig, *, on_stage: Callable[[str], None] | None = None) 
 
     check_config(cfg)
     t0 = time.perf_counter()
-    out = Path(cfg.out)
-    if out.exists() and not out.is_dir():
-        raise LeadingTermsError(f"--out {out} exists and is not a directory")
+    out = out_folder(cfg.out)
 
     def stage(msg: str) -> None:
         if on_stage is not None:

@@ -31,7 +31,7 @@ from leadingterms.associations import Readout, basis_readout, learned_readouts, 
 from leadingterms.config import check_config, option
 from leadingterms.errors import LeadingTermsError
 from leadingterms.theory import LEARNED_READOUTS, MATRICES
-from leadingterms.validate import nonnegative_int, positive_int
+from leadingterms.validate import nonnegative_int, out_file, positive_int
 
 
 @dataclass(frozen=True)
@@ -235,9 +235,7 @@ def build_explorer(cfg: ExploreConfig) -> ExploreResult:
     from leadingterms.progress import bar
 
     check_config(cfg)
-    out = Path(cfg.out)
-    if out.is_dir():
-        raise LeadingTermsError(f"--out {out} is a directory; give the path of an .html file")
+    out = out_file(cfg.out, ".html")
     if out.exists() and not cfg.force:
         raise LeadingTermsError(f"{out} exists; pass --force to replace it")
     run = None

@@ -24,7 +24,14 @@ from leadingterms.config import check_config, option
 from leadingterms.errors import LeadingTermsError
 from leadingterms.metrics import Prediction
 from leadingterms.theory import S2, WEIGHTS, BasisLike, layered, param_name, param_names, parse_param
-from leadingterms.validate import check_schedule, device_spec, positive_float, positive_int, resolve_device
+from leadingterms.validate import (
+    check_schedule,
+    device_spec,
+    out_file,
+    positive_float,
+    positive_int,
+    resolve_device,
+)
 
 if TYPE_CHECKING:
     from leadingterms.basis import Basis
@@ -240,9 +247,7 @@ def run_predict(cfg: PredictConfig) -> PredictResult:
     from leadingterms.persist import save_tensors
 
     check_config(cfg)
-    out = Path(cfg.out)
-    if out.is_dir():
-        raise LeadingTermsError(f"--out {out} is a directory; give a .safetensors file path")
+    out = out_file(cfg.out, ".safetensors")
     device = resolve_device(cfg.device)
     basis = load_basis(cfg.stats)
     inputs = {"steps": int(cfg.steps), "lr": float(cfg.lr), "layers": int(cfg.layers), "order": int(cfg.order),

@@ -26,7 +26,7 @@ from typing import Any
 from leadingterms.config import check_config, field_default, option
 from leadingterms.errors import LeadingTermsError
 from leadingterms.training.config import TrainConfig, resume_mismatch
-from leadingterms.validate import nonnegative_int, positive_float, positive_int
+from leadingterms.validate import nonnegative_int, out_folder, positive_float, positive_int
 
 SWEEP_FILE = "sweep.json"
 RUNS_DIR = "runs"
@@ -260,9 +260,7 @@ def run_sweep(cfg: SweepConfig) -> SweepResult:
 
     check_config(cfg)
     t0 = time.perf_counter()
-    out = Path(cfg.out)
-    if out.exists() and not out.is_dir():
-        raise LeadingTermsError(f"--out {out} exists and is not a directory")
+    out = out_folder(cfg.out)
     points = grid(cfg)
     for c in _unique([p.corpus for p in points]):
         n = load_store(c).N

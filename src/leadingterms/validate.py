@@ -9,6 +9,7 @@ dtypes, initialisations, devices, GD schedules and token arrays.
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -191,3 +192,19 @@ def token_rows(tokens: Any, *, what: str = "tokens", V: int | None = None, width
         if lo < 0 or hi >= V:
             raise LeadingTermsError(f"{what} has token ids outside [0, {V}): min {lo}, max {hi}")
     return tokens
+
+
+def out_folder(path: Any) -> Path:
+    """``--out`` of a command that writes a folder: refused (one line) when it exists as a file."""
+    out = Path(path)
+    if out.exists() and not out.is_dir():
+        raise LeadingTermsError(f"--out {out} exists and is not a folder")
+    return out
+
+
+def out_file(path: Any, kind: str) -> Path:
+    """``--out`` of a command that writes one file (``kind``: e.g. ".html"): refused when it is a folder."""
+    out = Path(path)
+    if out.is_dir():
+        raise LeadingTermsError(f"--out {out} is a directory; give the path of a {kind} file")
+    return out

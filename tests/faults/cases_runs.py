@@ -511,7 +511,7 @@ def cases() -> list[Case]:  # noqa: PLR0915 - one list, read top to bottom
     c.append(Case("run-train-seed-negative-inproc", "bad argument", [*TRAIN_NEW, "--out", f"{W}/fresh", "--seed",
                                                                        "-1"], match="--seed"))
     c.append(Case("run-train-out-is-file", "bad argument", [*TRAIN_NEW, "--out", f"{W}/text.txt"],
-                  match="not a directory"))
+                  match="not a folder"))
     c.append(Case("run-train-missing-corpus", "bad argument",
                   [*TRAIN_NEW[:2], f"{W}/nope", *TRAIN_NEW[3:], "--out", f"{W}/fresh"], match="nope",
                   run=_refuse_and(_absent("fresh")), ci=False))

@@ -14,7 +14,7 @@ def test_demo_refuses_bad_settings(tmp_path):
         run_demo(DemoConfig(out=str(tmp_path), steps=0))
     f = tmp_path / "file"
     f.write_text("x")
-    with pytest.raises(LeadingTermsError, match="not a directory"):
+    with pytest.raises(LeadingTermsError, match="not a folder"):
         run_demo(DemoConfig(out=str(f)))
     assert not any(tmp_path.iterdir()) or [p.name for p in tmp_path.iterdir()] == ["file"]
 

@@ -28,12 +28,12 @@ from leadingterms.cache import refuse_other, reuse
 from leadingterms.config import check_config, option
 from leadingterms.corpus.store import load_store
 from leadingterms.distributed import ParallelConfig, open_engine
-from leadingterms.errors import LeadingTermsError
 from leadingterms.locks import new_output
 from leadingterms.validate import (
     DTYPE_NAMES,
     device_spec,
     nonnegative_int,
+    out_folder,
     parse_dtype,
     positive_int,
     resolve_device,
@@ -85,9 +85,7 @@ class StatsResult:
 def run_stats(cfg: StatsConfig) -> StatsResult:
     """Compute (or reuse) the basis of the store at ``cfg.corpus`` into ``cfg.out``."""
     check_config(cfg)
-    out = Path(cfg.out)
-    if out.exists() and not out.is_dir():
-        raise LeadingTermsError(f"--out {out} exists and is not a folder; give a folder for the basis")
+    out = out_folder(cfg.out)
     store = load_store(cfg.corpus)
     notes: list[str] = []
     wanted = {"corpus_hash": store.content_hash, "dtype": cfg.dtype, "top_k_requested": cfg.top_k}

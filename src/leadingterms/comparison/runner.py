@@ -11,8 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from leadingterms.config import check_config, option
-from leadingterms.errors import LeadingTermsError
-from leadingterms.validate import positive_int
+from leadingterms.validate import out_folder, positive_int
 
 COMPARE_FILE = "compare.json"
 REPORT_FILE = "report.html"
@@ -58,9 +57,7 @@ def compare_runs(cfg: CompareRunsConfig) -> CompareRunsResult:
     from leadingterms.training import load_run
 
     check_config(cfg)
-    out = Path(cfg.out)
-    if out.exists() and not out.is_dir():
-        raise LeadingTermsError(f"--out {out} exists and is not a directory")
+    out = out_folder(cfg.out)
     folders = run_folders(cfg.runs)
     runs = [load_run(f) for f in folders]  # one-line errors before anything is written
     notes = [f"{r.path} is unfinished (no summary.json): its logged steps so far are compared"

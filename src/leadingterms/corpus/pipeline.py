@@ -52,7 +52,7 @@ from leadingterms.distributed import ParallelConfig, open_engine
 from leadingterms.errors import LeadingTermsError
 from leadingterms.locks import new_output
 from leadingterms.persist import disk_full_error, is_disk_full
-from leadingterms.validate import fraction, positive_int
+from leadingterms.validate import fraction, out_folder, positive_int
 
 PIPELINE_VERSION = 2
 TOP_TOKENS = 10
@@ -139,9 +139,7 @@ def run_corpus(cfg: CorpusConfig) -> CorpusResult:
 
     Nothing in ``cfg.out`` changes until the new store is complete; a failure leaves it as it was."""
     check_config(cfg)
-    out = Path(cfg.out)
-    if out.exists() and not out.is_dir():
-        raise LeadingTermsError(f"--out {out} exists and is not a folder")
+    out = out_folder(cfg.out)
     fp = fingerprint(cfg)
     notes: list[str] = []
     reused = reuse(out / META_FILE, {"fingerprint": fp}, lambda: load_store(out), force=cfg.force, notes=notes)

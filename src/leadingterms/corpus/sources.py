@@ -440,8 +440,7 @@ def jsonl_stream(path: str | os.PathLike[str], text_field: str = "text",
     """One document per JSON line (the string in ``text_field``); blank lines and null values are skipped."""
     p = Path(path)
 
-    def read(stream: DocumentStream) -> Iterator[str]:
-        n = 0
+    def values(stream: DocumentStream) -> Iterator[tuple[str, Any]]:
         for lineno, line in enumerate(text_lines(text_blocks(p, "JSON Lines file", stream=stream)), 1):
             if not line.strip():
                 continue
@@ -451,15 +450,10 @@ def jsonl_stream(path: str | os.PathLike[str], text_field: str = "text",
                 raise LeadingTermsError(f"{p}:{lineno} is not valid JSON ({exc.msg})") from None
             if not isinstance(rec, dict) or text_field not in rec:
                 raise LeadingTermsError(f"{p}:{lineno} has no field {text_field!r} (use --text-field)")
-            val = rec[text_field]
-            if val is None:
-                continue
-            if not isinstance(val, str):
-                raise LeadingTermsError(f"{p}:{lineno}: field {text_field!r} is {type(val).__name__}, not text")
-            n += 1
-            yield val
-        if not n:
-            raise LeadingTermsError(f"JSON Lines file {p} holds no documents")
+            yield f"{p}:{lineno}: field {text_field!r}", rec[text_field]
+
+    def read(stream: DocumentStream) -> Iterator[str]:
+        return _texts(values(stream), f"JSON Lines file {p}")
 
     return DocumentStream(read, {"kind": "jsonl", "path": str(p), "text_field": text_field}, max_documents)
 
@@ -475,17 +469,23 @@ def jsonl_documents(path: str | os.PathLike[str], text_field: str = "text",
 _DATASET_BATCH = 1000
 
 
-def _column_texts(rows: Iterable[Any], column: str, what: str, max_documents: int | None) -> Iterator[str]:
+def _texts(values: Iterable[tuple[str, Any]], what: str) -> Iterator[str]:
+    """The documents among (where, value) pairs: null values skipped, anything but a string refused
+    (naming ``where``), none at all refused (naming ``what``)."""
     n = 0
-    for val in islice(rows, max_documents):
+    for where, val in values:
         if val is None:
             continue
         if not isinstance(val, str):
-            raise LeadingTermsError(f"{what}: column {column!r} holds {type(val).__name__}, not text")
+            raise LeadingTermsError(f"{where} is {type(val).__name__}, not text")
         n += 1
         yield val
     if not n:
         raise LeadingTermsError(f"{what} holds no documents")
+
+
+def _column_texts(rows: Iterable[Any], column: str, what: str, max_documents: int | None) -> Iterator[str]:
+    return _texts(((f"{what}: column {column!r}", v) for v in islice(rows, max_documents)), what)
 
 
 def _check_column(ds: Any, column: str, what: str) -> None:

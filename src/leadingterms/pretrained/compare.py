@@ -52,7 +52,7 @@ from leadingterms.pretrained.similarity import (
 )
 from leadingterms.pretrained.stats import TopKStats, corpus_stats, save_stats, tokenizer_fingerprint
 from leadingterms.progress import bar
-from leadingterms.validate import device_spec, positive_int, resolve_device
+from leadingterms.validate import device_spec, out_folder, positive_int, resolve_device
 
 RESID_KEYS = ("resid_pre", "resid_mid", "resid_post")
 
@@ -225,8 +225,7 @@ _NOT_CONTENT = ("out", "force", "device", "batch_size", "plots", "cache_dir")
 def _claim(out: Path, cfg: CompareConfig) -> None:
     """The one overwrite policy: OUT may be new, empty, or a comparison of the same settings; another
     comparison (or other files) is replaced only with --force."""
-    if out.exists() and not out.is_dir():
-        raise LeadingTermsError(f"--out {out} exists and is not a folder")
+    out_folder(out)
     if cfg.force or not out.is_dir():
         return
     new = {k: v for k, v in asdict(cfg).items() if k not in _NOT_CONTENT}

@@ -33,7 +33,7 @@ from leadingterms.persist import FILE_MODE, disk_full_error, is_disk_full, read_
 from leadingterms.pretrained.loading import step_of
 from leadingterms.progress import bar
 from leadingterms.schema import OBJECT, Field, check_fields
-from leadingterms.validate import nonnegative_int, positive_float, positive_int
+from leadingterms.validate import nonnegative_int, out_folder, positive_float, positive_int
 
 
 @dataclass(kw_only=True)
@@ -171,8 +171,7 @@ def suite_members(folder: Path) -> list[str] | None:
 def _claim(out: Path, cfg: SuiteConfig) -> None:
     """The overwrite policy: DIR may be new, empty, an interrupted suite (step folders, no suite.json), or a
     suite of the same settings; another suite (or other files) is replaced only with --force."""
-    if out.exists() and not out.is_dir():
-        raise LeadingTermsError(f"--out {out} exists and is not a folder")
+    out_folder(out)
     if cfg.force or not out.is_dir():
         return
     try:

@@ -32,6 +32,7 @@ from leadingterms.schema import BOOL, INT, NUMBER, OBJECT, POS_INT, STR, STR_LIS
 from leadingterms.training.checkpoints import CHECKPOINT_DIR
 from leadingterms.training.config import TrainConfig, resume_mismatch
 from leadingterms.training.tracking import METRICS_FILE
+from leadingterms.validate import out_folder
 
 CONFIG_FILE = "config.json"
 SUMMARY_FILE = "summary.json"
@@ -51,9 +52,7 @@ def theory_caveats(cfg: TrainConfig) -> list[str]:
 
 def check_run_dir(cfg: TrainConfig) -> Path:
     """RUN, checked without writing anything: refuse an existing run without --resume/--force."""
-    run = Path(cfg.out)
-    if run.exists() and not run.is_dir():
-        raise LeadingTermsError(f"--out {run} exists and is not a directory")
+    run = out_folder(cfg.out)
     nonempty = run.is_dir() and any(not _bookkeeping(p) for p in run.iterdir())
     if nonempty and not cfg.resume and not cfg.force:
         raise LeadingTermsError(
