@@ -50,7 +50,7 @@ def output_lock(target: str | os.PathLike[str], *, folder: bool = True, what: st
     be writing there), only the file's own (``.NAME.*.tmp``) for a file output."""
     t = Path(target)
     if folder and t.exists() and not t.is_dir():
-        raise LeadingTermsError(f"{what} {t} exists and is not a directory")
+        raise LeadingTermsError(f"{what} {t} exists and is not a folder")
     lp = lock_path(t, folder=folder)
     try:
         lp.parent.mkdir(parents=True, exist_ok=True)
