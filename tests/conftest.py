@@ -10,7 +10,10 @@ Layout (tests by kind; ``unit/`` mirrors the package layout):
 - ``faults/``: fault injection (marker ``faults``): each case runs a command on a copy of a prepared
   workspace after injecting a fault and is classified (traceback / silently wrong / data loss /
   unclear / ok); ``tests/faults/campaign.py`` runs every case in its own process;
-- ``e2e/``: one demo run end to end (marker ``e2e``). The fast loop is ``pytest -m "not e2e"``.
+- ``e2e/``: one demo run end to end (marker ``e2e``).
+
+Tests of a second or more (processes, Dask clusters, browsers, real corpora) are also marked
+``slow``. The fast loop is ``pytest -m "not e2e and not slow"``; ``make test`` runs everything.
 
 Offline HF, no progress bars, the shared corpora under ../shared/data (skipped when absent).
 """

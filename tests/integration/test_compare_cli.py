@@ -26,6 +26,7 @@ def tiny_sweep(tmp_path_factory, run_factory):
     return root / "sw", other
 
 
+@pytest.mark.slow
 def test_compare_sweep_and_run(tiny_sweep, tmp_path, capsys):
     sweep, other = tiny_sweep
     out = tmp_path / "cmp"

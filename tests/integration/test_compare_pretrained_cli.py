@@ -19,6 +19,7 @@ def tiny_models(tmp_path_factory) -> dict[str, Path]:
     return {k: save_model(k, root / f"tiny-{k}") for k in ("neox", "gpt2", "bert")}
 
 
+@pytest.mark.slow
 def test_run_over_local_checkpoints(tiny_steps, tiny_text, tmp_path, capsys):
     out = tmp_path / "out"
     rc = main(["compare-pretrained", "--model", str(tiny_steps), "--revisions", "local", "--text", str(tiny_text),

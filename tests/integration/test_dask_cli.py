@@ -70,6 +70,7 @@ def stats_store(tmp_path_factory):
     return write_store(d / "corpus", tok, [f"w{i}" for i in range(31)], {"source": "test"}, shard_bytes=2000)
 
 
+@pytest.mark.slow
 def test_stats_in_process_local_cluster_and_scheduler_agree(stats_store, dask_cluster, tmp_path, capsys):
     base = ["stats", "--corpus", stats_store.path, "--shard-tokens", 150]
     results = {}
@@ -89,6 +90,7 @@ def test_stats_in_process_local_cluster_and_scheduler_agree(stats_store, dask_cl
         assert err <= 1e-12, (name, err)
 
 
+@pytest.mark.slow
 def test_corpus_in_process_local_cluster_and_scheduler_agree(tinystories_path, dask_cluster, tmp_path, capsys):
     argv = ["corpus", "--text", tinystories_path, "--vocab-size", 1500, "--unk", "--seq-len", 100, "--pack",
             "--val-fraction", 0.05]
@@ -107,6 +109,7 @@ def test_corpus_in_process_local_cluster_and_scheduler_agree(tinystories_path, d
     assert local.store.content_hash == one.content_hash
 
 
+@pytest.mark.slow
 def test_engine_flags_one_line_errors(stats_store, tmp_path, capsys, monkeypatch):
     base = ["stats", "--corpus", stats_store.path, "--out", tmp_path / "b"]
     one_line_error(capsys, *base, "--workers", 0, match="--workers must be a positive integer")
@@ -122,6 +125,7 @@ def test_engine_flags_one_line_errors(stats_store, tmp_path, capsys, monkeypatch
     assert not (tmp_path / "b").exists() and not (tmp_path / "c").exists()
 
 
+@pytest.mark.slow
 def test_bpe_corpus_on_the_cluster_equals_in_process(dask_cluster, tmp_path, capsys):
     argv = ["corpus", "--synthetic-docs", 300, "--tokenizer", "bpe", "--vocab-size", 300, "--seq-len", 32]
     assert run_cli(capsys, *argv, "--out", tmp_path / "one")[0] == 0

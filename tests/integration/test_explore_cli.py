@@ -96,6 +96,7 @@ def _chromium():
     return None
 
 
+@pytest.mark.slow
 def test_page_in_headless_chromium(explored):
     sync_api = pytest.importorskip("playwright.sync_api", reason="playwright not installed (pip install .[dev])")
     chrome = _chromium()

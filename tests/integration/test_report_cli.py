@@ -10,6 +10,7 @@ def tiny_run(run_factory):
     return run_factory("rp", layers=1, steps=2)
 
 
+@pytest.mark.slow
 def test_report_cli_writes_self_contained_page(capsys, tiny_run):
     assert main(["report", "--run", str(tiny_run), "--heatmap-tokens", "6", "--tokens", "bird,the", "--k", "3"]) == 0
     out = capsys.readouterr().out.strip()

@@ -55,6 +55,7 @@ def test_sweep_runs_skips_finished_and_resumes_longer(tiny_corpus, tmp_path, cap
                    "--log-every", 2, "--steps", 5, "--out", out, match="was run with other settings (log_every")
 
 
+@pytest.mark.slow
 def test_sweep_on_dask_workers_equals_in_process(tiny_corpus, tmp_path, capsys):
     rc, _, err = _sweep(capsys, tiny_corpus, tmp_path / "seq", "--steps", 2, "--track", "shadow")
     assert rc == 0, err

@@ -61,6 +61,7 @@ def test_horizon_fits_per_group_and_held_runs_are_not_fitted():
     assert fits[("tiny B=32 L=3", "20%")]["n_points"] == 2
 
 
+@pytest.mark.slow
 def test_comparison_figures_from_fabricated_records(tmp_path):
     from leadingterms import plots as run_plots
     from leadingterms.comparison import plots

@@ -42,6 +42,7 @@ def test_per_layer_text_groups_layers():
     assert text == "B̄ 16/16, W^(l) 0/16·10/16·16/16, V^(l)·W_O 3/28·5/28·9/28"
 
 
+@pytest.mark.slow
 def test_demo_rerun_with_other_settings_needs_force(tmp_path):
     small = dict(out=str(tmp_path / "d"), synthetic_docs=40, seq_len=12, layers=1, batch_size=8, steps=2,
                  log_every=1, eval_sequences=8, intervention_sequences=8, heatmap_tokens=5, progress=False)

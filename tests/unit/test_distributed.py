@@ -13,6 +13,7 @@ from leadingterms.distributed import InProcess, ParallelConfig, check_scheduler,
 from leadingterms.errors import LeadingTermsError
 
 
+@pytest.mark.slow
 def test_default_commands_never_import_dask(tmp_path):
     code = textwrap.dedent(f"""
         import sys

@@ -32,6 +32,7 @@ def test_errors_name_the_target_not_the_temp_file(tmp_path):
     assert ".tmp" not in str(e.value)
 
 
+@pytest.mark.slow
 def test_file_size_limit_is_a_one_line_error_and_keeps_the_old_file(tmp_path):
     """A child process with a 64 KiB file-size limit (``ulimit -f``) writes 1 MB of tensors over an old file."""
     old = tmp_path / "x.safetensors"

@@ -62,6 +62,7 @@ def test_tracking_series_per_layer_values():
     assert set(so) == {"W_O", "V"}
 
 
+@pytest.mark.slow
 def test_tracking_and_loss_png_svg(tmp_path):
     m = fake_metrics()
     _check_pair(plots.plot_tracking(m, tmp_path), tmp_path, "tracking")

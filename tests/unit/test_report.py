@@ -26,6 +26,7 @@ def run_dir(run_factory) -> Path:
     return run
 
 
+@pytest.mark.slow
 def test_report_sections_and_inline_only(run_dir):
     html = (run_dir / "report.html").read_text(encoding="utf-8")
     for sid in SECTION_IDS:
@@ -46,6 +47,7 @@ def test_report_sections_and_inline_only(run_dir):
         assert (figs / f"{stem}.png").is_file() and (figs / f"{stem}.svg").is_file()
 
 
+@pytest.mark.slow
 def test_report_pretrained_section_and_options(run_dir, monkeypatch, tmp_path):
     import leadingterms.pretrained.report as pr
 
@@ -96,6 +98,7 @@ def test_compare_step_within_horizon_uses_the_headline_sustained_horizon():
     assert compare_step(old, within_horizon=True) == 8
 
 
+@pytest.mark.slow
 def test_report_on_a_run_written_before_sustained_horizons(run_dir, tmp_path):
     import json
     import shutil
@@ -174,5 +177,6 @@ def test_default_tokens(run_dir):
     assert float(basis.Pi[vocab.index(freq[0])]) == float(torch.max(basis.Pi))
 
 
+@pytest.mark.slow
 def test_report_renders_in_headless_chromium(run_dir, tmp_path):
     render_in_chromium(run_dir / "report.html", tmp_path, min_images=4)

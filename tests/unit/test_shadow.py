@@ -104,6 +104,7 @@ def _word_rows(path, K: int, T: int, chars: int = 400_000) -> tuple[np.ndarray, 
     return seq[: n * (T + 1)].reshape(n, T + 1), K + 1
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("which", ["tinystories", "wikitext"])
 def test_shadow_equals_dense_recursion_real_corpora(which: str, tinystories_path, wikitext_path) -> None:
     """Real text at a realistic ratio of batch tokens to vocabulary (a few hundred of 1500)."""

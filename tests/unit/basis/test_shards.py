@@ -185,6 +185,7 @@ def counting(monkeypatch, name):
     return calls
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("which,after", [("pass1", 5), ("pass2", 7)])
 def test_sigkill_then_resume(store, tmp_path, monkeypatch, which, after):
     whole = run_stats(cfg_for(store, tmp_path / "whole")).basis
@@ -205,6 +206,7 @@ def test_sigkill_then_resume(store, tmp_path, monkeypatch, which, after):
     assert stamp > 0 and not partial.exists()
 
 
+@pytest.mark.slow
 def test_corrupt_or_foreign_checkpoint_is_never_summed(store, tmp_path, monkeypatch):
     whole = run_stats(cfg_for(store, tmp_path / "whole")).basis
     out = tmp_path / "b"

@@ -167,6 +167,7 @@ def _peak_bytes(path, out) -> int:
         tracemalloc.stop()
 
 
+@pytest.mark.slow
 def test_memory_does_not_grow_with_the_corpus(tinystories_docs, tmp_path, monkeypatch):
     """Four times the text, about the same peak of traced (Python and numpy) memory: every pass holds a
     block of bounded size (here made small, so that blocks are far smaller than the corpus)."""

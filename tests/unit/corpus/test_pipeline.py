@@ -43,6 +43,7 @@ def spec6_reference(text: str, K: int, T: int) -> tuple[list[str], np.ndarray, d
     return vocab, np.array(rows), stats
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("K,T", [(2000, 64), (6000, 200)])
 def test_tinystories_matches_spec6(tinystories_path, tmp_path, K, T):
     text = lzma.decompress(tinystories_path.read_bytes()).decode("utf-8")

@@ -22,6 +22,7 @@ def test_checkpoint_schedule_and_lr():
         check_config(SuiteConfig(out="x", d_model=30, heads=4))
 
 
+@pytest.mark.slow
 def test_tiny_suite_then_compare(tiny_text, tmp_path, capsys):
     suite = tmp_path / "suite"
     assert main(["pretrain-small", "--text", str(tiny_text), "--out", str(suite), "--steps", "3",

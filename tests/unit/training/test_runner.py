@@ -164,6 +164,7 @@ train(cfg, on_step=lambda s: time.sleep(0.03))  # slow enough to be killed at a 
 """
 
 
+@pytest.mark.slow
 def test_resume_after_sigkill(store, tmp_path):
     """A real SIGKILL of a training process (possibly mid-write), then --resume."""
     kw = dict(batch_size=3, lr=0.05, steps=16, log_every=2, checkpoint_every=1, keep_last=2, track=())
