@@ -69,13 +69,7 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
         os.replace(tmp_path, target)
     except Exception as exc:
         if is_disk_full(exc):
-            from leadingterms.budget import format_bytes, free_disk_bytes
-
-            written = tmp_path.stat().st_size if tmp_path.exists() else 0
-            raise LeadingTermsError(
-                f"cannot write {target}: the disk is full or a file-size limit was reached after "
-                f"{format_bytes(written)} ({format_bytes(free_disk_bytes(target.parent))} free); free some space "
-                "and run the command again (the previous file, if any, is unchanged)") from None
+            raise disk_full_error(target) from None
         if isinstance(exc, OSError) and not isinstance(exc, FileNotFoundError) and exc.filename == str(tmp_path):
             raise LeadingTermsError(f"cannot write {target}: {exc.strerror or exc}") from None
         raise
@@ -223,13 +217,15 @@ def folder_of(path: str | os.PathLike[str], files: tuple[str, ...]) -> Path:
     return p.parent if p.name in files and not p.is_dir() else p
 
 
-def disk_full_error(target: str | os.PathLike[str], needed: int | None = None) -> LeadingTermsError:
+def disk_full_error(target: str | os.PathLike[str], needed: int | None = None, *,
+                    remedy: str = "run the command again") -> LeadingTermsError:
     """The one-line error of a write into ``target`` (a file or folder) that hit a full disk or a file-size
-    limit (:func:`is_disk_full`), naming the space the output needs when it is known."""
+    limit (:func:`is_disk_full`), naming the space the output needs when it is known, and ``remedy``
+    (what to run once space is freed)."""
     from leadingterms.budget import format_bytes, free_disk_bytes
 
     need = f" (it needs about {format_bytes(needed)})" if needed else ""
     return LeadingTermsError(
         f"cannot write {target}: the disk is full or a file-size limit was reached{need}, "
-        f"{format_bytes(free_disk_bytes(target))} free; free some space and run the command again "
+        f"{format_bytes(free_disk_bytes(target))} free; free some space and {remedy} "
         "(nothing half-written is left; an earlier output is unchanged)")

@@ -314,7 +314,7 @@ def append_metrics(run_dir: str | Path, row: Mapping[str, Any], *, expect_size: 
     import os
 
     from leadingterms.errors import LeadingTermsError
-    from leadingterms.persist import is_disk_full
+    from leadingterms.persist import disk_full_error, is_disk_full
 
     p = Path(run_dir) / METRICS_FILE
     if expect_size is not None:
@@ -332,9 +332,7 @@ def append_metrics(run_dir: str | Path, row: Mapping[str, Any], *, expect_size: 
     except OSError as exc:
         os.ftruncate(fd, before)
         if is_disk_full(exc):
-            raise LeadingTermsError(f"cannot write {p}: the disk is full or a file-size limit was reached "
-                                    "(the file is as before, without a torn row); free some space and "
-                                    "resume the run with --resume") from None
+            raise disk_full_error(p, remedy="resume the run with --resume") from None
         raise LeadingTermsError(f"cannot write {p}: {exc.strerror or exc}") from None
     finally:
         os.close(fd)
