@@ -24,11 +24,15 @@ import os
 import shutil
 import subprocess
 import sys
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 OUTCOMES = ("ok", "traceback", "silently wrong", "data loss", "unclear")
+#: Held while a command runs inside this process (setups, in-process cases): sys.stdout, sys.stderr,
+#: the working directory and os.environ are process-wide, so the campaign's threads take turns.
+_IN_PROCESS = threading.RLock()
 
 
 @dataclass
@@ -75,6 +79,11 @@ def run_command(workspace: Path, argv: list[str], env: dict[str, str], timeout: 
 def run_in_process(workspace: Path, argv: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     """Like :func:`run_command` but calling ``leadingterms.cli.main`` in this process (fast; for tests).
     An exception escaping ``main`` is reported as a traceback on stderr."""
+    with _IN_PROCESS:
+        return _run_in_process(workspace, argv, env)
+
+
+def _run_in_process(workspace: Path, argv: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     import contextlib
     import io
     import traceback
@@ -142,7 +151,8 @@ def run_case(case: Case, base: Path, scratch: Path, *, in_process: bool = False)
         shutil.rmtree(ws)
     shutil.copytree(base, ws, symlinks=True)
     if case.setup is not None:
-        case.setup(ws)
+        with _IN_PROCESS:  # a setup may run a command in this process (redirecting sys.stdout)
+            case.setup(ws)
     before = snapshot(ws)
     argv = [a.replace("{W}", str(ws)) for a in case.argv]
     default = run_in_process if in_process else (lambda w, a, e: run_command(w, a, e, case.timeout))
