@@ -326,17 +326,14 @@ def open_readouts(stats: str | Path | None = None, run: str | Path | None = None
 
 
 def checkpoint_weights(run: Any, step: int | None, *, mmap: bool = True) -> tuple[dict[str, Tensor], int]:
-    """The model weights (parameter names) of ``run``'s checkpoint ``step`` (None: the latest) and that step;
-    memory-mapped unless ``mmap`` is False (the shadow and optimizer state are never read)."""
-    from leadingterms.persist import load_tensors, map_tensors
-    from leadingterms.training.checkpoints import checkpoint_paths
-
+    """The model weights (parameter names) of ``run``'s checkpoint ``step`` (None: the latest) and that step,
+    verified like every checkpoint read (:meth:`leadingterms.training.Run.checkpoint_state`: this run's,
+    finite); memory-mapped unless ``mmap`` is False."""
     s = run._step(step)
-    path = checkpoint_paths(run.path, s)[0]
-    flat, _ = (map_tensors if mmap else load_tensors)(path, what=f"checkpoint of step {s}")
-    weights = {k.partition(".")[2]: v for k, v in flat.items() if k.startswith("model.")}
+    groups, _ = run.checkpoint_state(s, mmap=mmap)
+    weights = groups["model"]
     if "W_O" not in weights:
-        raise LeadingTermsError(f"checkpoint {path} holds no model weights")
+        raise LeadingTermsError(f"checkpoint of step {s} in {run.path} holds no model weights")
     return weights, s
 
 

@@ -89,6 +89,8 @@ def test_nan_checkpoint_refused_by_resume_and_consumers(run, capsys):
     before = _hashes(run)
     one_line_error(capsys, "train", "--out", run, "--resume", "--steps", "8", match="NaN")
     one_line_error(capsys, "report", "--run", run, "--out", run.parent / "r.html", match="NaN")
+    one_line_error(capsys, "associations", "--run", run, "--step", "4", "the", match="NaN")
+    one_line_error(capsys, "explore", "--run", run, "--out", run.parent / "p.html", match="NaN")
     assert _hashes(run) == before
 
 
@@ -97,6 +99,7 @@ def test_checkpoint_of_another_run_refused(run, run_factory, capsys):
     for ext in ("safetensors", "json"):
         shutil.copy2(_ck(other, 4, ext), _ck(run, 4, ext))
     one_line_error(capsys, "intervene", "--run", run, "--max-sequences", "4", match="another run")
+    one_line_error(capsys, "associations", "--run", run, "--step", "4", "the", match="another run")
     one_line_error(capsys, "train", "--out", run, "--resume", "--steps", "8", match="another run")
 
 

@@ -148,19 +148,22 @@ class CheckpointWriter:
             raise exc
 
 
-def load_checkpoint_raw(run_dir: str | Path, step: int, *, expect: Mapping[str, Any] | None = None
-                        ) -> tuple[dict[str, dict[str, torch.Tensor]], dict[str, Any]]:
-    """-> ({"model": {...}, "shadow": {...}, "optim": {...}}, meta) of the checkpoint at ``step``.
+def load_checkpoint_raw(run_dir: str | Path, step: int, *, expect: Mapping[str, Any] | None = None,
+                        mmap: bool = False) -> tuple[dict[str, dict[str, torch.Tensor]], dict[str, Any]]:
+    """-> ({"model": {...}, "shadow": {...}, "optim": {...}}, meta) of the checkpoint at ``step``
+    (``mmap``: the tensors memory-mapped, :func:`leadingterms.persist.map_tensors`).
 
     Verified before anything uses it (one-line errors naming the file): the JSON and the metadata in
     the tensor file's header are the same (a swapped or foreign tensor file is refused), it is the
     checkpoint of ``step``, every tensor is finite, and each ``expect`` key (e.g. the run's
     ``run_id`` and ``corpus_hash`` from RUN/config.json) holds the expected value."""
+    from leadingterms.persist import map_tensors
+
     tpath, jpath = checkpoint_paths(run_dir, step)
     meta = read_json(jpath, what=f"checkpoint metadata of step {step}")
     if not isinstance(meta, dict):
         raise LeadingTermsError(f"checkpoint metadata {jpath} is corrupt: not a JSON object")
-    flat, header = load_tensors(tpath, what=f"checkpoint of step {step}")
+    flat, header = (map_tensors if mmap else load_tensors)(tpath, what=f"checkpoint of step {step}")
     fix = f"delete step_{step:06d}.* and use an earlier checkpoint, or retrain with --force"
     if header != meta:
         raise LeadingTermsError(f"checkpoint {tpath} does not match its metadata {jpath.name} (a tensor file "

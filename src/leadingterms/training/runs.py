@@ -66,13 +66,14 @@ class Run:
         model = AttentionOnlyTransformer.from_state_dict(groups["model"], init=init, device=device)
         return model.eval()
 
-    def checkpoint_state(self, step: int | None = None) -> tuple[dict[str, dict[str, torch.Tensor]],
-                                                                 dict[str, Any]]:
+    def checkpoint_state(self, step: int | None = None, *, mmap: bool = False
+                         ) -> tuple[dict[str, dict[str, torch.Tensor]], dict[str, Any]]:
         """Raw checkpoint: ({"model", "shadow", "optim"} tensors, metadata), verified to be this run's (run id,
-        corpus hash, config) and finite."""
+        corpus hash, config) and finite; ``mmap``: memory-mapped tensors."""
         s = self._step(step)
-        groups, meta = load_checkpoint_raw(self.path, s, expect={"run_id": self.info.get("run_id"),
-                                                                 "corpus_hash": self.info.get("corpus_hash")})
+        groups, meta = load_checkpoint_raw(self.path, s, mmap=mmap,
+                                           expect={"run_id": self.info.get("run_id"),
+                                                   "corpus_hash": self.info.get("corpus_hash")})
         check_checkpoint_config(meta, self.config, where=f"checkpoint of step {s} in {self.path}")
         return groups, meta
 
