@@ -5,8 +5,11 @@ pure function over a sequence of inputs and consume the results *in input order*
 engine gives the same output, bit for bit:
 
 - in-process (the default, ``--workers 1``): a plain loop; Dask is not imported;
-- ``--workers N`` (N > 1): a Dask ``LocalCluster`` of N worker processes with one thread each,
-  started for the command and stopped after it;
+- ``--workers N`` (N > 1): a Dask ``LocalCluster`` of N workers with one thread each, started for
+  the command and stopped after it. Tasks that hold the GIL (tokenizing text) get N worker
+  processes; tasks whose work releases the GIL (the statistics' torch kernels) get N workers in
+  this process (``processes=False``, as Dask advises for numeric work): results then reach the
+  client without being serialized or copied;
 - ``--scheduler ADDRESS``: the workers of a running Dask cluster (``dask scheduler`` and
   ``dask worker ADDRESS``). Its workers must have leadingterms installed and see the files the
   tasks name (the token store of ``stats``) under the same path, e.g. on a shared file system;
@@ -49,8 +52,8 @@ def check_scheduler(value: Any, name: str) -> str:
 class ParallelConfig:
     """Where a command's independent tasks run (the same flags for every command that has them)."""
 
-    workers: int = option(1, help="worker processes: 1 runs in this process; N > 1 starts a local Dask cluster of "
-                          "N single-threaded processes for the command", metavar="N", check=positive_int,
+    workers: int = option(1, help="workers: 1 runs in this process; N > 1 starts a local Dask cluster of N "
+                          "single-threaded workers for the command", metavar="N", check=positive_int,
                           group=ENGINE_GROUP, exclusive="engine")
     scheduler: str | None = option(None, help="run on the workers of a running Dask cluster (tcp://HOST:PORT); "
                                    "for stats they must see the token store under the same path",
@@ -61,7 +64,7 @@ class ParallelConfig:
 class Engine(Protocol):
     """Maps a function over inputs; results come back in input order."""
 
-    name: str  # "in-process", "local Dask cluster (N workers)", "Dask scheduler ADDRESS"
+    name: str  # "in-process", "local Dask cluster (N worker threads|processes)", "Dask scheduler ADDRESS"
     n_workers: int
 
     def map(self, fn: Callable[..., Any], items: Iterable[Any], *shared: Any) -> Iterator[Any]:
@@ -146,11 +149,14 @@ def _import_distributed() -> Any:
 
 
 @contextlib.contextmanager
-def open_engine(cfg: ParallelConfig, warm: tuple[str, ...] = ()) -> Iterator[Engine]:
+def open_engine(cfg: ParallelConfig, warm: tuple[str, ...] = (), *,
+                releases_gil: bool = False) -> Iterator[Engine]:
     """The engine ``cfg`` asks for; a local cluster is stopped (and a client closed) on exit.
 
     ``warm``: modules the tasks will need; Dask workers start importing them at once (e.g. torch, a
-    few seconds), while this process goes on."""
+    few seconds), while this process goes on. ``releases_gil``: the tasks spend their time outside
+    the GIL, so a local cluster's workers are threads of this process (no serialization of
+    arguments or results) rather than processes."""
     if cfg.scheduler is None and cfg.workers == 1:
         yield InProcess()
         return
@@ -166,11 +172,12 @@ def open_engine(cfg: ParallelConfig, warm: tuple[str, ...] = ()) -> Iterator[Eng
                                         f"{first_line(exc) or type(exc).__name__}") from None
             name = f"Dask scheduler {cfg.scheduler}"
         else:
+            where = {"processes": False} if releases_gil else {"processes": True, "host": "127.0.0.1"}
             cluster = stack.enter_context(distributed.LocalCluster(
-                n_workers=cfg.workers, threads_per_worker=1, processes=True, host="127.0.0.1",
-                dashboard_address=":0", scheduler_kwargs={"dashboard": False}, silence_logs=logging.ERROR))
+                n_workers=cfg.workers, threads_per_worker=1, dashboard_address=":0",
+                scheduler_kwargs={"dashboard": False}, silence_logs=logging.ERROR, **where))
             client = stack.enter_context(distributed.Client(cluster))
-            name = f"local Dask cluster ({cfg.workers} workers)"
+            name = f"local Dask cluster ({cfg.workers} worker {'threads' if releases_gil else 'processes'})"
         engine = DaskEngine(client, name)
         engine.warm(warm)
         yield engine

@@ -106,7 +106,7 @@ def _compute(cfg: StatsConfig, store: Any, out: Path, device: str, notes: list[s
     """The map-reduce and the save, holding the output lock of ``out``."""
     pieces = store_pieces(store.tokens, cfg.shard_tokens)
     chunk_rows = cfg.chunk_rows or chunk_rows_for(store.T)
-    with open_engine(cfg, warm=("leadingterms.basis.stats",)) as engine:
+    with open_engine(cfg, warm=("leadingterms.basis.stats",), releases_gil=True) as engine:
         hashes, counts = survey(pieces, store.V, progress=cfg.progress)  # every id checked before any write
         key = checkpoint_key({"format": CHECKPOINT_FORMAT, "corpus_hash": store.content_hash, "shards": hashes,
                               "V": store.V, "dtype": cfg.dtype, "top_k": cfg.top_k, "chunk_rows": chunk_rows,

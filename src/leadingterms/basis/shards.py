@@ -205,12 +205,16 @@ class ResumablePasses:
         results: Any = self.engine.map(task, pieces[done:], *shared)
         if self.progress:
             results = bar(results, total=len(pieces), initial=done, desc=f"basis: {name}", unit="shard")
-        for part in results:
-            acc = merge(acc, part)
-            done += 1
-            self.computed[which] += 1
-            if len(pieces) > 1 and done < len(pieces):
-                ck.save(acc, done)
+        threads = torch.get_num_threads()
+        try:
+            for part in results:
+                acc = merge(acc, part)
+                done += 1
+                self.computed[which] += 1
+                if len(pieces) > 1 and done < len(pieces):
+                    ck.save(acc, done)
+        finally:  # workers that are threads of this process set torch's (process-wide) thread count to 1
+            torch.set_num_threads(threads)
         assert acc is not None
         if which == "pass1" and len(pieces) > 1 and self.computed[which]:
             ck.save(acc, done, force=True)  # pass 2 can be resumed without pass 1 (pass 2's sums go to the basis)

@@ -110,17 +110,23 @@ class Sums:
         return {name: getattr(self, name) for name in self.MATRICES + self.VECTORS}
 
     def __getstate__(self) -> dict[str, Any]:
-        """Pickled (e.g. by Dask) on the CPU, each matrix dense or sparse, whichever is smaller."""
-        state = {f.name: getattr(self, f.name) for f in fields(self)}
+        """Pickled (e.g. by Dask) on the CPU, each matrix dense or sparse, whichever is smaller; as NumPy
+        arrays, which pickle protocol 5 (Dask's) passes out of band, without a copy."""
+        state: dict[str, Any] = {f.name: getattr(self, f.name) for f in fields(self)}
         for name in self.MATRICES:
-            state[name] = pack(state[name])
-        for name in self.VECTORS:
-            state[name] = state[name].cpu()
-        if state["ids"] is not None:
-            state["ids"] = state["ids"].cpu()
+            e = pack(state[name])
+            state[name] = (e.n, to_numpy(e.idx), to_numpy(e.vals)) if isinstance(e, Coo) else to_numpy(e)
+        for name in self.VECTORS + ("ids",):
+            if state[name] is not None:
+                state[name] = to_numpy(state[name])
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
+        for name, v in state.items():
+            if isinstance(v, tuple):
+                state[name] = Coo(v[0], _tensor(v[1]), _tensor(v[2]))
+            elif isinstance(v, np.ndarray):
+                state[name] = _tensor(v)
         self.__dict__.update(state)
 
     def full(self) -> Sums:
@@ -193,6 +199,11 @@ def merge(acc: Sums | None, part: Sums) -> Sums:
         acc = acc.full()
     acc.add(part)
     return acc
+
+
+def _tensor(a: np.ndarray) -> Tensor:
+    """A tensor over ``a`` (a received buffer); copied when read-only, since sums are added into in place."""
+    return torch.from_numpy(a if a.flags.writeable else a.copy())
 
 
 def to_numpy(t: Tensor) -> np.ndarray:

@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+from copy import deepcopy
 
 import numpy as np
 import pytest
@@ -105,6 +106,26 @@ def test_sums_travel_sparse_where_smaller_and_merge_to_the_same_bits(kind, densi
     for name in a.MATRICES + a.VECTORS:
         assert torch.equal(getattr(a, name), getattr(b, name)), name
     assert a.rows == b.rows == 12
+
+
+def test_sums_travel_out_of_band_and_received_buffers_are_never_written():
+    """Protocol 5 (Dask's) passes the arrays as out-of-band buffers; a read-only received buffer is copied
+    before sums are added into it, and the merge is bit-identical to merging the originals."""
+    parts = [random_sums("bigram", 40, 5, d, s) for s, d in enumerate((0.9, 0.05, 0.9))]
+    a = b = None
+    received, snapshots = [], []
+    for p in parts:
+        buffers: list[pickle.PickleBuffer] = []
+        head = pickle.dumps(p, protocol=5, buffer_callback=buffers.append)
+        assert len(head) < 1000 and len(buffers) >= 4  # the arrays are not in the pickle stream
+        got = [bytes(buf.raw()) for buf in buffers]
+        received += got
+        snapshots += [bytes(bytearray(r)) for r in got]
+        q = pickle.loads(head, buffers=[memoryview(r) for r in got])  # read-only, as from a socket
+        a, b = merge(a, deepcopy(p).full()), merge(b, q)
+    assert received == snapshots
+    for name in a.MATRICES + a.VECTORS:
+        assert torch.equal(getattr(a, name), getattr(b, name)), name
 
 
 # ---------------------------------------------------------------------------------------- stores and checkpoints
