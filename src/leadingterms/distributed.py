@@ -66,6 +66,7 @@ class Engine(Protocol):
 
     name: str  # "in-process", "local Dask cluster (N worker threads|processes)", "Dask scheduler ADDRESS"
     n_workers: int
+    tasks_here: int  # tasks that may run at once in this process (its memory holds their working sets)
 
     def map(self, fn: Callable[..., Any], items: Iterable[Any], *shared: Any) -> Iterator[Any]:
         """``fn(item, *shared)`` for every item, in order."""
@@ -77,6 +78,7 @@ class InProcess:
 
     name = "in-process"
     n_workers = 1
+    tasks_here = 1
 
     def map(self, fn: Callable[..., Any], items: Iterable[Any], *shared: Any) -> Iterator[Any]:
         for item in items:
@@ -86,10 +88,11 @@ class InProcess:
 class DaskEngine:
     """Run the tasks on the workers of a ``distributed.Client``."""
 
-    def __init__(self, client: Any, name: str) -> None:
+    def __init__(self, client: Any, name: str, *, threads_here: bool = False) -> None:
         self.client = client
         self.name = name
         self.n_workers = max(1, sum(client.nthreads().values()))
+        self.tasks_here = self.n_workers if threads_here else 0
         self._warming: list[Any] = []
 
     def warm(self, modules: tuple[str, ...]) -> None:
@@ -178,6 +181,6 @@ def open_engine(cfg: ParallelConfig, warm: tuple[str, ...] = (), *,
                 scheduler_kwargs={"dashboard": False}, silence_logs=logging.ERROR, **where))
             client = stack.enter_context(distributed.Client(cluster))
             name = f"local Dask cluster ({cfg.workers} worker {'threads' if releases_gil else 'processes'})"
-        engine = DaskEngine(client, name)
+        engine = DaskEngine(client, name, threads_here=cfg.scheduler is None and releases_gil)
         engine.warm(warm)
         yield engine

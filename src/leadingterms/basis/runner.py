@@ -117,7 +117,7 @@ def _compute(cfg: StatsConfig, store: Any, out: Path, device: str, notes: list[s
         basis = reduce_basis(pieces, store.V, dtype=parse_dtype(cfg.dtype), vocab=store.vocab,
                              progress=cfg.progress, top_k=cfg.top_k, chunk_rows=chunk_rows,
                              reserve_matrices=6 if cfg.extras else 3, device=device, counts=counts,
-                             run_pass=passes)
+                             run_pass=passes, tasks_here=engine.tasks_here)
         engine_name = engine.name
     provenance = {"corpus_hash": store.content_hash, "corpus": str(store.path), "top_k_requested": cfg.top_k,
                   "engine": engine_name, "shards_resumed": passes.resumed, "shards_computed": passes.computed}

@@ -46,8 +46,9 @@ from leadingterms.validate import dtype_to_name, parse_dtype, token_rows
 MLike = Tensor | tuple[Tensor, Tensor]
 SumsT = TypeVar("SumsT", bound=Sums)
 
-#: Working-set budget for one chunk's pair arrays (keys, gathered values, kernel, weights).
-DEFAULT_CHUNK_BYTES = 96 * 2**20
+#: Working-set budget for one chunk's pair arrays (keys, gathered values, kernel, weights). Larger
+#: chunks spend less of the time in per-block Python calls (which hold the GIL): 300 rows at T=200.
+DEFAULT_CHUNK_BYTES = 192 * 2**20
 #: Bytes of chunk working set per (t, j) pair (two int64 keys, values, weights).
 _PAIR_BYTES = 32
 
@@ -63,17 +64,20 @@ def _counts_dtype(dtype: torch.dtype) -> torch.dtype:
     return torch.float64 if dtype == torch.float64 else torch.int32
 
 
-def estimate_bytes(V: int, T: int, dtype: torch.dtype = torch.float64, *, n_matrices: int = 6) -> int:
+def estimate_bytes(V: int, T: int, dtype: torch.dtype = torch.float64, *, n_matrices: int = 6,
+                   tasks: int = 1) -> int:
     """Peak bytes of a basis computation: ``n_matrices`` V×V float buffers (+ int32 bigram counts
-    for float32) plus one chunk's pair working set."""
+    for float32) plus one chunk's pair working set; each of ``tasks`` > 1 tasks running at once in
+    this process (worker threads) adds its own pass-1 sums (3 V×V) and chunk."""
     item = torch.empty((), dtype=dtype).element_size()
     per_cell = n_matrices * item + (0 if _counts_dtype(dtype) == dtype else 4)
-    return per_cell * V * V + DEFAULT_CHUNK_BYTES + 64 * 2**20
+    per_task = 3 * item * V * V + DEFAULT_CHUNK_BYTES
+    return per_cell * V * V + DEFAULT_CHUNK_BYTES + (max(1, tasks) - 1) * per_task + 64 * 2**20
 
 
-def _check_memory(V: int, T: int, dtype: torch.dtype, n_matrices: int, what: str) -> None:
+def _check_memory(V: int, T: int, dtype: torch.dtype, n_matrices: int, what: str, tasks: int = 1) -> None:
     check_memory(
-        estimate_bytes(V, T, dtype, n_matrices=n_matrices),
+        estimate_bytes(V, T, dtype, n_matrices=n_matrices, tasks=tasks),
         f"{what} at V={V}",
         "restrict the vocabulary with --top-k K (e.g. --top-k 3000) or use --dtype float32",
     )
@@ -438,14 +442,15 @@ def _sparse_counts(s: BigramSums) -> sp.csr_matrix:
 def reduce_basis(pieces: Sequence[Any], V: int, *, dtype: torch.dtype = torch.float64,
                  vocab: list[str] | None = None, progress: bool = True, top_k: int | None = None,
                  chunk_rows: int | None = None, reserve_matrices: int = 0, device: str = "cpu",
-                 counts: Tensor | None = None, run_pass: PassRunner | None = None) -> Basis:
+                 counts: Tensor | None = None, run_pass: PassRunner | None = None, tasks_here: int = 1) -> Basis:
     """Every docs/theory.md §2 statistic over all the rows of ``pieces`` (row arrays (n_i, T+1), or
     references with ``shape`` and ``load()``), as a map-reduce (docs/theory.md §2.7).
 
     Pass 1 per piece gives raw bigram counts, Φ, Ā and token counts; merged (added) they give
     B̄, Φ̄, Π, Ā and M = B̄ᵀB̄Φ̄ (from the sparse counts); pass 2 per piece, given M, gives raw
     Q̄ and Δ; merged and normalised once by 1/(N·T). ``counts`` (V,): token counts over all
-    positions, when known (for ``top_k``). ``run_pass``: where the pieces run (default: here).
+    positions, when known (for ``top_k``). ``run_pass``: where the pieces run (default: here);
+    ``tasks_here``: how many of its tasks run at once in this process (counted in the memory check).
     """
     t0 = time.perf_counter()
     name = dtype_to_name(dtype)
@@ -466,7 +471,7 @@ def reduce_basis(pieces: Sequence[Any], V: int, *, dtype: torch.dtype = torch.fl
             V_out = top_k + 1
             if vocab is not None:
                 vocab = [vocab[i] for i in token_ids[:-1]] + [OTHER_TOKEN]
-    _check_memory(V_out, T, dtype, 6 + reserve_matrices, "the basis statistics")
+    _check_memory(V_out, T, dtype, 6 + reserve_matrices, "the basis statistics", tasks=tasks_here)
     rows = chunk_rows or chunk_rows_for(T)
     plan = PassPlan(V=V, V_out=V_out, dtype=name, chunk_rows=rows, device=device,
                     progress=progress and len(pieces) == 1)

@@ -27,6 +27,7 @@ from leadingterms.basis import (
     compute_basis,
     estimate_bytes,
 )
+from leadingterms.basis.stats import reduce_basis
 from leadingterms.errors import LeadingTermsError
 
 NAMES = ("B_bar", "Phi_bar", "Q_bar", "Delta", "Pi", "A_bar")
@@ -373,3 +374,20 @@ def test_refuses_before_allocating_when_memory_is_short(monkeypatch):
     assert "\n" not in str(e.value)
     assert estimate_bytes(2000, 10) > 4 * estimate_bytes(1000, 10) - 5 * 2**28
     assert estimate_bytes(1000, 10, torch.float32) < estimate_bytes(1000, 10, torch.float64)
+
+
+def test_memory_estimate_counts_each_worker_thread(monkeypatch):
+    """Worker threads of this process (stats --workers N) each hold pass-1 sums (3 V×V) and a chunk."""
+    from leadingterms.basis.stats import DEFAULT_CHUNK_BYTES
+
+    V = 1000
+    one, three = estimate_bytes(V, 10, tasks=1), estimate_bytes(V, 10, tasks=3)
+    assert three - one == 2 * (3 * 8 * V * V + DEFAULT_CHUNK_BYTES)
+    assert estimate_bytes(V, 10, tasks=0) == one  # tasks on other processes: only this process's own
+    monkeypatch.setenv("LEADINGTERMS_MAX_MEMORY_SHARE", "1")
+    monkeypatch.setattr("leadingterms.budget.available_memory_bytes", lambda: (one + three) // 2)
+    tokens = np.random.default_rng(0).integers(0, V, size=(4, 11))
+    reduce_basis([tokens], V, progress=False, tasks_here=1)  # fits
+    with pytest.raises(LeadingTermsError, match="needs about") as e:
+        reduce_basis([tokens], V, progress=False, tasks_here=3)
+    assert "\n" not in str(e.value)
