@@ -116,6 +116,9 @@ class CheckpointWriter:
     and returns; :meth:`wait` blocks until the write in flight is done. An error in the thread
     (e.g. a full disk) is raised by the next :meth:`submit` / :meth:`wait`. ``bytes_written``
     counts every file written, pruned or not.
+
+    The copies go into buffers allocated by the first checkpoint that needs them and reused by
+    every later one (a fresh allocation of a checkpoint's size costs page faults on every write).
     """
 
     def __init__(self, run_dir: str | Path, *, keep_last: int, early: int) -> None:
@@ -123,11 +126,18 @@ class CheckpointWriter:
         self.bytes_written = 0
         self._thread: threading.Thread | None = None
         self._error: BaseException | None = None
+        self._buffers: dict[str, torch.Tensor] = {}
+
+    def _copy(self, key: str, t: torch.Tensor) -> torch.Tensor:
+        buf = self._buffers.get(key)
+        if buf is None or buf.shape != t.shape or buf.dtype != t.dtype:
+            buf = self._buffers[key] = torch.empty(t.shape, dtype=t.dtype, device="cpu")
+        return buf.copy_(t.detach())
 
     def submit(self, step: int, tensors: Mapping[str, Mapping[str, torch.Tensor]],
                meta: Mapping[str, Any]) -> None:
-        self.wait()
-        snap = {g: {n: t.detach().to("cpu", copy=True) for n, t in d.items()} for g, d in tensors.items()}
+        self.wait()  # the previous write is done: its buffers may be reused
+        snap = {g: {n: self._copy(f"{g}.{n}", t) for n, t in d.items()} for g, d in tensors.items()}
         self._thread = threading.Thread(target=self._write, args=(step, snap, dict(meta)), daemon=True,
                                         name=f"checkpoint-{step}")
         self._thread.start()

@@ -62,8 +62,33 @@ def test_writer_writes_in_background_and_counts_bytes(tmp_path):
     assert checkpoint_meta(tmp_path, 7)["shadow"] is True and checkpoint_meta(tmp_path, 1)["shadow"] is False
     from leadingterms.training.checkpoints import load_checkpoint_raw
 
-    groups, _ = load_checkpoint_raw(tmp_path, 1)
-    assert torch.equal(groups["model"]["W_O"], torch.arange(6, dtype=torch.float64).reshape(2, 3) + 1)
+    for step, plus in ((0, 0), (1, 1), (7, 3)):  # each file holds its own step's values
+        groups, _ = load_checkpoint_raw(tmp_path, step)
+        assert torch.equal(groups["model"]["W_O"], torch.arange(6, dtype=torch.float64).reshape(2, 3) + plus)
+
+
+def test_writer_reuses_its_copy_buffers_once_the_previous_write_is_done(tmp_path, monkeypatch):
+    import leadingterms.training.checkpoints as ck
+
+    w = CheckpointWriter(tmp_path, keep_last=5, early=5)
+    seen: list[tuple[int, float]] = []
+    real = ck.save_checkpoint
+
+    def slow_save(run_dir, step, tensors, meta):
+        import time
+
+        time.sleep(0.05)  # the next submit must wait for this write before reusing the buffer
+        seen.append((tensors["model"]["W_O"].data_ptr(), float(tensors["model"]["W_O"][0])))
+        return real(run_dir, step, tensors, meta)
+
+    monkeypatch.setattr(ck, "save_checkpoint", slow_save)
+    t = torch.zeros(1000)
+    for s in range(4):
+        t.fill_(s)
+        w.submit(s, {"model": {"W_O": t}}, {})
+    w.wait()
+    assert [v for _, v in seen] == [0.0, 1.0, 2.0, 3.0]
+    assert len({p for p, _ in seen}) == 1  # one buffer, allocated once
 
 
 def test_writer_error_surfaces(tmp_path):
