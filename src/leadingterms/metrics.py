@@ -53,6 +53,21 @@ Prediction = Tensor | Callable[[int, int], Tensor]
 BLOCK_ELEMENTS = 1 << 20
 
 
+def row_blocks(a: Tensor) -> list[tuple[int, int]]:
+    """Row ranges [i, j) of ``a`` of about :data:`BLOCK_ELEMENTS` elements each; one range (0, 1) for a
+    vector (taken whole)."""
+    if a.ndim < 2:
+        return [(0, 1)]
+    n = a.shape[0]
+    per = max(1, BLOCK_ELEMENTS // max(1, a[0].numel()))
+    return [(i, min(i + per, n)) for i in range(0, n, per)]
+
+
+def rows_of(a: Tensor, i: int, j: int) -> Tensor:
+    """Rows i..j-1 of a matrix, or the whole of a vector (the blocks of :func:`row_blocks`)."""
+    return a[i:j] if a.ndim > 1 else a
+
+
 def compare_many(learned: Mapping[str, Tensor],
                  predictions: Mapping[str, Mapping[str, Prediction]]) -> dict[str, dict[str, dict[str, float]]]:
     """:func:`compare` of ``learned`` with several sets of predictions (``{kind: {name: prediction}}``)
@@ -69,16 +84,14 @@ def compare_many(learned: Mapping[str, Tensor],
         if not kinds:
             continue
         a = a.detach()
-        n = a.shape[0] if a.ndim > 1 else 1
-        per = max(1, BLOCK_ELEMENTS // max(1, a[0].numel())) if a.ndim > 1 else 1
         acc = {k: torch.zeros(3, dtype=torch.float64, device=a.device) for k in kinds}
         shape_error: str | None = None
-        for i in range(0, n, per):
-            x = (a[i:i + per] if a.ndim > 1 else a).to(torch.float64).reshape(-1)
+        for i, j in row_blocks(a):
+            x = rows_of(a, i, j).to(torch.float64).reshape(-1)
             xx = x @ x
             for k in kinds:
                 p = predictions[k][name]
-                y = p(i, min(i + per, n)) if callable(p) else (p[i:i + per] if a.ndim > 1 else p)
+                y = p(i, j) if callable(p) else rows_of(p, i, j)
                 if y.numel() != x.numel() or (not callable(p) and p.shape != a.shape):
                     shape_error = f"{tuple(a.shape)} and {tuple(p.shape) if not callable(p) else '?'}"
                     break

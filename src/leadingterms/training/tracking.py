@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from leadingterms.metrics import Prediction, compare_many
+from leadingterms.metrics import Prediction, compare_many, row_blocks, rows_of
 from leadingterms.theory import LAYER_KINDS, param_name, parse_param
 from leadingterms.training.config import TRACK_KINDS
 
@@ -64,18 +64,16 @@ def layer_spread(weights: Mapping[str, torch.Tensor], layers: int) -> dict[str, 
     if layers < 2:
         return None
     out: dict[str, float | None] = {}
-    for kind in LAYER_KINDS:  # one float64 (V, V) mean and one difference at a time, whatever L (no L·V² stack)
-        mean = weights[param_name(kind, 0)].detach().double().clone()
-        for l in range(1, layers):
-            mean += weights[param_name(kind, l)].detach()
-        mean /= layers
-        denom = float(torch.linalg.vector_norm(mean))
-        if denom == 0.0:
-            out[kind] = None
-            continue
-        dev = max(float(torch.linalg.vector_norm(weights[param_name(kind, l)].detach().double() - mean))
-                  for l in range(layers))
-        out[kind] = finite_or_none(dev / denom)
+    for kind in LAYER_KINDS:  # block by block of rows in float64: no (V, V) float64 copy, whatever L
+        ws = [weights[param_name(kind, l)].detach() for l in range(layers)]
+        sq = torch.zeros(layers + 1, dtype=torch.float64, device=ws[0].device)  # ||mean||², ||theta_l − mean||²
+        for i, j in row_blocks(ws[0]):
+            block = torch.stack([rows_of(w, i, j).to(torch.float64) for w in ws])  # (L, rows, V)
+            mean = block.mean(0)
+            sq[0] += mean.square().sum()
+            sq[1:] += (block - mean).square().reshape(layers, -1).sum(1)
+        mean_sq, *dev_sq = sq.tolist()
+        out[kind] = None if mean_sq == 0.0 else finite_or_none(math.sqrt(max(dev_sq) / mean_sq))
     return out
 
 

@@ -37,6 +37,20 @@ def test_layer_spread_matches_definition():
     assert layer_spread(w, 1) is None
 
 
+def test_layer_spread_block_by_block_equals_the_definition(monkeypatch):
+    monkeypatch.setattr("leadingterms.metrics.BLOCK_ELEMENTS", 7 * 30)  # 7 rows per block: 5 blocks of 30 rows
+    g = torch.Generator().manual_seed(1)
+    L = 4
+    w = {f"layers.{l}.{k}": torch.randn(30, 30, generator=g) for l in range(L) for k in ("V", "W")}
+    w.update({f"layers.{l}.P": torch.randn(9, generator=g) + l for l in range(L)})
+    out = layer_spread(w, L)
+    for kind in ("V", "W", "P"):
+        stack = torch.stack([w[f"layers.{l}.{kind}"].double() for l in range(L)])
+        mean = stack.mean(0)
+        expect = max(float((stack[l] - mean).norm() / mean.norm()) for l in range(L))
+        assert out[kind] == pytest.approx(expect, rel=1e-12), kind
+
+
 def test_validity_horizon_is_the_sustained_crossing():
     rows = [
         {"step": 0, "closed_form": {}},
