@@ -41,6 +41,7 @@ import torch
 from torch import Tensor
 
 from leadingterms.errors import LeadingTermsError
+from leadingterms.metrics import Prediction
 from leadingterms.theory import layered
 from leadingterms.validate import check_schedule, positive_int, token_rows
 
@@ -180,6 +181,13 @@ class Shadow:
     def weights(self) -> dict[str, Tensor]:
         """Current shadow weights under the model's parameter names (layers share tensors)."""
         return layered({"W_O": self.W_O(), "W": self.W, "V": self.V_, "P": self.P}, self.layers)
+
+    def weight_rows(self) -> dict[str, Prediction]:
+        """:meth:`weights` with W_O as ``rows(i, j)`` (rows i..j-1 of S − u·q 1ᵀ), for
+        :func:`leadingterms.metrics.compare_many`: no (V, V) copy of W_O is formed."""
+        u = 1.0 / self.V
+        return layered({"W_O": lambda i, j: self.S_T[:, i:j].T.sub(self.q[i:j, None], alpha=u),
+                        "W": self.W, "V": self.V_, "P": self.P}, self.layers)
 
     def state_dict(self, *, clone: bool = True) -> dict[str, Tensor]:
         """Tensors for checkpoint/resume (safetensors-ready): S as its nonzero entries (``S_index``, flat

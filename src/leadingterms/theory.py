@@ -23,7 +23,7 @@ import math
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Protocol, TypeVar
 
 if TYPE_CHECKING:
     from torch import Tensor
@@ -196,8 +196,11 @@ def count_layers(names: Iterable[str]) -> int:
     return 1 + max((l for l in layers if l is not None), default=-1)
 
 
-def layered(by_kind: Mapping[str, Tensor], layers: int) -> dict[str, Tensor]:
-    """Parameter-name dict from one tensor per kind; every layer shares the same tensor object
+_Item = TypeVar("_Item")
+
+
+def layered(by_kind: Mapping[str, _Item], layers: int) -> dict[str, _Item]:
+    """Parameter-name dict from one tensor (or row builder) per kind; every layer shares the same object
     (clone before writing several to one safetensors file or mutating them)."""
     return {name: by_kind[parse_param(name)[0]] for name in param_names(layers, by_kind)}
 

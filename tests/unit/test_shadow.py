@@ -157,6 +157,11 @@ def test_increments_do_not_change_the_state(corpus: np.ndarray) -> None:
     assert rel(a.q, a.S_T.sum(0)) < 1e-14
     W_O = a.W_O()
     assert float(W_O.sum(1).abs().max()) <= 1e-15 * float(W_O.abs().max()) * V_
+    # weight_rows (what a logged step compares) gives the rows of weights(), bit for bit
+    rows, full = a.weight_rows(), a.weights()
+    assert set(rows) == set(full)
+    assert torch.equal(torch.cat([rows["W_O"](i, min(i + 3, V_)) for i in range(0, V_, 3)]), full["W_O"])
+    assert all(rows[k] is full[k] for k in full if k != "W_O")
 
 
 # ----------------------------------------------------------------------------- against SGD

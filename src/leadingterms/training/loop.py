@@ -165,7 +165,7 @@ class Trainer:
         return metrics_row(
             step, epoch=self.order.epoch_float(step), weights=self.model.weights(), layers=self.cfg.layers,
             lr=self.cfg.lr, track=self.cfg.track, preds=self.preds,
-            shadow=self.shadow.weights() if self.shadow is not None else None,
+            shadow=self.shadow.weight_rows() if self.shadow is not None else None,
             loss=self.loss(self.eval_tokens), batch_loss=batch_loss,
             val_loss=None if self.val_tokens is None else self.loss(self.val_tokens))
 
@@ -180,7 +180,7 @@ class Trainer:
         t1 = time.perf_counter()
         metrics_row(step, epoch=0.0, weights=self.model.weights(), layers=self.cfg.layers, lr=self.cfg.lr,
                     track=self.cfg.track, preds=self.preds,
-                    shadow=self.shadow.weights() if self.shadow is not None else None,
+                    shadow=self.shadow.weight_rows() if self.shadow is not None else None,
                     loss=0.0, batch_loss=None, val_loss=None)
         _sync(self.device)
         return per_chunk * -(-n // self.eval_chunk) + time.perf_counter() - t1

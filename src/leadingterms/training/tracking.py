@@ -78,7 +78,7 @@ def layer_spread(weights: Mapping[str, torch.Tensor], layers: int) -> dict[str, 
 
 
 def predictions(kind: str, step: int, *, lr: float, preds: Predictions | None,
-                shadow: Mapping[str, torch.Tensor] | None,
+                shadow: Mapping[str, Prediction] | None,
                 like: Mapping[str, torch.Tensor]) -> dict[str, Prediction]:
     """The prediction of ``kind`` (closed_form, second_order or shadow) for the weights after ``step`` steps;
     ``preds`` holds the basis's fixed matrices (:class:`leadingterms.predict.Predictions`). The closed
@@ -98,7 +98,7 @@ def predictions(kind: str, step: int, *, lr: float, preds: Predictions | None,
 
 
 def metrics_row(step: int, *, epoch: float, weights: Mapping[str, torch.Tensor], layers: int, lr: float,
-                track: Iterable[str], preds: Predictions | None, shadow: Mapping[str, torch.Tensor] | None,
+                track: Iterable[str], preds: Predictions | None, shadow: Mapping[str, Prediction] | None,
                 loss: float, batch_loss: float | None, val_loss: float | None) -> dict[str, Any]:
     """One metrics.jsonl row (see the module docstring): losses, and the learned ``weights``
     compared with every tracked prediction (on the weights' device, each learned weight read once:
