@@ -174,9 +174,13 @@ class Shadow:
         """Advance by one optimizer step whose batch is ``batch_tokens`` (B, T+1)."""
         self.apply(self.increments(batch_tokens))
 
+    def W_O_rows(self, i: int, j: int) -> Tensor:
+        """Rows i..j-1 of W_O = S − u·q 1ᵀ (row = current token, col = next token), a new tensor."""
+        return self.S_T[:, i:j].T.sub(self.q[i:j, None], alpha=1.0 / self.V)
+
     def W_O(self) -> Tensor:
-        """W_O = S − u·q 1ᵀ (V, V), row = current token, col = next token (a new tensor)."""
-        return self.S_T.T.sub(self.q[:, None], alpha=1.0 / self.V)
+        """W_O (V, V), row = current token, col = next token (a new tensor)."""
+        return self.W_O_rows(0, self.V)
 
     def weights(self) -> dict[str, Tensor]:
         """Current shadow weights under the model's parameter names (layers share tensors)."""
@@ -185,9 +189,7 @@ class Shadow:
     def weight_rows(self) -> dict[str, Prediction]:
         """:meth:`weights` with W_O as ``rows(i, j)`` (rows i..j-1 of S − u·q 1ᵀ), for
         :func:`leadingterms.metrics.compare_many`: no (V, V) copy of W_O is formed."""
-        u = 1.0 / self.V
-        return layered({"W_O": lambda i, j: self.S_T[:, i:j].T.sub(self.q[i:j, None], alpha=u),
-                        "W": self.W, "V": self.V_, "P": self.P}, self.layers)
+        return layered({"W_O": self.W_O_rows, "W": self.W, "V": self.V_, "P": self.P}, self.layers)
 
     def state_dict(self, *, clone: bool = True) -> dict[str, Tensor]:
         """Tensors for checkpoint/resume (safetensors-ready): S as its nonzero entries (``S_index``, flat
