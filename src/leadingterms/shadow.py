@@ -55,20 +55,27 @@ SMALL_PAIR_WORK = 1 << 20
 SPARSE_DENSITY = 0.05
 
 
+def _csr(rows: Tensor, cols: Tensor, vals: Tensor, shape: tuple[int, int]) -> Tensor:
+    """A CSR matrix of ``shape`` from entries sorted by (row, col)."""
+    crow = torch.zeros(shape[0] + 1, dtype=torch.int64)
+    crow[1:] = torch.bincount(rows, minlength=shape[0]).cumsum(0)
+    with warnings.catch_warnings():  # torch flags its CSR support as beta
+        warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
+        return torch.sparse_csr_tensor(crow, cols, vals, shape, check_invariants=False)
+
+
 def _products(S_cols: Tensor, V_rows: Tensor, Phi: Tensor) -> tuple[Tensor, Tensor]:
     """(S_cols @ V_rowsᵀ (Vc, Vc), Φᵀ @ S_cols (Vc, V)) for S_cols (Vc, V), V_rows (Vc, V), Φ (Vc, Vc)."""
     if S_cols.device.type == "cpu":
-        nz = torch.nonzero(S_cols)
+        nz = torch.nonzero(S_cols)  # sorted by (row, col)
         if nz.shape[0] <= SPARSE_DENSITY * S_cols.numel():
-            vals = S_cols[nz[:, 0], nz[:, 1]]
+            r, c = nz[:, 0], nz[:, 1]
+            vals = S_cols[r, c]
             Vc, V = S_cols.shape
-            with warnings.catch_warnings():  # torch flags its CSR support as beta
-                warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
-                rows = torch.sparse_coo_tensor(nz.T, vals, (Vc, V), is_coalesced=True,
-                                               check_invariants=False).to_sparse_csr()
-                cols = torch.sparse_coo_tensor(nz.flip(1).T, vals, (V, Vc),
-                                               check_invariants=False).coalesce().to_sparse_csr()
-                return rows @ V_rows.T, (cols @ Phi).T
+            by_col = torch.argsort(c * Vc + r)  # the entries of S_colsᵀ, sorted by (col, row)
+            rows = _csr(r, c, vals, (Vc, V))
+            cols = _csr(c[by_col], r[by_col], vals[by_col], (V, Vc))
+            return rows @ V_rows.T, (cols @ Phi).T
     return S_cols @ V_rows.T, Phi.T @ S_cols
 
 
