@@ -46,3 +46,18 @@ def test_workers_and_scheduler_exclude_each_other():
         check_config(ParallelConfig(workers=2, scheduler="tcp://127.0.0.1:8786"))
     with pytest.raises(LeadingTermsError, match="--workers must be a positive integer"):
         check_config(ParallelConfig(workers=0))
+
+
+@pytest.mark.parametrize("releases_gil", [True, False])
+def test_local_cluster_workers_run_without_profiler_and_threads_without_memory_limit(releases_gil):
+    """On a local cluster the workers' statistical profiler (a GIL-holding stack sample every 10 ms) is off,
+    whether the workers are threads of this process or processes; thread workers have no Dask memory limit
+    (each would measure the whole process). Results still come back in order."""
+    with open_engine(ParallelConfig(workers=2), releases_gil=releases_gil) as engine:
+        assert list(engine.map(abs, [-3, 1, -2])) == [3, 1, 2]
+        client = engine.client  # type: ignore[attr-defined]
+        profiling = client.run(lambda dask_worker: "profile" in dask_worker.periodic_callbacks)
+        assert len(profiling) == 2 and not any(profiling.values())
+        limits = client.run(lambda dask_worker: dask_worker.memory_manager.memory_limit)
+        # thread workers would each measure the whole process: no limit, the command checks memory itself
+        assert all((limit is None) == releases_gil for limit in limits.values())
