@@ -18,6 +18,13 @@ periodic and last checkpoints hold the shadow state (three float64 (V, V) matric
 checkpoint): the shadow is a pure function of the batches seen, so at an early checkpoint it is
 rebuilt by replaying those few steps (:mod:`.replay`).
 
+**Zero rows are not written.** A matrix (any group) whose all-zero rows are at least a quarter of
+its rows is stored as its other rows plus their indices (``rows.<group>.<name>``, int64); the
+metadata's ``row_sparse`` maps its key to its number of rows. Under the theory's zero init the
+early checkpoints are mostly zero rows (after one step W_O is nonzero only in the rows of the
+batch's tokens, V and W are still zero), so they are a fraction of a dense one. A row counts as
+zero only when every bit is zero (-0.0 is kept), so loading restores every bit.
+
 **Background writes.** :class:`CheckpointWriter` copies the tensors and writes them in a
 background thread (one checkpoint in flight at a time), so training goes on while they reach
 the disk.
@@ -80,13 +87,59 @@ def list_checkpoints(run_dir: str | Path) -> list[int]:
     return sorted(steps)
 
 
+#: A matrix is stored as its nonzero rows when at most this fraction of its rows are nonzero.
+ROW_SPARSE_MAX = 0.75
+_ROWS = "rows"  # group of the row indices of the matrices stored as their nonzero rows
+_BITS = {1: torch.int8, 2: torch.int16, 4: torch.int32, 8: torch.int64}
+
+
+def nonzero_rows(t: torch.Tensor) -> torch.Tensor:
+    """(n,) int64 indices of the rows of a matrix with any bit set (-0.0 counts as nonzero)."""
+    bits = t.contiguous().view(_BITS[t.element_size()])
+    return bits.ne(0).any(dim=1).nonzero().reshape(-1)
+
+
+def encode_rows(flat: Mapping[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], dict[str, int]]:
+    """Tensors to write -> (the tensors with each mostly-zero-rows matrix replaced by its nonzero rows and
+    ``rows.<key>`` indices, {key: number of rows} of those matrices)."""
+    out: dict[str, torch.Tensor] = {}
+    sparse: dict[str, int] = {}
+    for key, t in flat.items():
+        if t.ndim == 2 and t.shape[0] > 1 and t.element_size() in _BITS:
+            rows = nonzero_rows(t)
+            if rows.numel() <= ROW_SPARSE_MAX * t.shape[0]:
+                out[key], out[f"{_ROWS}.{key}"], sparse[key] = t.index_select(0, rows), rows, int(t.shape[0])
+                continue
+        out[key] = t
+    return out, sparse
+
+
+def decode_rows(flat: dict[str, torch.Tensor], sparse: Any, where: str) -> dict[str, torch.Tensor]:
+    """Inverse of :func:`encode_rows` (``sparse``: the metadata's ``row_sparse``); one-line error naming
+    ``where`` for indices that do not fit their matrix."""
+    if not isinstance(sparse, dict):
+        raise LeadingTermsError(f"{where} is corrupt: its row_sparse metadata is not an object")
+    out = {k: t for k, t in flat.items() if not k.startswith(f"{_ROWS}.")}
+    for key, n in sparse.items():
+        rows, vals = flat.get(f"{_ROWS}.{key}"), out.get(key)
+        if not (rows is not None and vals is not None and isinstance(n, int) and rows.dtype == torch.int64
+                and rows.ndim == 1 and vals.ndim == 2 and rows.numel() == vals.shape[0] <= n
+                and (rows.numel() == 0 or (int(rows[0]) >= 0 and int(rows[-1]) < n
+                                           and bool((rows[1:] > rows[:-1]).all())))):
+            raise LeadingTermsError(f"{where} is corrupt: the stored rows of {key!r} do not fit its shape")
+        out[key] = torch.zeros((n, vals.shape[1]), dtype=vals.dtype).index_copy_(0, rows, vals)
+    if len(out) + len(sparse) != len(flat):
+        raise LeadingTermsError(f"{where} is corrupt: it holds row indices of no stored matrix")
+    return out
+
+
 def save_checkpoint(run_dir: str | Path, step: int, tensors: Mapping[str, Mapping[str, torch.Tensor]],
                     meta: Mapping[str, Any]) -> int:
     """Write ``{"model": {...}, "shadow": {...}, "optim": {...}}`` tensors and ``meta`` atomically
-    -> bytes written (both files)."""
-    flat = {f"{group}.{name}": t for group, d in tensors.items() for name, t in d.items()}
+    -> bytes written (both files). Mostly-zero-rows matrices are stored as their nonzero rows."""
+    flat, sparse = encode_rows({f"{group}.{name}": t for group, d in tensors.items() for name, t in d.items()})
     tpath, jpath = checkpoint_paths(run_dir, step)
-    full = dict(meta, step=step, tensor_file=tpath.name, shadow=bool(tensors.get("shadow")))
+    full = dict(meta, step=step, tensor_file=tpath.name, shadow=bool(tensors.get("shadow")), row_sparse=sparse)
     save_tensors(tpath, flat, metadata=full)
     try:
         write_json(jpath, full)
@@ -178,6 +231,7 @@ def load_checkpoint_raw(run_dir: str | Path, step: int, *, expect: Mapping[str, 
     if header != meta:
         raise LeadingTermsError(f"checkpoint {tpath} does not match its metadata {jpath.name} (a tensor file "
                                 f"swapped in from another checkpoint or run); {fix}")
+    flat = decode_rows(flat, meta.get("row_sparse", {}), f"checkpoint {tpath}")
     groups: dict[str, dict[str, torch.Tensor]] = {"model": {}, "shadow": {}, "optim": {}}
     for key, t in flat.items():
         group, _, name = key.partition(".")

@@ -110,8 +110,8 @@ class Estimate:
                    f"{format_bytes(self.available_memory)} available: "
                    + ", ".join(f"{k} {format_bytes(v)}" for v, k in big))
         with_s, without = self.checkpoint
-        size = (f"{format_bytes(with_s)} each" if with_s == without else
-                f"{format_bytes(with_s)} with the shadow state, {format_bytes(without)} without")
+        size = (f"up to {format_bytes(with_s)} each" if with_s == without else
+                f"up to {format_bytes(with_s)} with the shadow state, {format_bytes(without)} without")
         basis = f", plus the basis cache {format_bytes(self.basis_cache)}" if self.basis_cache else ""
         out.append(f"estimate: checkpoints {size}; at most {self.kept} on disk ({self.kept_steps}): "
                    f"{format_bytes(self.checkpoint_disk)}{basis}; {format_bytes(self.free_disk)} free")

@@ -129,3 +129,56 @@ def test_tensor_file_removed_when_its_json_cannot_be_written(tmp_path, monkeypat
     with pytest.raises(LeadingTermsError, match="disk is full"):
         save_checkpoint(tmp_path, 5, {"model": {"W_O": torch.zeros(2)}}, {})
     assert not any((tmp_path / "checkpoints").iterdir())
+
+
+def _bits(t: torch.Tensor) -> torch.Tensor:
+    return t.contiguous().view({4: torch.int32, 8: torch.int64}[t.element_size()])
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_mostly_zero_rows_are_not_written_and_load_back_bit_for_bit(tmp_path, dtype):
+    from safetensors import safe_open
+
+    from leadingterms.training.checkpoints import checkpoint_paths, load_checkpoint_raw
+
+    V = 200
+    g = torch.Generator().manual_seed(0)
+    sparse = torch.zeros(V, V, dtype=dtype)
+    sparse[[3, 50, 51, 199]] = torch.randn(4, V, generator=g, dtype=dtype)
+    sparse[7, 9] = -0.0  # a row whose only bit set is a sign: kept, and restored as -0.0
+    half = torch.randn(V, V, generator=g, dtype=dtype)
+    half[::2] = 0.0  # half its rows zero: stored as its other half (at most ROW_SPARSE_MAX of them nonzero)
+    few_zero = torch.randn(V, V, generator=g, dtype=dtype)
+    few_zero[:10] = 0.0  # 5% zero rows: stored whole
+    tensors = {"model": {"W_O": sparse, "layers.0.V": torch.zeros(V, V, dtype=dtype), "layers.0.W": few_zero,
+                         "layers.0.P": torch.zeros(V, dtype=dtype)},
+               "shadow": {"V": half}}
+    written = save_checkpoint(tmp_path, 4, tensors, {"run_id": "a"})
+    with safe_open(checkpoint_paths(tmp_path, 4)[0], "pt") as f:
+        stored = {k: f.get_slice(k).get_shape() for k in f.keys()}  # noqa: SIM118
+    assert stored["model.W_O"] == [5, V] and stored["rows.model.W_O"] == [5]
+    assert stored["model.layers.0.V"] == [0, V] and stored["model.layers.0.W"] == [V, V]
+    assert stored["shadow.V"] == [V // 2, V]
+    assert written < (3 * V * V + V) * sparse.element_size()  # W_O, V and half of shadow V not written
+    groups, meta = load_checkpoint_raw(tmp_path, 4)
+    assert meta["row_sparse"] == {"model.W_O": V, "model.layers.0.V": V, "shadow.V": V}
+    for group, d in tensors.items():
+        for name, t in d.items():
+            back = groups[group][name]
+            assert back.dtype == t.dtype and torch.equal(_bits(back), _bits(t)), (group, name)
+    assert _bits(groups["model"]["W_O"])[7, 9] != 0  # -0.0 survived
+
+
+def test_stored_rows_that_do_not_fit_their_matrix_are_refused(tmp_path):
+    from leadingterms.persist import load_tensors, save_tensors
+    from leadingterms.training.checkpoints import checkpoint_paths, load_checkpoint_raw
+
+    w = torch.zeros(6, 3)
+    w[[1, 4]] = 1.0
+    save_checkpoint(tmp_path, 1, {"model": {"W_O": w}}, {})
+    tpath = checkpoint_paths(tmp_path, 1)[0]
+    flat, header = load_tensors(tpath)
+    for bad in (torch.tensor([1, 6]), torch.tensor([4, 1]), torch.tensor([1]), torch.tensor([-1, 4])):
+        save_tensors(tpath, {**flat, "rows.model.W_O": bad}, metadata=header)
+        with pytest.raises(LeadingTermsError, match="do not fit its shape"):
+            load_checkpoint_raw(tmp_path, 1)
