@@ -192,14 +192,15 @@ def _per_step(walls: dict[int, list[float]], n: int) -> float:
     return statistics.median((a - b) / (n - 1) for a, b in zip(walls[n], walls[1], strict=True))
 
 
-def dense_checkpoint_bytes(V: int, T: int, layers: int) -> tuple[int, int]:
+def dense_checkpoint_bytes(V: int, T: int, layers: int, positions: int) -> tuple[int, int]:
     """(with the shadow state, without) bytes of a checkpoint none of whose matrices has a zero row (float32
-    weights, SGD; the shadow's S with every cell nonzero): the most a checkpoint of a long run takes."""
+    weights, SGD; the shadow's S with a nonzero cell per distinct bigram, at most one per corpus position, as
+    the command's estimate counts): the most a checkpoint of a long run takes."""
     from leadingterms.shadow import Shadow
     from leadingterms.training.estimate import CHECKPOINT_JSON_BYTES, n_params
 
     without = 4 * n_params(V, T, layers) + CHECKPOINT_JSON_BYTES
-    return without + Shadow.checkpoint_bytes(V, T, bigrams=V * V), without
+    return without + Shadow.checkpoint_bytes(V, T, bigrams=positions), without
 
 
 def policy_bytes(total: int, with_shadow: int, without: int, early: dict[int, int]) -> tuple[int, int, int]:
@@ -308,7 +309,8 @@ def run(quick: bool) -> str:
         batch = first_batch(corpus)
         from leadingterms.corpus.store import load_store
 
-        V = load_store(corpus).V
+        store = load_store(corpus)
+        V, positions = store.V, store.N * T
         f_ref, fl_ref = plain_matmul(B * T, V, V)
         step_rows, cmd_rows, verdicts, byte_rows = [], [], [], []
         sh_rows = shadow_rows(corpus, repeats)
@@ -336,7 +338,7 @@ def run(quick: bool) -> str:
                     f"| {fl_ours / r['step_s'] / 1e9:.0f} | {r['estimate_step_s']:.3f} "
                     f"| {mib(r['written'])} | {mib(r['kept'])} | {mib(r['disk_bound'])} | {r['load']} |")
             sizes = tr["sizes"]
-            with_shadow, without = dense_checkpoint_bytes(V, T, layers)
+            with_shadow, without = dense_checkpoint_bytes(V, T, layers, positions)
             early = {s: b for s, b in sizes.items() if s < max(sizes)}  # the 11-step run's, but its last
             old_one = without + 8 * (3 * V * V + V + T)  # the dense float64 W_O, V, W and P it stored
             for total in (11, 1_000, 12_800):
@@ -377,7 +379,7 @@ def run(quick: bool) -> str:
         "last ones; matrices stored without their all-zero rows): the 11-step run's checkpoint files (tracked) as "
         "measured; for longer runs its early checkpoints (0, 1, 4) as measured and every other one at the size "
         "of a checkpoint without any zero row (an upper bound: "
-        f"{mib(dense_checkpoint_bytes(V, T, 1)[0])} MiB with the shadow at L = 1), next to the policy this "
+        f"{mib(dense_checkpoint_bytes(V, T, 1, positions)[0])} MiB with the shadow at L = 1), next to the policy this "
         "issue replaced (every 10 steps and every power of two, each with the dense float64 shadow).",
         "",
         "| layers | steps | checkpoints written | MiB written | most MiB on disk | × one checkpoint "
