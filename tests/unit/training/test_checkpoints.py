@@ -182,3 +182,6 @@ def test_stored_rows_that_do_not_fit_their_matrix_are_refused(tmp_path):
         save_tensors(tpath, {**flat, "rows.model.W_O": bad}, metadata=header)
         with pytest.raises(LeadingTermsError, match="do not fit its shape"):
             load_checkpoint_raw(tmp_path, 1)
+    save_tensors(tpath, {**flat, "rows.model.V": torch.tensor([0])}, metadata=header)  # of no stored matrix
+    with pytest.raises(LeadingTermsError, match="row indices of no stored matrix"):
+        load_checkpoint_raw(tmp_path, 1)
