@@ -28,7 +28,8 @@ import numpy as np
 import torch
 
 from leadingterms.basis._tokens import token_counts
-from leadingterms.basis.sums import AttentionSums, BigramSums, Coo, Sums, densify, merge, pack
+from leadingterms.basis.stats import merge_recycling
+from leadingterms.basis.sums import AttentionSums, BigramSums, Coo, Sums, densify, pack
 from leadingterms.corpus.store import row_shards
 from leadingterms.distributed import Engine
 from leadingterms.errors import LeadingTermsError
@@ -208,7 +209,7 @@ class ResumablePasses:
         threads = torch.get_num_threads()
         try:
             for part in results:
-                acc = merge(acc, part)
+                acc = merge_recycling(acc, part)
                 done += 1
                 self.computed[which] += 1
                 if len(pieces) > 1 and done < len(pieces):

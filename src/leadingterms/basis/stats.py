@@ -35,6 +35,8 @@ import torch
 from torch import Tensor
 
 from leadingterms.basis._tokens import OTHER_TOKEN, Source, token_counts, top_k_map
+from leadingterms.basis.buffers import FRESH, TASK_BUFFERS, Buffers
+from leadingterms.basis.chunk import DEFAULT_CHUNK_BYTES, Chunk, chunk_rows_for
 from leadingterms.basis.sums import AttentionSums, BigramSums, Sums, expand, expand_vec, merge
 from leadingterms.basis.types import Basis
 from leadingterms.budget import check_memory, format_bytes, peak_rss_bytes
@@ -45,18 +47,6 @@ from leadingterms.validate import dtype_to_name, parse_dtype, token_rows
 
 MLike = Tensor | tuple[Tensor, Tensor]
 SumsT = TypeVar("SumsT", bound=Sums)
-
-#: Working-set budget for one chunk's pair arrays (keys, gathered values, kernel, weights). Larger
-#: chunks spend less of the time in per-block Python calls (which hold the GIL): 300 rows at T=200.
-DEFAULT_CHUNK_BYTES = 192 * 2**20
-#: Bytes of chunk working set per (t, j) pair (two int64 keys, values, weights).
-_PAIR_BYTES = 32
-
-def chunk_rows_for(T: int, budget_bytes: int = DEFAULT_CHUNK_BYTES) -> int:
-    """Rows per chunk so that the chunk's T(T+1)/2 pairs per row fit ``budget_bytes``."""
-    P = T * (T + 1) // 2
-    return max(1, budget_bytes // (P * _PAIR_BYTES))
-
 
 def _counts_dtype(dtype: torch.dtype) -> torch.dtype:
     """Bigram counts are accumulated exactly: in the float64 B buffer itself (exact to 2^53), or
@@ -83,107 +73,20 @@ def _check_memory(V: int, T: int, dtype: torch.dtype, n_matrices: int, what: str
     )
 
 
-@dataclass(frozen=True)
-class _Pairs:
-    """Pairs (t, j), j <= t < T, P = T(T+1)/2 of them, row-major: block t = pairs (t, 0..t) at
-    ``bounds[t]:bounds[t+1]``. ``m`` (P,) = t − j; ``inv_t`` (T,) = 1/(t+1); ``w`` (P,) = 1/(t+1)
-    per pair; ``lengths`` (T,) = t + 1.
-
-    Row-major order keeps consecutive keys in one row of the V×V buffers (y_t or x_t fixed),
-    which roughly doubles the speed of the scatter-adds and gathers over a random order.
-    """
-
-    T: int
-    bounds: list[int]
-    lengths: Tensor
-    m: Tensor
-    inv_t: Tensor
-    w: Tensor
-
-
-@functools.lru_cache(maxsize=16)
-def _pairs(T: int, dtype: torch.dtype, device: torch.device) -> _Pairs:
-    t, j = torch.tril_indices(T, T, device=device)
-    inv_t = 1.0 / torch.arange(1, T + 1, dtype=dtype, device=device)
-    bounds = [t_ * (t_ + 1) // 2 for t_ in range(T + 1)]
-    return _Pairs(T=T, bounds=bounds, lengths=torch.arange(1, T + 1, device=device), m=(t - j).contiguous(),
-                  inv_t=inv_t, w=inv_t[t].contiguous())
-
-
-class _Chunk:
-    """Pair arrays of one chunk of n rows in (n, P) layout: row = sequence, column = pair.
-
-    Buffers are allocated once for ``rows`` sequences and reused (fresh allocations would
-    page-fault on every chunk). After :meth:`load`: ``x``, ``y`` (n, T) inputs and targets;
-    ``key_next`` = y_t·Vc + x_j (cell of Phi and of the gather D = M'[y_t, x_j]) and
-    ``key_query`` = x_t·Vc + x_j (cell of Q and of Aᵀ), both (n, P), built one block t at a
-    time from contiguous slices (broadcast adds, no gathers).
-    """
-
-    def __init__(self, T: int, rows: int, Vc: int, dtype: torch.dtype, device: torch.device) -> None:
-        self.pr = _pairs(T, dtype, device)
-        self.Vc, self.rows = Vc, rows
-        size = self.pr.bounds[-1] * rows
-        self._kn = torch.empty(size, dtype=torch.long, device=device)
-        self._kq = torch.empty(size, dtype=torch.long, device=device)
-        self._val = torch.empty(size, dtype=dtype, device=device)
-        self._w: dict[int, Tensor] = {}
-        self._len: dict[int, Tensor] = {}
-        self.n = 0
-
-    def _view(self, buf: Tensor) -> Tensor:
-        return buf[: self.pr.bounds[-1] * self.n].view(self.n, -1)
-
-    def _blocks(self) -> list[tuple[int, int, int]]:
-        b = self.pr.bounds
-        return [(t, b[t], b[t + 1]) for t in range(self.pr.T)]
-
-    def load(self, z: Tensor) -> None:
-        """``z`` (n, T+1) compact ids, n <= rows."""
-        Vc = self.Vc
-        self.n = z.shape[0]
-        self.x, self.y = z[:, :-1], z[:, 1:]
-        self.key_next, self.key_query = self._view(self._kn), self._view(self._kq)
-        yV, xV = self.y * Vc, self.x * Vc
-        for t, a, b in self._blocks():
-            torch.add(self.x[:, : t + 1], yV[:, t : t + 1], out=self.key_next[:, a:b])
-            torch.add(self.x[:, : t + 1], xV[:, t : t + 1], out=self.key_query[:, a:b])
-
-    def weights(self) -> Tensor:
-        """(n·P,) A0 weight 1/(t+1) of every pair, flat in the key order."""
-        if self.n not in self._w:
-            self._w[self.n] = self.pr.w.expand(self.n, -1).contiguous().view(-1)
-        return self._w[self.n]
-
-    def kernel(self, Mc: Tensor) -> Tensor:
-        """K (n, P): ``K[t, j] = (D[t, j] − mean_{k<=t} D[t, k])/(t+1)``, D gathered from ``Mc`` (Vc·Vc,)."""
-        pr = self.pr
-        D = self._view(self._val)
-        torch.index_select(Mc, 0, self.key_next.view(-1), out=D.view(-1))
-        if self.n not in self._len:
-            self._len[self.n] = pr.lengths.expand(self.n, -1).contiguous()
-        mean = torch.segment_reduce(D, "sum", lengths=self._len[self.n], axis=1).mul_(pr.inv_t)  # (n, T)
-        for t, a, b in self._blocks():
-            D[:, a:b] -= mean[:, t : t + 1]
-        return D.mul_(pr.w)
-
-    def delta(self, K: Tensor) -> Tensor:
-        """(T,): Σ over the chunk's pairs with t − j = m of K, per m."""
-        return torch.zeros(self.pr.T, dtype=K.dtype, device=K.device).index_add_(0, self.pr.m, K.sum(0))
-
-
 # ----------------------------------------------------------------------------------------
 # Pass 1: bigram, context, Pi, A
 # ----------------------------------------------------------------------------------------
-def bigram_sums(src: Source, dtype: torch.dtype, rows: int, progress: bool = False) -> BigramSums:
-    """Raw pass-1 sums of the rows of ``src`` over its compact vocabulary (docs/theory.md (2.23))."""
+def bigram_sums(src: Source, dtype: torch.dtype, rows: int, progress: bool = False, *,
+                buffers: Buffers = FRESH) -> BigramSums:
+    """Raw pass-1 sums of the rows of ``src`` over its compact vocabulary (docs/theory.md (2.23)).
+    ``buffers``: where the chunk and the accumulators come from (:mod:`leadingterms.basis.buffers`)."""
     Vc, T, dev = src.Vc, src.T, src.device
     rows = min(rows, src.N)
-    ch = _Chunk(T, rows, Vc, dtype, dev)
-    counts = torch.zeros(Vc * Vc, dtype=_counts_dtype(dtype), device=dev)
+    ch = buffers.chunk(T, rows, Vc, dtype, dev)
+    counts = buffers.zeros(Vc * Vc, _counts_dtype(dtype), dev)
     c = torch.zeros(Vc, dtype=torch.long, device=dev)
-    Phi = torch.zeros(Vc * Vc, dtype=dtype, device=dev)
-    A_t = torch.zeros(Vc * Vc, dtype=dtype, device=dev)  # transposed: cell (x_t, x_j)
+    Phi = buffers.zeros(Vc * Vc, dtype, dev)
+    A_t = buffers.zeros(Vc * Vc, dtype, dev)  # transposed: cell (x_t, x_j)
     ones = torch.ones(rows * T, dtype=counts.dtype, device=dev)
     for z in src.blocks(rows, desc="basis: bigram/context", progress=progress):
         ch.load(z)
@@ -251,20 +154,27 @@ def _centred_block(M: MLike, src: Source, dtype: torch.dtype) -> Tensor:
         return left @ Rf.index_select(1, ids)
     if M.ndim != 2 or tuple(M.shape) != (V, V):
         raise LeadingTermsError(f"M must be ({V}, {V}), got {tuple(M.shape)}")
-    Md = M.to(device=src.device, dtype=dtype)
+    return _centred_dense(M, None if src.Vc == V else ids, dtype, src.device)
+
+
+def _centred_dense(M: Tensor, ids: Tensor | None, dtype: torch.dtype, device: torch.device) -> Tensor:
+    """M'[ids, ids] (or all of M' (V, V) for ``ids`` None), M' = M − u·1 colsum(M)ᵀ, of a dense M (V, V)."""
+    Md = M.to(device=device, dtype=dtype)
+    u = 1.0 / Md.shape[0]
     colsum = Md.sum(0)
-    if src.Vc == V:
+    if ids is None:
         return Md - u * colsum[None, :]
     return Md.index_select(0, ids).index_select(1, ids) - u * colsum[ids][None, :]
 
 
-def attention_sums(src: Source, Mc: Tensor, dtype: torch.dtype, rows: int, progress: bool = False
-                   ) -> AttentionSums:
-    """Raw pass-2 sums of the rows of ``src`` for the centred compact block ``Mc`` (:func:`_centred_block`)."""
+def attention_sums(src: Source, Mc: Tensor, dtype: torch.dtype, rows: int, progress: bool = False, *,
+                   buffers: Buffers = FRESH) -> AttentionSums:
+    """Raw pass-2 sums of the rows of ``src`` for the centred compact block ``Mc`` (:func:`_centred_block`);
+    ``buffers`` as in :func:`bigram_sums`."""
     Vc, T, dev = src.Vc, src.T, src.device
-    ch = _Chunk(T, min(rows, src.N), Vc, dtype, dev)
+    ch = buffers.chunk(T, min(rows, src.N), Vc, dtype, dev)
     Mc = Mc.reshape(-1)
-    Q = torch.zeros(Vc * Vc, dtype=dtype, device=dev)
+    Q = buffers.zeros(Vc * Vc, dtype, dev)
     Delta = torch.zeros(T, dtype=dtype, device=dev)
     for z in src.blocks(rows, desc="basis: attention", progress=progress):
         ch.load(z)
@@ -353,7 +263,7 @@ def attention_kernel(tokens: Any, V: int, M: MLike, *, dtype: torch.dtype = torc
     src = _attention_source(tokens, V, M)
     T = src.T
     rows = min(chunk_rows_for(T), src.N)
-    ch = _Chunk(T, rows, src.Vc, dtype, src.device)
+    ch = Chunk(T, rows, src.Vc, dtype, src.device)
     Mc = _centred_block(M, src, dtype).reshape(-1)
     out = torch.zeros(src.N, T, T, dtype=dtype, device=src.device)
     t, j = torch.tril_indices(T, T, device=src.device)
@@ -391,14 +301,18 @@ def _piece_source(rows: Any, plan: PassPlan, remap: Tensor | None) -> Source:
 def bigram_task(rows: Any, plan: PassPlan, remap: Tensor | None) -> BigramSums:
     """Pass 1 of one piece of rows (an array, or a reference with ``load()``) -> raw sums on the CPU."""
     src = _piece_source(rows, plan, remap)
-    return _on_cpu(bigram_sums(src, parse_dtype(plan.dtype), plan.chunk_rows, plan.progress))
+    return _on_cpu(bigram_sums(src, parse_dtype(plan.dtype), plan.chunk_rows, plan.progress, buffers=TASK_BUFFERS))
 
 
 def attention_task(rows: Any, plan: PassPlan, remap: Tensor | None, M: Tensor) -> AttentionSums:
     """Pass 2 of one piece of rows for M (V_out, V_out) -> raw sums on the CPU."""
     src = _piece_source(rows, plan, remap)
     dtype = parse_dtype(plan.dtype)
-    return _on_cpu(attention_sums(src, _centred_block(M, src, dtype), dtype, plan.chunk_rows, plan.progress))
+    # M' over all V, formed once per process and shared by its tasks; a piece over fewer tokens takes its block
+    Mc = TASK_BUFFERS.centred(M, (dtype, str(src.device)), lambda: _centred_dense(M, None, dtype, src.device))
+    if src.Vc < src.V:
+        Mc = Mc.index_select(0, src.ids).index_select(1, src.ids)
+    return _on_cpu(attention_sums(src, Mc, dtype, plan.chunk_rows, plan.progress, buffers=TASK_BUFFERS))
 
 
 def _on_cpu(s: SumsT) -> SumsT:
@@ -407,6 +321,14 @@ def _on_cpu(s: SumsT) -> SumsT:
         if isinstance(t, Tensor):
             setattr(s, name, t.cpu())
     return s
+
+
+def merge_recycling(acc: Sums | None, part: Sums) -> Sums:
+    """:func:`~leadingterms.basis.sums.merge`, then ``part``'s buffers go back to the tasks of this process."""
+    out = merge(acc, part)
+    if out is not part:
+        TASK_BUFFERS.recycle(part)
+    return out
 
 
 #: ``run_pass(name, task, pieces, shared) -> merged sums``: runs ``task(piece, *shared)`` on every piece
@@ -422,7 +344,7 @@ def run_local(name: str, task: Callable[..., Sums], pieces: Sequence[Any], share
     it: Any = bar(pieces, total=len(pieces), desc=f"basis: {name}", unit="shard") if progress and len(pieces) > 1 \
         else pieces
     for rows in it:
-        acc = merge(acc, task(rows, *shared))
+        acc = merge_recycling(acc, task(rows, *shared))
     assert acc is not None
     return acc
 
@@ -477,21 +399,24 @@ def reduce_basis(pieces: Sequence[Any], V: int, *, dtype: torch.dtype = torch.fl
                     progress=progress and len(pieces) == 1)
     run = run_pass or functools.partial(run_local, progress=progress)
 
-    s1 = run("bigram/context", bigram_task, pieces, (plan, remap))
-    assert isinstance(s1, BigramSums)
-    N = s1.rows
-    C = _sparse_counts(s1).astype(np.float64 if dtype == torch.float64 else np.float32)
-    B_bar, Phi_bar, Pi, A_bar = finish_bigram(s1, dtype)
-    del s1
-    empty = torch.zeros(0, dtype=dtype)
-    basis = Basis(B_bar=B_bar, Phi_bar=Phi_bar, Q_bar=empty, Delta=empty, Pi=Pi, A_bar=A_bar,
-                  N=N, T=T, V=V_out, vocab=vocab)
-    basis._cache["counts"] = C
-    M = basis.M()
+    try:
+        s1 = run("bigram/context", bigram_task, pieces, (plan, remap))
+        assert isinstance(s1, BigramSums)
+        N = s1.rows
+        C = _sparse_counts(s1).astype(np.float64 if dtype == torch.float64 else np.float32)
+        B_bar, Phi_bar, Pi, A_bar = finish_bigram(s1, dtype)
+        del s1
+        empty = torch.zeros(0, dtype=dtype)
+        basis = Basis(B_bar=B_bar, Phi_bar=Phi_bar, Q_bar=empty, Delta=empty, Pi=Pi, A_bar=A_bar,
+                      N=N, T=T, V=V_out, vocab=vocab)
+        basis._cache["counts"] = C
+        M = basis.M()
 
-    s2 = run("attention", attention_task, pieces, (plan, remap, M))
-    assert isinstance(s2, AttentionSums)
-    basis.Q_bar, basis.Delta = finish_attention(s2)
+        s2 = run("attention", attention_task, pieces, (plan, remap, M))
+        assert isinstance(s2, AttentionSums)
+        basis.Q_bar, basis.Delta = finish_attention(s2)
+    finally:
+        TASK_BUFFERS.release()
     seconds = time.perf_counter() - t0
     basis.meta = {
         "dtype": name,
