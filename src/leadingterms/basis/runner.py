@@ -107,7 +107,8 @@ def _compute(cfg: StatsConfig, store: Any, out: Path, device: str, notes: list[s
     pieces = store_pieces(store.tokens, cfg.shard_tokens)
     chunk_rows = cfg.chunk_rows or chunk_rows_for(store.T)
     with open_engine(cfg, warm=("leadingterms.basis.stats",), releases_gil=True) as engine:
-        hashes, counts = survey(pieces, store.V, progress=cfg.progress)  # every id checked before any write
+        # every id checked before anything is written
+        hashes, counts = survey(pieces, store.V, progress=cfg.progress, engine=engine)
         key = checkpoint_key({"format": CHECKPOINT_FORMAT, "corpus_hash": store.content_hash, "shards": hashes,
                               "V": store.V, "dtype": cfg.dtype, "top_k": cfg.top_k, "chunk_rows": chunk_rows,
                               "device": device.split(":")[0]})

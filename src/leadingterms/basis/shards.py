@@ -31,7 +31,7 @@ from leadingterms.basis._tokens import token_counts
 from leadingterms.basis.stats import merge_recycling
 from leadingterms.basis.sums import AttentionSums, BigramSums, Coo, Sums, densify, pack
 from leadingterms.corpus.store import row_shards
-from leadingterms.distributed import Engine
+from leadingterms.distributed import Engine, InProcess
 from leadingterms.errors import LeadingTermsError
 from leadingterms.persist import load_tensors, save_tensors
 from leadingterms.progress import bar
@@ -91,17 +91,27 @@ def store_pieces(tokens: Any, shard_tokens: int = DEFAULT_SHARD_TOKENS) -> list[
     return pieces
 
 
-def survey(pieces: list[RowRange], V: int, progress: bool = False) -> tuple[list[str], torch.Tensor]:
-    """Read every piece once: (sha256 of each piece's shape and ids, token counts (V,) over all positions).
-    One-line error for an id outside [0, V)."""
+def survey_piece(piece: RowRange, V: int) -> tuple[str, torch.Tensor]:
+    """(sha256 of the piece's shape and ids (16 hex digits), its token counts (V,) over all positions);
+    one-line error for an id outside [0, V)."""
+    rows = piece.load()
+    counts = token_counts(rows, V)
+    h = hashlib.sha256(f"{rows.shape}|".encode())
+    h.update(np.ascontiguousarray(rows, dtype="<u4").tobytes())
+    return h.hexdigest()[:16], counts
+
+
+def survey(pieces: list[RowRange], V: int, progress: bool = False, engine: Engine | None = None
+           ) -> tuple[list[str], torch.Tensor]:
+    """Read every piece once (on ``engine``'s workers; default here): (the content hash of each piece,
+    token counts (V,) over all positions). One-line error for an id outside [0, V)."""
     hashes, counts = [], torch.zeros(V, dtype=torch.long)
-    it: Any = bar(pieces, total=len(pieces), desc="basis: reading", unit="shard") if progress else pieces
-    for p in it:
-        rows = p.load()
-        counts += token_counts(rows, V)
-        h = hashlib.sha256(f"{rows.shape}|".encode())
-        h.update(np.ascontiguousarray(rows, dtype="<u4").tobytes())
-        hashes.append(h.hexdigest()[:16])
+    it: Any = (engine or InProcess()).map(survey_piece, pieces, V)
+    if progress:
+        it = bar(it, total=len(pieces), desc="basis: reading", unit="shard")
+    for h, c in it:
+        hashes.append(h)
+        counts += c
     return hashes, counts
 
 

@@ -25,6 +25,7 @@ from leadingterms.basis.runner import StatsConfig, run_stats
 from leadingterms.basis.shards import PARTIAL_DIR, Checkpoint, store_pieces, survey
 from leadingterms.basis.sums import AttentionSums, BigramSums, Coo, merge, pack
 from leadingterms.corpus.store import write_store
+from leadingterms.distributed import ParallelConfig, open_engine
 from leadingterms.errors import LeadingTermsError
 
 NAMES = ("B_bar", "Phi_bar", "Q_bar", "Delta", "Pi", "A_bar")
@@ -171,6 +172,18 @@ def test_survey_checks_ids_before_anything_is_written(store, tmp_path):
     shard.flush()
     hashes, counts = survey(store_pieces(store.tokens, SHARD_TOKENS), V_)
     assert len(set(hashes)) == 16 and int(counts.sum()) == store.N * (T_ + 1)
+
+
+def test_survey_on_dask_workers_equals_survey_here(store):
+    """The survey runs on the engine's workers: same hashes (in piece order) and counts; a bad id is the same
+    one-line error."""
+    pieces = store_pieces(store.tokens, SHARD_TOKENS)
+    here = survey(pieces, V_)
+    with open_engine(ParallelConfig(workers=2), releases_gil=True) as engine:
+        there = survey(pieces, V_, engine=engine)
+        assert there[0] == here[0] and torch.equal(there[1], here[1])
+        with pytest.raises(LeadingTermsError, match=f"out of range for V={V_ - 1}"):
+            survey(pieces, V_ - 1, engine=engine)
 
 
 KILLER = textwrap.dedent("""
