@@ -96,12 +96,17 @@ class DaskEngine:
         self._warming: list[Any] = []
 
     def warm(self, modules: tuple[str, ...]) -> None:
-        """Start importing ``modules`` on every worker now (not waited for)."""
+        """Start importing ``modules`` on every worker now; the first :meth:`map` waits for them."""
         for address in self.client.nthreads():
             self._warming += [self.client.submit(_import, m, workers=[address], allow_other_workers=False,
                                                  pure=False) for m in modules]
 
     def map(self, fn: Callable[..., Any], items: Iterable[Any], *shared: Any) -> Iterator[Any]:
+        # no task is sent while a worker may still be importing: a worker unpickles a task in its event-loop
+        # thread, and two threads importing modules of one package at once can deadlock (Python's import
+        # locks: a worker failed with "deadlock detected by _ModuleLock")
+        while self._warming:
+            _result(self._warming.pop())
         window = 2 * self.n_workers
         remote = [self.client.scatter(s, broadcast=True, hash=False) for s in shared]
         pending: deque[Any] = deque()

@@ -8,6 +8,7 @@ import textwrap
 
 import pytest
 
+from leadingterms import distributed
 from leadingterms.config import check_config
 from leadingterms.distributed import InProcess, ParallelConfig, check_scheduler, in_worker, open_engine
 from leadingterms.errors import LeadingTermsError
@@ -25,6 +26,49 @@ def test_default_commands_never_import_dask(tmp_path):
     """)
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+class _Future:
+    def __init__(self, log, name, value=None):
+        self.log, self.name, self.value = log, name, value
+
+    def result(self):
+        self.log.append(f"result {self.name}")
+        return self.value
+
+    def cancel(self):
+        pass
+
+
+class _Client:
+    """What DaskEngine uses of a distributed.Client, recording the order of calls."""
+
+    def __init__(self):
+        self.log: list[str] = []
+
+    def nthreads(self):
+        return {"w1": 1, "w2": 1}
+
+    def submit(self, fn, *args, **kw):
+        name = f"{fn.__name__}({args[0]})"
+        self.log.append(f"submit {name}")
+        return _Future(self.log, name, fn(*args) if fn.__name__ != "_import" else None)
+
+    def scatter(self, value, **kw):
+        return value
+
+
+def test_no_task_is_sent_before_the_workers_have_imported_their_modules():
+    """A worker unpickles a task in its event-loop thread: sent while a warm-up import runs in its other
+    thread, two threads import modules of one package at once and can deadlock (a worker failed with
+    "deadlock detected by _ModuleLock" when `stats --scheduler` sent its first task)."""
+    client = _Client()
+    engine = distributed.DaskEngine(client, "test")
+    engine.warm(("leadingterms.basis.stats",))
+    assert list(engine.map(abs, [-1, -2])) == [1, 2]
+    first_task = client.log.index("submit abs(-1)")
+    warmed = [i for i, line in enumerate(client.log) if line.startswith("result _import")]
+    assert len(warmed) == 2 and max(warmed) < first_task
 
 
 def test_in_process_engine_maps_in_order():

@@ -22,7 +22,7 @@ import torch
 from torch import Tensor
 
 from leadingterms.basis.chunk import Chunk
-from leadingterms.basis.sums import Sums
+from leadingterms.basis.sums import Sums, merge
 
 
 class Buffers:
@@ -113,3 +113,11 @@ class TaskBuffers(Buffers):
 
 #: The buffers of the tasks of :func:`~leadingterms.basis.stats.reduce_basis` in this process.
 TASK_BUFFERS = TaskBuffers()
+
+
+def merge_recycling(acc: Sums | None, part: Sums) -> Sums:
+    """:func:`~leadingterms.basis.sums.merge`, then ``part``'s buffers go back to the tasks of this process."""
+    out = merge(acc, part)
+    if out is not part:
+        TASK_BUFFERS.recycle(part)
+    return out

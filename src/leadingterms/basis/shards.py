@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from leadingterms.basis._tokens import token_counts
-from leadingterms.basis.stats import merge_recycling
+from leadingterms.basis.buffers import merge_recycling
 from leadingterms.basis.sums import AttentionSums, BigramSums, Coo, Sums, densify, pack
 from leadingterms.corpus.store import row_shards
 from leadingterms.distributed import Engine, InProcess

@@ -35,9 +35,9 @@ import torch
 from torch import Tensor
 
 from leadingterms.basis._tokens import OTHER_TOKEN, Source, token_counts, top_k_map
-from leadingterms.basis.buffers import FRESH, TASK_BUFFERS, Buffers
+from leadingterms.basis.buffers import FRESH, TASK_BUFFERS, Buffers, merge_recycling
 from leadingterms.basis.chunk import DEFAULT_CHUNK_BYTES, Chunk, chunk_rows_for
-from leadingterms.basis.sums import AttentionSums, BigramSums, Sums, expand, expand_vec, merge
+from leadingterms.basis.sums import AttentionSums, BigramSums, Sums, expand, expand_vec
 from leadingterms.basis.types import Basis
 from leadingterms.budget import check_memory, format_bytes, peak_rss_bytes
 from leadingterms.distributed import in_worker
@@ -321,14 +321,6 @@ def _on_cpu(s: SumsT) -> SumsT:
         if isinstance(t, Tensor):
             setattr(s, name, t.cpu())
     return s
-
-
-def merge_recycling(acc: Sums | None, part: Sums) -> Sums:
-    """:func:`~leadingterms.basis.sums.merge`, then ``part``'s buffers go back to the tasks of this process."""
-    out = merge(acc, part)
-    if out is not part:
-        TASK_BUFFERS.recycle(part)
-    return out
 
 
 #: ``run_pass(name, task, pieces, shared) -> merged sums``: runs ``task(piece, *shared)`` on every piece
