@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import itertools
 import logging
 import sys
 from collections import deque
@@ -102,16 +103,18 @@ class DaskEngine:
                                                  pure=False) for m in modules]
 
     def map(self, fn: Callable[..., Any], items: Iterable[Any], *shared: Any) -> Iterator[Any]:
-        # no task is sent while a worker may still be importing: a worker unpickles a task in its event-loop
-        # thread, and two threads importing modules of one package at once can deadlock (Python's import
-        # locks: a worker failed with "deadlock detected by _ModuleLock")
+        window = 2 * self.n_workers
+        items = iter(items)
+        first = list(itertools.islice(items, window))  # made while the workers may still be importing
+        # no task (nor shared argument) is sent while a worker may still be importing: a worker unpickles it
+        # in its event-loop thread, and two threads importing modules of one package at once can deadlock
+        # (Python's import locks: a worker failed with "deadlock detected by _ModuleLock")
         while self._warming:
             _result(self._warming.pop())
-        window = 2 * self.n_workers
         remote = [self.client.scatter(s, broadcast=True, hash=False) for s in shared]
         pending: deque[Any] = deque()
         try:
-            for item in items:
+            for item in itertools.chain(first, items):
                 pending.append(self.client.submit(fn, item, *remote, pure=False))
                 if len(pending) >= window:
                     yield _result(pending.popleft())
