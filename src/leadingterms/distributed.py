@@ -73,6 +73,11 @@ class Engine(Protocol):
         """``fn(item, *shared)`` for every item, in order."""
         ...
 
+    def run_on_workers(self, fn: Callable[[], Any]) -> None:
+        """``fn()`` once in every worker process (here, for the in-process engine); ``fn`` a module-level
+        function (it travels by reference)."""
+        ...
+
 
 class InProcess:
     """Run each task here, one after the other."""
@@ -84,6 +89,9 @@ class InProcess:
     def map(self, fn: Callable[..., Any], items: Iterable[Any], *shared: Any) -> Iterator[Any]:
         for item in items:
             yield fn(item, *shared)
+
+    def run_on_workers(self, fn: Callable[[], Any]) -> None:
+        fn()
 
 
 class DaskEngine:
@@ -123,6 +131,14 @@ class DaskEngine:
         finally:
             for fut in pending:
                 fut.cancel()
+
+
+    def run_on_workers(self, fn: Callable[[], Any]) -> None:
+        try:
+            self.client.run(fn)
+        except Exception as exc:  # a worker that died meanwhile
+            raise LeadingTermsError(f"a call on the Dask workers failed: {type(exc).__name__}: "
+                                    f"{first_line(exc)}") from None
 
 
 def _import(module: str) -> None:

@@ -83,6 +83,12 @@ def test_stats_in_process_local_cluster_and_scheduler_agree(stats_store, dask_cl
     # the kernels release the GIL: the local workers are threads of the command (nothing serialized)
     assert json.loads((tmp_path / "local" / "basis.json").read_text())["engine"] == \
         "local Dask cluster (2 worker threads)"
+    from distributed import Client
+
+    with Client(dask_cluster, timeout=60) as client:  # the worker processes were told to free their buffers
+        # a lambda travels by value (a function of this test module would have to be imported there)
+        kept = client.run(lambda: __import__("leadingterms.basis.buffers", fromlist=["x"]).TASK_BUFFERS.kept_bytes())
+    assert len(kept) == 2 and set(kept.values()) == {0}, kept
     ref = compute_basis(np.asarray(stats_store.tokens), stats_store.V, progress=False)
     for name in NAMES:
         one = getattr(results["one"], name)

@@ -105,3 +105,16 @@ def test_local_cluster_workers_run_without_profiler_and_threads_without_memory_l
         limits = client.run(lambda dask_worker: dask_worker.memory_manager.memory_limit)
         # thread workers would each measure the whole process: no limit, the command checks memory itself
         assert all((limit is None) == releases_gil for limit in limits.values())
+
+
+def test_run_on_workers_calls_each_worker_or_fails_in_one_line():
+    calls: list[int] = []
+    InProcess().run_on_workers(lambda: calls.append(1))
+    assert calls == [1]
+
+    class Dead(_Client):
+        def run(self, fn):
+            raise OSError("Timed out trying to connect to tcp://127.0.0.1:1")
+
+    with pytest.raises(LeadingTermsError, match="call on the Dask workers failed: OSError: Timed out"):
+        distributed.DaskEngine(Dead(), "test").run_on_workers(print)

@@ -115,6 +115,12 @@ class TaskBuffers(Buffers):
 TASK_BUFFERS = TaskBuffers()
 
 
+def release_task_buffers() -> None:
+    """Free the buffers kept by the tasks of this process (:meth:`TaskBuffers.release`; a function, so that
+    it can be sent to Dask workers)."""
+    TASK_BUFFERS.release()
+
+
 def merge_recycling(acc: Sums | None, part: Sums) -> Sums:
     """:func:`~leadingterms.basis.sums.merge`, then ``part``'s buffers go back to the tasks of this process."""
     out = merge(acc, part)

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from leadingterms.basis.buffers import release_task_buffers
 from leadingterms.basis.io import EXTRA_TENSORS, META_FILE, load_basis, save_basis
 from leadingterms.basis.shards import (
     DEFAULT_SHARD_TOKENS,
@@ -28,6 +29,7 @@ from leadingterms.cache import refuse_other, reuse
 from leadingterms.config import check_config, option
 from leadingterms.corpus.store import load_store
 from leadingterms.distributed import ParallelConfig, open_engine
+from leadingterms.errors import LeadingTermsError
 from leadingterms.locks import new_output
 from leadingterms.validate import (
     DTYPE_NAMES,
@@ -44,8 +46,6 @@ CHECKPOINT_FORMAT = 1
 
 def _seconds(value: float, name: str) -> float:
     if not isinstance(value, (int, float)) or isinstance(value, bool) or not value >= 0:
-        from leadingterms.errors import LeadingTermsError
-
         raise LeadingTermsError(f"{name} must be a number of seconds >= 0, got {value!r}")
     return float(value)
 
@@ -119,6 +119,10 @@ def _compute(cfg: StatsConfig, store: Any, out: Path, device: str, notes: list[s
                              progress=cfg.progress, top_k=cfg.top_k, chunk_rows=chunk_rows,
                              reserve_matrices=6 if cfg.extras else 3, device=device, counts=counts,
                              run_pass=passes, tasks_here=engine.tasks_here)
+        try:  # worker processes keep their tasks' buffers until told
+            engine.run_on_workers(release_task_buffers)
+        except LeadingTermsError as exc:
+            notes.append(f"the workers' buffers were not freed ({exc})")
         engine_name = engine.name
     provenance = {"corpus_hash": store.content_hash, "corpus": str(store.path), "top_k_requested": cfg.top_k,
                   "engine": engine_name, "shards_resumed": passes.resumed, "shards_computed": passes.computed}

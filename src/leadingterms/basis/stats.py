@@ -35,7 +35,7 @@ import torch
 from torch import Tensor
 
 from leadingterms.basis._tokens import OTHER_TOKEN, Source, token_counts, top_k_map
-from leadingterms.basis.buffers import FRESH, TASK_BUFFERS, Buffers, merge_recycling
+from leadingterms.basis.buffers import FRESH, TASK_BUFFERS, Buffers, merge_recycling, release_task_buffers
 from leadingterms.basis.chunk import DEFAULT_CHUNK_BYTES, Chunk, chunk_rows_for
 from leadingterms.basis.sums import AttentionSums, BigramSums, Sums, expand, expand_vec
 from leadingterms.basis.types import Basis
@@ -408,7 +408,7 @@ def reduce_basis(pieces: Sequence[Any], V: int, *, dtype: torch.dtype = torch.fl
         assert isinstance(s2, AttentionSums)
         basis.Q_bar, basis.Delta = finish_attention(s2)
     finally:
-        TASK_BUFFERS.release()
+        release_task_buffers()
     seconds = time.perf_counter() - t0
     basis.meta = {
         "dtype": name,
