@@ -3,8 +3,9 @@
 A pass over some rows needs one chunk's pair arrays (:class:`~leadingterms.basis.chunk.Chunk`,
 ≈ 144 MB at T = 200), zeroed accumulators (72 MB each at V = 3000 in float64) and, in pass 2,
 the column-centred M' (as large). Allocated afresh for every shard, each is page-faulted in and
-unmapped again (blocks this large bypass the allocator's free lists), which the worker threads
-of one process pay for under one lock. :data:`TASK_BUFFERS` keeps them in the process between
+unmapped again (blocks this large bypass the allocator's free lists): 1.5 M page faults for a
+23 M-token store at V = 3000, 0.5 M with the buffers kept (benchmarks/RESULTS.md), and fresh pages
+can cost 30× warm ones on a VM. :data:`TASK_BUFFERS` keeps them in the process between
 the tasks of :func:`~leadingterms.basis.stats.reduce_basis`: each thread's chunk, a pool of
 accumulators that merged sums give back (:meth:`TaskBuffers.recycle`), and M' of the pass's M;
 :meth:`TaskBuffers.release` frees them. The numbers computed do not depend on where a buffer
@@ -98,10 +99,10 @@ class TaskBuffers(Buffers):
     def kept_bytes(self) -> int:
         """Bytes of the buffers kept now."""
         with self._lock:
-            ts = [t for ch in self._chunks.values() for t in (ch._kn, ch._kq, ch._val)]
-            ts += [t for free in self._pool.values() for t in free]
+            ts = [t for free in self._pool.values() for t in free]
             ts += [self._centred[2]] if self._centred is not None else []
-        return sum(t.numel() * t.element_size() for t in ts)
+            chunks = sum(ch.nbytes for ch in self._chunks.values())
+        return chunks + sum(t.numel() * t.element_size() for t in ts)
 
     def release(self) -> None:
         """Free every kept buffer."""

@@ -75,6 +75,11 @@ class Chunk:
         self._len: dict[int, Tensor] = {}
         self.n = 0
 
+    @property
+    def nbytes(self) -> int:
+        """Bytes of the pair arrays."""
+        return sum(t.numel() * t.element_size() for t in (self._kn, self._kq, self._val))
+
     def _view(self, buf: Tensor) -> Tensor:
         return buf[: self.pr.bounds[-1] * self.n].view(self.n, -1)
 

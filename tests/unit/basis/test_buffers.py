@@ -86,8 +86,7 @@ def test_kept_garbage_never_reaches_a_result(V, monkeypatch):
             TASK_BUFFERS.recycle(AttentionSums(rows=1, T=T, V=V, ids=None, Q=torch.full((n,), float("nan"), dtype=F64),
                                                Delta=torch.zeros(T)))
     ch = TASK_BUFFERS.chunk(T, 3, V, F64, CPU)
-    for buf in (ch._val,):
-        buf.fill_(float("nan"))
+    ch._val.fill_(float("nan"))
     ch._kn.fill_(10**9)
     ch._kq.fill_(10**9)
     got = stats.reduce_basis(pieces, V, progress=False, chunk_rows=3)

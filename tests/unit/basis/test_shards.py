@@ -180,7 +180,11 @@ def test_survey_on_dask_workers_equals_survey_here(store):
     pieces = store_pieces(store.tokens, SHARD_TOKENS)
     here = survey(pieces, V_)
     with open_engine(ParallelConfig(workers=2), releases_gil=True) as engine:
+        sent: list[str] = []
+        dask_map = engine.map
+        engine.map = lambda fn, items, *shared: (sent.append(fn.__name__), dask_map(fn, items, *shared))[1]
         there = survey(pieces, V_, engine=engine)
+        assert sent == ["survey_piece"]  # the pieces were read on the workers
         assert there[0] == here[0] and torch.equal(there[1], here[1])
         with pytest.raises(LeadingTermsError, match=f"out of range for V={V_ - 1}"):
             survey(pieces, V_ - 1, engine=engine)
