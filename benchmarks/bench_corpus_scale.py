@@ -12,8 +12,9 @@ shared pages count once per process).
   token list and the sequences in memory; the same functions), on the smaller text.
 - ``leadingterms stats`` (V = 3001, T = 200, float64) on the smaller text's store, in-process
   and ``--workers 2``: wall time and tokens/s, the faster of ``BENCH_SCALE_REPEATS`` (default 3)
-  alternating runs each; and the per-shard kernel alone (1 process with 1 or 2 torch threads, 2
-  processes at once, 2 Python threads of one process at once), which bounds what 2 workers can gain.
+  alternating runs each; and the per-shard kernel alone: the torch kernel (1 or 2 torch threads) and
+  the compiled one (1 thread, 2 processes at once, 2 Python threads of one process at once), which
+  bounds what 2 workers can gain.
 - A projection for the whole TinyStories train split (≈1.9 GB of text, ≈470 M tokens).
 
 Targets (issue 11, 2 cores): corpus peak RSS <= 600 MB at 100 MB and growing <= 10% to 200 MB;
@@ -40,10 +41,13 @@ CORPUS_ARGS = ["--tokenizer", "word", "--vocab-size", "3000", "--unk", "--seq-le
 TRAIN_SPLIT_BYTES, TRAIN_SPLIT_TOKENS = 1.9e9, 470e6
 #: stats runs and kernel checks are repeated (alternating) and the fastest kept: the machine is shared
 REPEATS = int(os.environ.get("BENCH_SCALE_REPEATS", 3))
-#: (processes, torch threads, Python threads): one task; one task with 2 torch threads; 2 tasks as 2 processes;
-#: 2 tasks as 2 threads of one process (how --workers 2 runs them)
-KERNEL_SETUPS = {"1 process, 1 thread": (1, 1, 1), "1 process, 2 torch threads": (1, 2, 1),
-                 "2 processes at once, 1 thread each": (2, 1, 1), "2 threads of 1 process at once": (1, 1, 2)}
+#: (processes, torch threads, Python threads, kernel): the torch kernel (on chunks; what GPUs run) on one thread and
+#: on two torch threads; the compiled CPU kernel (what stats runs) on one thread, as 2 processes at once, and as 2
+#: threads of one process at once (how --workers 2 runs its tasks)
+KERNEL_SETUPS = {"torch kernel, 1 thread": (1, 1, 1, "torch"), "torch kernel, 2 torch threads": (1, 2, 1, "torch"),
+                 "compiled kernel, 1 thread": (1, 1, 1, "native"),
+                 "compiled kernel, 2 processes at once": (2, 1, 1, "native"),
+                 "compiled kernel, 2 threads of 1 process at once": (1, 1, 2, "native")}
 
 BASELINE = textwrap.dedent("""
     # the corpus stage before streaming: the whole text, every token list and all sequences in memory
@@ -70,8 +74,11 @@ KERNEL = textwrap.dedent("""
     # both passes of the per-shard kernel on 4M tokens of the store, in each of K Python threads of this
     # process at once (as --workers K runs them): tokens/s per thread
     import sys, threading, time, numpy as np, torch
+    from leadingterms.basis import native
     from leadingterms.basis.stats import PassPlan, attention_task, bigram_task, chunk_rows_for
     from leadingterms.corpus.store import load_store
+    if sys.argv[4] == "torch":
+        native.available = lambda: False
     torch.set_num_threads(int(sys.argv[2]))
     K = int(sys.argv[3])
     store = load_store(sys.argv[1])
@@ -92,11 +99,11 @@ KERNEL = textwrap.dedent("""
 """)
 
 
-def kernel_rates(store: Path, processes: int, threads: int, python_threads: int = 1) -> list[float]:
-    """Tokens/s of the kernel in each of ``processes`` processes running at once with ``threads`` torch threads,
+def kernel_rates(store: Path, processes: int, threads: int, python_threads: int, kernel: str) -> list[float]:
+    """Tokens/s of ``kernel`` in each of ``processes`` processes running at once with ``threads`` torch threads,
     each running it in ``python_threads`` Python threads at once."""
     env = dict(os.environ, LEADINGTERMS_NO_PROGRESS="1")
-    procs = [subprocess.Popen([sys.executable, "-c", KERNEL, str(store), str(threads), str(python_threads)],
+    procs = [subprocess.Popen([sys.executable, "-c", KERNEL, str(store), str(threads), str(python_threads), kernel],
                               env=env, stdout=subprocess.PIPE, text=True) for _ in range(processes)]
     return [float(r) for p in procs for r in p.communicate()[0].split()]
 
@@ -180,8 +187,8 @@ def run(quick: bool) -> str:
         agree = _max_rel(folder / "basis-1", folder / "basis-2")
         kernel: dict[str, list[float]] = {}
         for _ in range(REPEATS):
-            for name, (n, th, k) in KERNEL_SETUPS.items():
-                rates = kernel_rates(store, n, th, k)
+            for name, setup in KERNEL_SETUPS.items():
+                rates = kernel_rates(store, *setup)
                 if sum(rates) > sum(kernel.get(name, [0.0])):
                     kernel[name] = rates
         kernel_load = loadavg()
@@ -227,8 +234,8 @@ def run(quick: bool) -> str:
         f"Scaling check: the per-shard kernel (both passes, 4M tokens of the store, V = 3001) alone, in "
         f"tokens/s, best of {REPEATS} (load at the end {kernel_load}): "
         + "; ".join(f"{k}: {' + '.join(f'{r / 1e3:,.0f}k' for r in v)}" for k, v in kernel.items())
-        + ". `stats --workers 2` runs its tasks as the last setup does: two threads of the command's process, "
-        "whose torch kernels release the GIL.",
+        + ". `stats` runs the compiled kernel; `--workers 2` runs its tasks as the last setup does: two threads "
+        "of the command's process, whose compiled kernels release the GIL.",
     ]
     return "\n".join(lines)
 

@@ -34,7 +34,7 @@ os.environ.setdefault("MPLBACKEND", "Agg")
 # datasets caches what load_dataset("json", ...) builds: keep it out of the user's ~/.cache
 os.environ.setdefault("HF_DATASETS_CACHE", tempfile.mkdtemp(prefix="leadingterms-hf-datasets-"))
 
-pytest_plugins = ["fixtures.stores", "fixtures.runs", "fixtures.pretrained"]
+pytest_plugins = ["fixtures.stores", "fixtures.runs", "fixtures.pretrained", "fixtures.kernels"]
 
 TESTS = Path(__file__).resolve().parent
 ROOT = TESTS.parent

@@ -1,5 +1,3 @@
-import sys
+from leadingterms.cli import run
 
-from leadingterms.cli import main
-
-sys.exit(main())
+run()

@@ -22,7 +22,7 @@ from leadingterms.basis.shards import (
     store_pieces,
     survey,
 )
-from leadingterms.basis.stats import chunk_rows_for, reduce_basis
+from leadingterms.basis.stats import chunk_rows_for, kernel_name, reduce_basis
 from leadingterms.basis.types import Basis
 from leadingterms.budget import check_disk
 from leadingterms.cache import refuse_other, reuse
@@ -111,7 +111,7 @@ def _compute(cfg: StatsConfig, store: Any, out: Path, device: str, notes: list[s
         hashes, counts = survey(pieces, store.V, progress=cfg.progress, engine=engine)
         key = checkpoint_key({"format": CHECKPOINT_FORMAT, "corpus_hash": store.content_hash, "shards": hashes,
                               "V": store.V, "dtype": cfg.dtype, "top_k": cfg.top_k, "chunk_rows": chunk_rows,
-                              "device": device.split(":")[0]})
+                              "device": device.split(":")[0], "kernel": kernel_name(device)})
         passes = ResumablePasses(engine, out / PARTIAL_DIR, key, interval_s=cfg.checkpoint_seconds,
                                  progress=cfg.progress, notes=notes)
         # saving serialises the V×V tensors in memory (4, or 7 with extras) next to 3 extra products

@@ -12,11 +12,12 @@ Index conventions (sequence i, positions t = 0..T−1, x_t input, y_t = x_{t+1} 
   applied to row t; ``Q[x_t, x_j] += K[t, j]`` (scatter-add); ``Delta[t − j] += K[t, j]``.
 
 No one-hot matrix and no T×T×T tensor is formed. Memory: the V×V accumulators (over the
-compact vocabulary of tokens present) plus one chunk of rows, chosen so that the chunk's pair
-arrays stay within :data:`DEFAULT_CHUNK_BYTES`.
+compact vocabulary of tokens present) plus, for the torch kernel, one chunk of rows, chosen so
+that the chunk's pair arrays stay within :data:`DEFAULT_CHUNK_BYTES`.
 
 Structure: :func:`bigram_sums` / :func:`attention_sums` give the raw sums of some rows
-(:mod:`leadingterms.basis.sums`), :func:`finish_bigram` / :func:`finish_attention` normalise
+(:mod:`leadingterms.basis.sums`) with a per-row kernel: compiled on the CPU
+(:mod:`leadingterms.basis.native`), torch ops on chunks elsewhere (:mod:`leadingterms.basis.chunk`); :func:`finish_bigram` / :func:`finish_attention` normalise
 merged sums once. :func:`reduce_basis` is the whole basis as a map-reduce over shards of rows
 (docs/theory.md (2.25)); :func:`compute_basis` is its one-shard case.
 """
@@ -34,9 +35,11 @@ import scipy.sparse as sp
 import torch
 from torch import Tensor
 
+from leadingterms.basis import native
 from leadingterms.basis._tokens import OTHER_TOKEN, Source, token_counts, top_k_map
 from leadingterms.basis.buffers import FRESH, TASK_BUFFERS, Buffers, merge_recycling, release_task_buffers
 from leadingterms.basis.chunk import DEFAULT_CHUNK_BYTES, Chunk, chunk_rows_for
+from leadingterms.basis.native import NativeRows
 from leadingterms.basis.sums import AttentionSums, BigramSums, Sums, expand, expand_vec
 from leadingterms.basis.types import Basis
 from leadingterms.budget import check_memory, format_bytes, peak_rss_bytes
@@ -73,6 +76,20 @@ def _check_memory(V: int, T: int, dtype: torch.dtype, n_matrices: int, what: str
     )
 
 
+def _row_kernel(buffers: Buffers, T: int, rows: int, Vc: int, dtype: torch.dtype,
+                device: torch.device) -> Chunk | NativeRows:
+    """The per-row kernels of both passes: compiled on the CPU (:mod:`leadingterms.basis.native`), else
+    torch ops on chunks of ``rows`` rows (:class:`~leadingterms.basis.chunk.Chunk`; GPUs). The same sums."""
+    if kernel_name(device) == "native":
+        return NativeRows(T, Vc, dtype)
+    return buffers.chunk(T, rows, Vc, dtype, device)
+
+
+def kernel_name(device: str | torch.device) -> str:
+    """"native" or "torch": which kernel :func:`_row_kernel` runs on ``device``."""
+    return "native" if torch.device(device).type == "cpu" and native.available() else "torch"
+
+
 # ----------------------------------------------------------------------------------------
 # Pass 1: bigram, context, Pi, A
 # ----------------------------------------------------------------------------------------
@@ -81,20 +98,13 @@ def bigram_sums(src: Source, dtype: torch.dtype, rows: int, progress: bool = Fal
     """Raw pass-1 sums of the rows of ``src`` over its compact vocabulary (docs/theory.md (2.23)).
     ``buffers``: where the chunk and the accumulators come from (:mod:`leadingterms.basis.buffers`)."""
     Vc, T, dev = src.Vc, src.T, src.device
-    rows = min(rows, src.N)
-    ch = buffers.chunk(T, rows, Vc, dtype, dev)
+    kernel = _row_kernel(buffers, T, min(rows, src.N), Vc, dtype, dev)
     counts = buffers.zeros(Vc * Vc, _counts_dtype(dtype), dev)
     c = torch.zeros(Vc, dtype=torch.long, device=dev)
     Phi = buffers.zeros(Vc * Vc, dtype, dev)
     A_t = buffers.zeros(Vc * Vc, dtype, dev)  # transposed: cell (x_t, x_j)
-    ones = torch.ones(rows * T, dtype=counts.dtype, device=dev)
     for z in src.blocks(rows, desc="basis: bigram/context", progress=progress):
-        ch.load(z)
-        counts.scatter_add_(0, (ch.x * Vc + ch.y).reshape(-1), ones[: ch.n * T])
-        c += torch.bincount(ch.x.reshape(-1), minlength=Vc)
-        w = ch.weights()
-        Phi.scatter_add_(0, ch.key_next.view(-1), w)
-        A_t.scatter_add_(0, ch.key_query.view(-1), w)
+        kernel.bigram(z, counts, c, Phi, A_t)
     return BigramSums(rows=src.N, T=T, V=src.V, ids=None if Vc == src.V else src.ids,
                       C=counts.view(Vc, Vc), c=c, Phi=Phi.view(Vc, Vc), A_t=A_t.view(Vc, Vc))
 
@@ -172,15 +182,12 @@ def attention_sums(src: Source, Mc: Tensor, dtype: torch.dtype, rows: int, progr
     """Raw pass-2 sums of the rows of ``src`` for the centred compact block ``Mc`` (:func:`_centred_block`);
     ``buffers`` as in :func:`bigram_sums`."""
     Vc, T, dev = src.Vc, src.T, src.device
-    ch = buffers.chunk(T, min(rows, src.N), Vc, dtype, dev)
+    kernel = _row_kernel(buffers, T, min(rows, src.N), Vc, dtype, dev)
     Mc = Mc.reshape(-1)
     Q = buffers.zeros(Vc * Vc, dtype, dev)
     Delta = torch.zeros(T, dtype=dtype, device=dev)
     for z in src.blocks(rows, desc="basis: attention", progress=progress):
-        ch.load(z)
-        K = ch.kernel(Mc)
-        Delta += ch.delta(K)
-        Q.scatter_add_(0, ch.key_query.view(-1), K.view(-1))
+        kernel.attention(z, Mc, Q, Delta)
     return AttentionSums(rows=src.N, T=T, V=src.V, ids=None if Vc == src.V else src.ids,
                          Q=Q.view(Vc, Vc), Delta=Delta)
 

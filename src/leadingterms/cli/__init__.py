@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import gc
 import importlib
 import os
 import sys
@@ -214,5 +215,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
 
 
+def run() -> NoReturn:
+    """The ``leadingterms`` console script: :func:`main`, then exit without the interpreter's final garbage
+    collections, which traverse torch's object graph (0.2–0.4 s per command, measured); objects are still
+    released by reference counting and every exit handler runs."""
+    code = main()
+    gc.freeze()
+    sys.exit(code)
+
+
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+    run()

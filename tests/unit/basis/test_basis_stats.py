@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from leadingterms.basis import (
@@ -107,9 +107,10 @@ corpora = st.integers(2, 8).flatmap(
 )
 
 
-@settings(max_examples=40, deadline=None)
+# ``kernel``: each CPU kernel (tests/fixtures/kernels.py); it is the same for every example
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(corpora)
-def test_every_statistic_matches_naive_on_random_corpora(case):
+def test_every_statistic_matches_naive_on_random_corpora(kernel, case):
     V, rows, chunk_rows = case
     tokens = np.array(rows, dtype=np.int64)
     ref = naive_stats(tokens, V)
@@ -121,7 +122,7 @@ def test_every_statistic_matches_naive_on_random_corpora(case):
     assert rel(attention_kernel(tokens, V, torch.from_numpy(ref["M"])), ref["K"], scale) <= 1e-12
 
 
-def test_compact_vocabulary_path_matches_naive():
+def test_compact_vocabulary_path_matches_naive(kernel):
     # few distinct tokens in a large vocabulary: statistics are accumulated over the present ids
     rng = np.random.default_rng(1)
     V = 40
@@ -172,7 +173,7 @@ def tiny_corpus(tinystories_path):
     return _tiny_corpus(tinystories_path)
 
 
-def test_matches_naive_on_tinystories(tiny_corpus):
+def test_matches_naive_on_tinystories(tiny_corpus, kernel):
     tokens, vocab = tiny_corpus
     V = len(vocab)
     assert tokens.shape[0] > 100
@@ -189,7 +190,7 @@ def test_matches_naive_on_tinystories(tiny_corpus):
     assert rel(basis.interchange_prev(), B @ B.T) <= 1e-12
 
 
-def test_float32_is_close_to_float64(tiny_corpus):
+def test_float32_is_close_to_float64(tiny_corpus, kernel):
     tokens, vocab = tiny_corpus
     b64 = compute_basis(tokens, len(vocab), progress=False)
     b32 = compute_basis(tokens, len(vocab), dtype=torch.float32, progress=False)
@@ -203,9 +204,9 @@ def test_float32_is_close_to_float64(tiny_corpus):
 # ---------------------------------------------------------------------------------------
 # exact identities (docs/theory.md §2)
 # ---------------------------------------------------------------------------------------
-@settings(max_examples=25, deadline=None)
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(corpora)
-def test_exact_identities(case):
+def test_exact_identities(kernel, case):
     V, rows, _ = case
     tokens = np.array(rows, dtype=np.int64)
     b = compute_basis(tokens, V, progress=False)

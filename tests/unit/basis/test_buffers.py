@@ -68,16 +68,16 @@ def pieces_of(seed: int, V: int, T: int, n_pieces: int, rows: int) -> list[np.nd
 
 
 @pytest.mark.parametrize("V", [9, 40])  # 9: every piece holds every token; 40: compact blocks per piece
-def test_kept_garbage_never_reaches_a_result(V, monkeypatch):
+def test_kept_garbage_never_reaches_a_result(V, kernel, monkeypatch):
     """Poisoned buffers (NaN accumulators in the pool, a NaN chunk for this thread) before a reduction:
     the basis has the bits of a reduction whose tasks take fresh buffers, and nothing is kept after it."""
     T, pieces = 6, pieces_of(0, V, 6, 5, 7)
     fresh = TaskBuffers()
-    monkeypatch.setattr(fresh, "chunk", lambda *a: stats.FRESH.chunk(*a))
-    monkeypatch.setattr(fresh, "zeros", lambda *a: stats.FRESH.zeros(*a))
-    monkeypatch.setattr(stats, "TASK_BUFFERS", fresh)
-    want = stats.reduce_basis(pieces, V, progress=False, chunk_rows=3)
-    monkeypatch.undo()
+    with monkeypatch.context() as m:
+        m.setattr(fresh, "chunk", lambda *a: stats.FRESH.chunk(*a))
+        m.setattr(fresh, "zeros", lambda *a: stats.FRESH.zeros(*a))
+        m.setattr(stats, "TASK_BUFFERS", fresh)
+        want = stats.reduce_basis(pieces, V, progress=False, chunk_rows=3)
 
     for n in {V * V} | {k * k for k in range(1, V + 1)}:
         TASK_BUFFERS.zeros(n, F64, CPU)
