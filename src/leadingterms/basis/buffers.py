@@ -1,13 +1,15 @@
 """Buffers of the statistics kernels: new for every call, or kept between the tasks of a map-reduce.
 
-A pass over some rows needs one chunk's pair arrays (:class:`~leadingterms.basis.chunk.Chunk`,
-≈ 144 MB at T = 200), zeroed accumulators (72 MB each at V = 3000 in float64) and, in pass 2,
-the column-centred M' (as large). Allocated afresh for every shard, each is page-faulted in and
+A pass over some rows needs zeroed accumulators (72 MB each at V = 3000 in float64), a scratch
+buffer (the compiled kernel's interleaved pairs of cells, twice that; or the torch kernel's chunk
+of pair arrays, :class:`~leadingterms.basis.chunk.Chunk`, ≈ 144 MB at T = 200) and, in pass 2,
+the column-centred M' (72 MB). Allocated afresh for every shard, each is page-faulted in and
 unmapped again (blocks this large bypass the allocator's free lists): 1.5 M page faults for a
 23 M-token store at V = 3000, 0.5 M with the buffers kept (benchmarks/RESULTS.md), and fresh pages
 can cost 30× warm ones on a VM. :data:`TASK_BUFFERS` keeps them in the process between
 the tasks of :func:`~leadingterms.basis.stats.reduce_basis`: each thread's chunk, a pool of
-accumulators that merged sums give back (:meth:`TaskBuffers.recycle`), and M' of the pass's M;
+accumulators and scratch buffers that tasks and merged sums give back (:meth:`TaskBuffers.give_back`,
+:meth:`TaskBuffers.recycle`), and M' of the pass's M;
 :meth:`TaskBuffers.release` frees them. The numbers computed do not depend on where a buffer
 came from (a pooled accumulator is zeroed; a chunk is overwritten before it is read).
 """
@@ -36,6 +38,9 @@ class Buffers:
     def zeros(self, n: int, dtype: torch.dtype, device: torch.device) -> Tensor:
         """A zeroed (n,) accumulator."""
         return torch.zeros(n, dtype=dtype, device=device)
+
+    def give_back(self, t: Tensor) -> None:
+        """``t`` (from :meth:`zeros`) is no longer read: here it is simply dropped."""
 
 
 FRESH = Buffers()
@@ -75,17 +80,21 @@ class TaskBuffers(Buffers):
             t = free.pop() if free else None
         return torch.zeros(n, dtype=dtype, device=device) if t is None else t.zero_()
 
-    def recycle(self, sums: Sums) -> None:
-        """Give the matrices of ``sums`` (merged into other sums, no longer read) to the pool, where tasks of
-        this process asked for their kind."""
+    def give_back(self, t: Tensor) -> None:
+        """Pool ``t`` (no longer read) if tasks of this process asked for its kind and the pool has room."""
+        if not t.is_contiguous():
+            return
         with self._lock:
-            for name in sums.MATRICES:
-                t = getattr(sums, name)
-                if not isinstance(t, Tensor) or not t.is_contiguous():
-                    continue
-                free = self._pool.get((t.numel(), t.dtype, str(t.device)))
-                if free is not None and len(free) < self.POOL_MAX:
-                    free.append(t.view(-1))
+            free = self._pool.get((t.numel(), t.dtype, str(t.device)))
+            if free is not None and len(free) < self.POOL_MAX:
+                free.append(t.view(-1))
+
+    def recycle(self, sums: Sums) -> None:
+        """Give the matrices of ``sums`` (merged into other sums, no longer read) back (:meth:`give_back`)."""
+        for name in sums.MATRICES:
+            t = getattr(sums, name)
+            if isinstance(t, Tensor):
+                self.give_back(t)
 
     def centred(self, M: Tensor, key: tuple[Any, ...], make: Callable[[], Tensor]) -> Tensor:
         """``make()`` (M' of ``M``), formed once per M and ``key`` (dtype, device) and shared, read only."""

@@ -7,6 +7,7 @@ P = T(T+1)/2 per row; the uniform causal attention weight of a pair is A0[t, j] 
 from __future__ import annotations
 
 import functools
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import torch
@@ -117,25 +118,28 @@ class Chunk:
             D[:, a:b] -= mean[:, t : t + 1]
         return D.mul_(pr.w)
 
-    def bigram(self, z: Tensor, counts: Tensor, c: Tensor, Phi: Tensor, A_t: Tensor) -> None:
-        """Pass-1 raw sums of the rows ``z`` (n, T+1) compact ids, added into ``counts``, ``Phi``, ``A_t``
-        (Vc·Vc,) and ``c`` (Vc,) (docs/theory.md (2.23))."""
-        self.load(z)
-        if counts.dtype not in self._ones:
-            self._ones[counts.dtype] = torch.ones(self.rows * self.pr.T, dtype=counts.dtype, device=self.device)
-        ones = self._ones[counts.dtype][: self.n * self.pr.T]
-        counts.scatter_add_(0, (self.x * self.Vc + self.y).reshape(-1), ones)
-        c += torch.bincount(self.x.reshape(-1), minlength=self.Vc)
-        w = self.weights()
-        Phi.scatter_add_(0, self.key_next.view(-1), w)
-        A_t.scatter_add_(0, self.key_query.view(-1), w)
+    def bigram(self, blocks: Iterable[Tensor], counts: Tensor, c: Tensor, Phi: Tensor, A_t: Tensor) -> None:
+        """Pass-1 raw sums of the rows of ``blocks`` ((n, T+1) compact ids, n <= rows), added into ``counts``,
+        ``Phi``, ``A_t`` (Vc·Vc,) and ``c`` (Vc,) (docs/theory.md (2.23))."""
+        for z in blocks:
+            self.load(z)
+            if counts.dtype not in self._ones:
+                self._ones[counts.dtype] = counts.new_ones(self.rows * self.pr.T)
+            ones = self._ones[counts.dtype][: self.n * self.pr.T]
+            counts.scatter_add_(0, (self.x * self.Vc + self.y).reshape(-1), ones)
+            c += torch.bincount(self.x.reshape(-1), minlength=self.Vc)
+            w = self.weights()
+            Phi.scatter_add_(0, self.key_next.view(-1), w)
+            A_t.scatter_add_(0, self.key_query.view(-1), w)
 
-    def attention(self, z: Tensor, Mc: Tensor, Q: Tensor, Delta: Tensor) -> None:
-        """Pass-2 raw sums of the rows ``z`` for ``Mc`` (Vc·Vc,), added into ``Q`` (Vc·Vc,) and ``Delta`` (T,)."""
-        self.load(z)
-        K = self.kernel(Mc)
-        Delta += self.delta(K)
-        Q.scatter_add_(0, self.key_query.view(-1), K.view(-1))
+    def attention(self, blocks: Iterable[Tensor], Mc: Tensor, Q: Tensor, Delta: Tensor) -> None:
+        """Pass-2 raw sums of the rows of ``blocks`` for ``Mc`` (Vc·Vc,), added into ``Q`` (Vc·Vc,) and
+        ``Delta`` (T,)."""
+        for z in blocks:
+            self.load(z)
+            K = self.kernel(Mc)
+            Delta += self.delta(K)
+            Q.scatter_add_(0, self.key_query.view(-1), K.view(-1))
 
     def delta(self, K: Tensor) -> Tensor:
         """(T,): Σ over the chunk's pairs with t − j = m of K, per m."""

@@ -12,20 +12,25 @@ Index conventions as in :mod:`leadingterms.basis.stats` (docs/theory.md §2.4, (
 
 The torch kernel (:class:`~leadingterms.basis.chunk.Chunk`, used on GPUs and where Numba is
 missing) builds the same sums from pair arrays of a whole chunk: about 32 bytes per pair streamed
-through memory several times. Here a pair costs one gather and one add into the row of its cell
-(cache-resident), and no memory but the accumulators: ≈ 2.5× the torch kernel on one core, and
-the kernels release the GIL, so the worker threads of ``--workers N`` run them at once.
+through memory several times. Here a pair costs one gather and one add into the row of its cell,
+and the two arrays a pass touches together share cache lines: each pass works in one
+(Vc·Vc, 2) buffer of adjacent cells, (Phi, A_t) in pass 1 — row x_t of A_t at step t and row
+y_{t−1} = x_t of Phi, swept together — and (M', Q) in pass 2 — the gather of step t − 1 from row
+y_{t−1} of M' and the adds of step t into row x_t = y_{t−1} of Q. About 3× the torch kernel on
+one core (benchmarks/RESULTS.md), and the kernels release the GIL, so the worker threads of
+``--workers N`` run them at once.
 
 The additions into every cell of counts, c, Phi, A_t and Q happen in the torch kernel's order
 (rows, then t, then j) with the same operations, so they are bit-identical to it
-(tests/unit/basis/test_native.py); Delta is summed in another order (agrees to ~1e-14).
-Results do not depend on how rows are grouped into calls.
+(tests/unit/basis/test_native.py); Delta is summed in another order (agrees to ~1e-14), in float64
+within a call.
 """
 
 from __future__ import annotations
 
 import functools
-from typing import Any
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -33,25 +38,37 @@ from torch import Tensor
 
 from leadingterms.basis.chunk import pairs
 
+if TYPE_CHECKING:
+    from leadingterms.basis.buffers import Buffers
 
-def _bigram_rows(z: Any, Vc: int, inv_t: Any, counts: Any, c: Any, Phi: Any, A_t: Any) -> None:
+
+def _bigram_rows(z: Any, Vc: int, inv_t: Any, counts: Any, c: Any, PA: Any) -> None:
     n, T = z.shape[0], z.shape[1] - 1
     for i in range(n):
         for t in range(T):
-            x, y = z[i, t], z[i, t + 1]
-            counts[x * Vc + y] += 1
+            x = z[i, t]
+            counts[x * Vc + z[i, t + 1]] += 1
             c[x] += 1
-            w = inv_t[t]
-            row_phi, row_a = y * Vc, x * Vc
-            for j in range(t + 1):
-                xj = z[i, j]
-                Phi[row_phi + xj] += w
-                A_t[row_a + xj] += w
+        # row x_t = y_{t-1} takes A_t's terms of step t and Phi's of step t − 1 in one sweep over x_0..x_t,
+        # into adjacent slots; each cell still receives its terms in (t, j) order
+        x0 = z[i, 0]
+        PA[2 * (x0 * Vc + x0) + 1] += inv_t[0]  # A_t, t = 0
+        for t in range(1, T):
+            row = z[i, t] * Vc
+            w_phi, w_a = inv_t[t - 1], inv_t[t]
+            for j in range(t):
+                k = 2 * (row + z[i, j])
+                PA[k] += w_phi  # Phi[y_{t-1}, x_j]
+                PA[k + 1] += w_a  # A_t[x_t, x_j]
+            PA[2 * (row + z[i, t]) + 1] += w_a  # A_t[x_t, x_t]
+        row, w_phi = z[i, T] * Vc, inv_t[T - 1]
+        for j in range(T):  # Phi, t = T − 1
+            PA[2 * (row + z[i, j])] += w_phi
 
 
-def _attention_rows(z: Any, Vc: int, inv_t: Any, Mc: Any, Q: Any, Delta: Any) -> None:
+def _attention_rows(z: Any, Vc: int, inv_t: Any, MQ: Any, Delta: Any) -> None:
     n, T = z.shape[0], z.shape[1] - 1
-    D = np.empty(T, dtype=Q.dtype)
+    D = np.empty(T, dtype=MQ.dtype)
     by_offset = np.zeros(T)  # Delta's sums over these rows in float64 (~10^5 terms each), added once
     zero = inv_t[0] - inv_t[0]  # 0 in the statistics' dtype (a float32 sum stays float32, as in torch)
     for i in range(n):
@@ -59,14 +76,14 @@ def _attention_rows(z: Any, Vc: int, inv_t: Any, Mc: Any, Q: Any, Delta: Any) ->
             row_m, row_q = z[i, t + 1] * Vc, z[i, t] * Vc
             s = zero
             for j in range(t + 1):
-                d = Mc[row_m + z[i, j]]
+                d = MQ[2 * (row_m + z[i, j])]
                 D[j] = d
                 s += d
             w = inv_t[t]
             mean = s * w
             for j in range(t + 1):
                 k = (D[j] - mean) * w
-                Q[row_q + z[i, j]] += k
+                MQ[2 * (row_q + z[i, j]) + 1] += k
                 by_offset[t - j] += k
     for m in range(T):
         Delta[m] += by_offset[m]
@@ -92,21 +109,32 @@ def _np(t: Tensor) -> np.ndarray:
 
 
 class NativeRows:
-    """The per-row kernels for blocks of rows on the CPU; the same methods as
-    :class:`~leadingterms.basis.chunk.Chunk`, with no buffers of its own."""
+    """The per-row kernels on the CPU; the same methods as :class:`~leadingterms.basis.chunk.Chunk`. Each pass
+    works in one interleaved (Vc·Vc, 2) scratch buffer from ``buffers`` (given back at the end)."""
 
-    def __init__(self, T: int, Vc: int, dtype: torch.dtype) -> None:
-        self.Vc = Vc
+    def __init__(self, T: int, Vc: int, dtype: torch.dtype, buffers: Buffers) -> None:
+        self.Vc, self.dtype, self.buffers = Vc, dtype, buffers
         self.inv_t = _np(pairs(T, dtype, torch.device("cpu")).inv_t)
         kernels = _compiled()
         assert kernels is not None, "NativeRows needs Numba (check available())"
         self._bigram, self._attention = kernels
 
-    def bigram(self, z: Tensor, counts: Tensor, c: Tensor, Phi: Tensor, A_t: Tensor) -> None:
-        """Pass-1 raw sums of the rows ``z`` (n, T+1) compact ids over Vc ids, added into ``counts``, ``Phi``,
+    def bigram(self, blocks: Iterable[Tensor], counts: Tensor, c: Tensor, Phi: Tensor, A_t: Tensor) -> None:
+        """Pass-1 raw sums of the rows of ``blocks`` ((n, T+1) compact ids) added into ``counts``, ``Phi``,
         ``A_t`` (Vc·Vc,) and ``c`` (Vc,)."""
-        self._bigram(_np(z), self.Vc, self.inv_t, _np(counts), _np(c), _np(Phi), _np(A_t))
+        PA = self.buffers.zeros(2 * self.Vc * self.Vc, self.dtype, torch.device("cpu"))  # (Phi, A_t) per cell
+        for z in blocks:
+            self._bigram(_np(z), self.Vc, self.inv_t, _np(counts), _np(c), _np(PA))
+        Phi += PA.view(-1, 2)[:, 0]
+        A_t += PA.view(-1, 2)[:, 1]
+        self.buffers.give_back(PA)
 
-    def attention(self, z: Tensor, Mc: Tensor, Q: Tensor, Delta: Tensor) -> None:
-        """Pass-2 raw sums of the rows ``z`` for ``Mc`` (Vc·Vc,) added into ``Q`` (Vc·Vc,) and ``Delta`` (T,)."""
-        self._attention(_np(z), self.Vc, self.inv_t, _np(Mc), _np(Q), _np(Delta))
+    def attention(self, blocks: Iterable[Tensor], Mc: Tensor, Q: Tensor, Delta: Tensor) -> None:
+        """Pass-2 raw sums of the rows of ``blocks`` for ``Mc`` (Vc·Vc,) added into ``Q`` (Vc·Vc,) and
+        ``Delta`` (T,)."""
+        MQ = self.buffers.zeros(2 * self.Vc * self.Vc, self.dtype, torch.device("cpu"))  # (M', Q) per cell
+        MQ.view(-1, 2)[:, 0] = Mc
+        for z in blocks:
+            self._attention(_np(z), self.Vc, self.inv_t, _np(MQ), _np(Delta))
+        Q += MQ.view(-1, 2)[:, 1]
+        self.buffers.give_back(MQ)

@@ -17,9 +17,10 @@ that the chunk's pair arrays stay within :data:`DEFAULT_CHUNK_BYTES`.
 
 Structure: :func:`bigram_sums` / :func:`attention_sums` give the raw sums of some rows
 (:mod:`leadingterms.basis.sums`) with a per-row kernel: compiled on the CPU
-(:mod:`leadingterms.basis.native`), torch ops on chunks elsewhere (:mod:`leadingterms.basis.chunk`); :func:`finish_bigram` / :func:`finish_attention` normalise
-merged sums once. :func:`reduce_basis` is the whole basis as a map-reduce over shards of rows
-(docs/theory.md (2.25)); :func:`compute_basis` is its one-shard case.
+(:mod:`leadingterms.basis.native`), torch ops on chunks elsewhere (:mod:`leadingterms.basis.chunk`);
+:func:`finish_bigram` / :func:`finish_attention` normalise merged sums once. :func:`reduce_basis` is
+the whole basis as a map-reduce over shards of rows (docs/theory.md (2.25)); :func:`compute_basis`
+is its one-shard case.
 """
 
 from __future__ import annotations
@@ -81,7 +82,7 @@ def _row_kernel(buffers: Buffers, T: int, rows: int, Vc: int, dtype: torch.dtype
     """The per-row kernels of both passes: compiled on the CPU (:mod:`leadingterms.basis.native`), else
     torch ops on chunks of ``rows`` rows (:class:`~leadingterms.basis.chunk.Chunk`; GPUs). The same sums."""
     if kernel_name(device) == "native":
-        return NativeRows(T, Vc, dtype)
+        return NativeRows(T, Vc, dtype, buffers)
     return buffers.chunk(T, rows, Vc, dtype, device)
 
 
@@ -103,8 +104,7 @@ def bigram_sums(src: Source, dtype: torch.dtype, rows: int, progress: bool = Fal
     c = torch.zeros(Vc, dtype=torch.long, device=dev)
     Phi = buffers.zeros(Vc * Vc, dtype, dev)
     A_t = buffers.zeros(Vc * Vc, dtype, dev)  # transposed: cell (x_t, x_j)
-    for z in src.blocks(rows, desc="basis: bigram/context", progress=progress):
-        kernel.bigram(z, counts, c, Phi, A_t)
+    kernel.bigram(src.blocks(rows, desc="basis: bigram/context", progress=progress), counts, c, Phi, A_t)
     return BigramSums(rows=src.N, T=T, V=src.V, ids=None if Vc == src.V else src.ids,
                       C=counts.view(Vc, Vc), c=c, Phi=Phi.view(Vc, Vc), A_t=A_t.view(Vc, Vc))
 
@@ -186,8 +186,7 @@ def attention_sums(src: Source, Mc: Tensor, dtype: torch.dtype, rows: int, progr
     Mc = Mc.reshape(-1)
     Q = buffers.zeros(Vc * Vc, dtype, dev)
     Delta = torch.zeros(T, dtype=dtype, device=dev)
-    for z in src.blocks(rows, desc="basis: attention", progress=progress):
-        kernel.attention(z, Mc, Q, Delta)
+    kernel.attention(src.blocks(rows, desc="basis: attention", progress=progress), Mc, Q, Delta)
     return AttentionSums(rows=src.N, T=T, V=src.V, ids=None if Vc == src.V else src.ids,
                          Q=Q.view(Vc, Vc), Delta=Delta)
 

@@ -79,12 +79,14 @@ def test_kept_garbage_never_reaches_a_result(V, kernel, monkeypatch):
         m.setattr(stats, "TASK_BUFFERS", fresh)
         want = stats.reduce_basis(pieces, V, progress=False, chunk_rows=3)
 
-    for n in {V * V} | {k * k for k in range(1, V + 1)}:
+    cells = {V * V} | {k * k for k in range(1, V + 1)}
+    for n in cells | {2 * n for n in cells}:  # accumulators; the compiled kernel's interleaved scratch
         TASK_BUFFERS.zeros(n, F64, CPU)
-    for n in {V * V} | {k * k for k in range(1, V + 1)}:
+    for n in cells:
         for _ in range(3):
             TASK_BUFFERS.recycle(AttentionSums(rows=1, T=T, V=V, ids=None, Q=torch.full((n,), float("nan"), dtype=F64),
                                                Delta=torch.zeros(T)))
+            TASK_BUFFERS.give_back(torch.full((2 * n,), float("nan"), dtype=F64))
     ch = TASK_BUFFERS.chunk(T, 3, V, F64, CPU)
     ch._val.fill_(float("nan"))
     ch._kn.fill_(10**9)
