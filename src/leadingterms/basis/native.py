@@ -95,8 +95,12 @@ def _compiled() -> tuple[Any, Any] | None:
         import numba
     except ImportError:  # pragma: no cover - a dependency; the torch kernel is used instead
         return None
-    jit = numba.njit(nogil=True, cache=True)
-    return jit(_bigram_rows), jit(_attention_rows)
+    try:  # compiled once, then loaded from Numba's cache (next to this file, or the user's cache folder)
+        jit = numba.njit(nogil=True, cache=True)
+        return jit(_bigram_rows), jit(_attention_rows)
+    except RuntimeError:  # no writable cache location: compiled in every process
+        jit = numba.njit(nogil=True)
+        return jit(_bigram_rows), jit(_attention_rows)
 
 
 def available() -> bool:
