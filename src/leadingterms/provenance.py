@@ -25,9 +25,10 @@ _CHUNK = 8 << 20
 def file_digest(path: str | os.PathLike[str]) -> str:
     """BLAKE2b-128 of a file's bytes, hex (streamed; about a second per GB)."""
     h = hashlib.blake2b(digest_size=16)
+    buf = memoryview(bytearray(_CHUNK))  # one buffer read into: a new 8 MiB bytes per read is mapped afresh
     with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(_CHUNK), b""):
-            h.update(chunk)
+        while n := f.readinto(buf):
+            h.update(buf[:n])
     return h.hexdigest()
 
 

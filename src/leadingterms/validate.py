@@ -208,3 +208,11 @@ def out_file(path: Any, kind: str) -> Path:
     if out.is_dir():
         raise LeadingTermsError(f"--out {out} is a directory; give the path of a {kind} file")
     return out
+
+
+def all_finite(t: torch.Tensor) -> bool:
+    """No NaN or ±inf in ``t`` (True for non-float tensors): a finite sum means finite entries (one pass, no
+    temporary as large as ``t``); only a non-finite sum (a NaN, an inf or an overflow) is checked entry-wise."""
+    if not t.is_floating_point() or t.numel() == 0:
+        return True
+    return bool(t.sum().isfinite()) or bool(t.isfinite().all())

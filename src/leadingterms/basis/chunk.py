@@ -118,9 +118,11 @@ class Chunk:
             D[:, a:b] -= mean[:, t : t + 1]
         return D.mul_(pr.w)
 
-    def bigram(self, blocks: Iterable[Tensor], counts: Tensor, c: Tensor, Phi: Tensor, A_t: Tensor) -> None:
-        """Pass-1 raw sums of the rows of ``blocks`` ((n, T+1) compact ids, n <= rows), added into ``counts``,
-        ``Phi``, ``A_t`` (Vc·Vc,) and ``c`` (Vc,) (docs/theory.md (2.23))."""
+    def bigram(self, blocks: Iterable[Tensor], counts: Tensor, c: Tensor, PhiA: Tensor) -> None:
+        """Pass-1 raw sums of the rows of ``blocks`` ((n, T+1) compact ids, n <= rows), added into ``counts``
+        (Vc·Vc,), ``c`` (Vc,) and ``PhiA`` (Vc·Vc·2,): Phi and A_t of each cell in adjacent slots
+        (docs/theory.md (2.23))."""
+        Phi, A_t = PhiA.view(-1, 2)[:, 0], PhiA.view(-1, 2)[:, 1]
         for z in blocks:
             self.load(z)
             if counts.dtype not in self._ones:

@@ -20,6 +20,7 @@ from leadingterms.errors import LeadingTermsError
 from leadingterms.persist import folder_of, load_tensors, map_tensors, read_json, save_tensors, write_json
 from leadingterms.provenance import file_record, text_digest, verify_file
 from leadingterms.schema import OBJECT, POS_INT, STR, STR_LIST, Field, check_fields, check_that
+from leadingterms.validate import all_finite
 
 TENSORS_FILE = "basis.safetensors"
 META_FILE = "basis.json"
@@ -41,7 +42,7 @@ def recompute_hint(p: Path) -> str:
 def check_finite(tensors: dict[str, torch.Tensor], where: str | Path, fix: str) -> None:
     """One-line error naming the first tensor holding NaN or inf (issue 10: finite tensors)."""
     for name, t in tensors.items():
-        if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+        if not all_finite(t):
             bad = int((~torch.isfinite(t)).sum())
             raise LeadingTermsError(f"{where} is corrupt: {name} holds {bad} NaN or infinite values; {fix}")
 

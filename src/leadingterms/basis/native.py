@@ -113,8 +113,8 @@ def _np(t: Tensor) -> np.ndarray:
 
 
 class NativeRows:
-    """The per-row kernels on the CPU; the same methods as :class:`~leadingterms.basis.chunk.Chunk`. Each pass
-    works in one interleaved (Vc·Vc, 2) scratch buffer from ``buffers`` (given back at the end)."""
+    """The per-row kernels on the CPU; the same methods as :class:`~leadingterms.basis.chunk.Chunk`. Pass 2
+    works in an interleaved (Vc·Vc, 2) scratch buffer (M', Q) from ``buffers``, given back at the end."""
 
     def __init__(self, T: int, Vc: int, dtype: torch.dtype, buffers: Buffers) -> None:
         self.Vc, self.dtype, self.buffers = Vc, dtype, buffers
@@ -123,15 +123,11 @@ class NativeRows:
         assert kernels is not None, "NativeRows needs Numba (check available())"
         self._bigram, self._attention = kernels
 
-    def bigram(self, blocks: Iterable[Tensor], counts: Tensor, c: Tensor, Phi: Tensor, A_t: Tensor) -> None:
-        """Pass-1 raw sums of the rows of ``blocks`` ((n, T+1) compact ids) added into ``counts``, ``Phi``,
-        ``A_t`` (Vc·Vc,) and ``c`` (Vc,)."""
-        PA = self.buffers.zeros(2 * self.Vc * self.Vc, self.dtype, torch.device("cpu"))  # (Phi, A_t) per cell
+    def bigram(self, blocks: Iterable[Tensor], counts: Tensor, c: Tensor, PhiA: Tensor) -> None:
+        """Pass-1 raw sums of the rows of ``blocks`` ((n, T+1) compact ids) added into ``counts`` (Vc·Vc,),
+        ``c`` (Vc,) and ``PhiA`` (Vc·Vc·2,): Phi and A_t of each cell in adjacent slots."""
         for z in blocks:
-            self._bigram(_np(z), self.Vc, self.inv_t, _np(counts), _np(c), _np(PA))
-        Phi += PA.view(-1, 2)[:, 0]
-        A_t += PA.view(-1, 2)[:, 1]
-        self.buffers.give_back(PA)
+            self._bigram(_np(z), self.Vc, self.inv_t, _np(counts), _np(c), _np(PhiA))
 
     def attention(self, blocks: Iterable[Tensor], Mc: Tensor, Q: Tensor, Delta: Tensor) -> None:
         """Pass-2 raw sums of the rows of ``blocks`` for ``Mc`` (Vc·Vc,) added into ``Q`` (Vc·Vc,) and

@@ -41,7 +41,7 @@ DEFAULT_SHARD_TOKENS = 1 << 22
 #: The number of shards of a store file is a multiple of this (equal work for 2, 4 or 8 workers).
 BALANCE = 8
 PARTIAL_DIR = ".partial"
-CHECKPOINT_FORMAT = 1
+CHECKPOINT_FORMAT = 2  # 2: pass 1's Phi and A_t in one (V, V, 2) array
 _KINDS: dict[str, type[Sums]] = {"bigram": BigramSums, "attention": AttentionSums}
 
 
@@ -97,7 +97,7 @@ def survey_piece(piece: RowRange, V: int) -> tuple[str, torch.Tensor]:
     rows = piece.load()
     counts = token_counts(rows, V)
     h = hashlib.sha256(f"{rows.shape}|".encode())
-    h.update(np.ascontiguousarray(rows, dtype="<u4").tobytes())
+    h.update(np.ascontiguousarray(rows, dtype="<u4").data)
     return h.hexdigest()[:16], counts
 
 
@@ -124,7 +124,8 @@ def _tensors_digest(tensors: dict[str, torch.Tensor]) -> str:
     for name in sorted(tensors):
         t = tensors[name].contiguous()
         h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
-        h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+        if t.numel():
+            h.update(t.view(torch.uint8).numpy().data)  # the tensor's own bytes (no copy)
     return h.hexdigest()
 
 
@@ -178,12 +179,13 @@ def _sums_from(tensors: dict[str, torch.Tensor], header: dict[str, Any]) -> Sums
     V = int(header["V"])
     fields: dict[str, Any] = {"rows": int(header["rows"]), "T": int(header["T"]), "V": V, "ids": None}
     for name in cls.MATRICES:
+        shape = (V, V, *cls.TAIL.get(name, ()))
         if name in tensors:
             fields[name] = tensors[name]
         else:
-            fields[name] = densify(Coo(V, tensors[f"{name}.idx"], tensors[f"{name}.vals"]))
-        if tuple(fields[name].shape) != (V, V):
-            raise LeadingTermsError(f"{name} has shape {tuple(fields[name].shape)}, not ({V}, {V})")
+            fields[name] = densify(Coo(V, tensors[f"{name}.idx"], tensors[f"{name}.vals"], shape[2:]))
+        if tuple(fields[name].shape) != shape:
+            raise LeadingTermsError(f"{name} has shape {tuple(fields[name].shape)}, not {shape}")
     for name in cls.VECTORS:
         fields[name] = tensors[name]
     return cls(**fields)

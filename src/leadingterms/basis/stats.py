@@ -102,23 +102,22 @@ def bigram_sums(src: Source, dtype: torch.dtype, rows: int, progress: bool = Fal
     kernel = _row_kernel(buffers, T, min(rows, src.N), Vc, dtype, dev)
     counts = buffers.zeros(Vc * Vc, _counts_dtype(dtype), dev)
     c = torch.zeros(Vc, dtype=torch.long, device=dev)
-    Phi = buffers.zeros(Vc * Vc, dtype, dev)
-    A_t = buffers.zeros(Vc * Vc, dtype, dev)  # transposed: cell (x_t, x_j)
-    kernel.bigram(src.blocks(rows, desc="basis: bigram/context", progress=progress), counts, c, Phi, A_t)
+    PhiA = buffers.zeros(2 * Vc * Vc, dtype, dev)  # (Phi, A_t) of each cell in adjacent slots
+    kernel.bigram(src.blocks(rows, desc="basis: bigram/context", progress=progress), counts, c, PhiA)
     return BigramSums(rows=src.N, T=T, V=src.V, ids=None if Vc == src.V else src.ids,
-                      C=counts.view(Vc, Vc), c=c, Phi=Phi.view(Vc, Vc), A_t=A_t.view(Vc, Vc))
+                      C=counts.view(Vc, Vc), c=c, PhiA=PhiA.view(Vc, Vc, 2))
 
 
 def finish_bigram(s: BigramSums, dtype: torch.dtype) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """Raw sums -> (B_bar, Phi_bar, Pi, A_bar): expand to V, then the rank-one centrings and the one
-    1/(N·T) of (2.23). Works in place on the sums (``C`` becomes B_bar when it already has ``dtype``)."""
+    1/(N·T) of (2.23). ``C`` becomes B_bar in place when it already has ``dtype``."""
     NT = float(s.rows * s.T)
     V, ids = s.V, s.ids
     u = 1.0 / V
     Pi = expand_vec(s.c.to(dtype).div_(NT), ids, V)
     ones = torch.ones(V, dtype=dtype, device=Pi.device)
     B_bar = expand(s.C.to(dtype).div_(NT), ids, V).addr_(Pi, ones, alpha=-u)  # (C − u·c 1ᵀ)/NT
-    Phi = s.Phi.div_(NT)
+    Phi = s.Phi.contiguous().div_(NT)
     colsum = expand_vec(Phi.sum(0), ids, V)
     Phi_bar = expand(Phi, ids, V).addr_(ones, colsum, alpha=-u)  # (Phi − u·1 colsumᵀ)/NT
     A_bar = expand(s.A_t.T.contiguous().div_(NT), ids, V)
@@ -257,8 +256,8 @@ def batch_sums(tokens: Any, V: int, *, dtype: torch.dtype = torch.float64,
     src = Source.build(token_rows(tokens), V, device=torch.device(device or "cpu"))
     rows = chunk_rows_for(src.T)
     s = bigram_sums(src, dtype, rows)
-    return BatchSums(ids=src.ids, counts=s.C.to(dtype), c=s.c.to(dtype), Phi=s.Phi, NT=float(src.N * src.T),
-                     _src=src, _dtype=dtype, _rows=rows)
+    return BatchSums(ids=src.ids, counts=s.C.to(dtype), c=s.c.to(dtype), Phi=s.Phi.contiguous(),
+                     NT=float(src.N * src.T), _src=src, _dtype=dtype, _rows=rows)
 
 
 def attention_kernel(tokens: Any, V: int, M: MLike, *, dtype: torch.dtype = torch.float64) -> Tensor:

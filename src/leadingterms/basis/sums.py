@@ -23,11 +23,17 @@ from torch import Tensor
 
 @dataclass
 class Coo:
-    """The nonzero entries of an (n, n) matrix: ``idx`` (nnz,) flat index row·n + col, ``vals`` (nnz,)."""
+    """The nonzero entries of an (n, n, *tail) array: ``idx`` (nnz,) flat index ((row·n + col)·k + slot,
+    k = prod(tail)), ``vals`` (nnz,)."""
 
     n: int
     idx: Tensor
     vals: Tensor
+    tail: tuple[int, ...] = ()
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return (self.n, self.n, *self.tail)
 
 
 Entry = Tensor | Coo
@@ -35,8 +41,8 @@ _ACC = {torch.int32: torch.int64}  # accumulator dtypes of merged sums (int32 bi
 
 
 def pack(t: Entry) -> Entry:
-    """A CPU (n, n) matrix as :class:`Coo` when its nonzero entries (index + value) take fewer bytes."""
-    if isinstance(t, Coo) or t.ndim != 2:
+    """A CPU (n, n, *tail) array as :class:`Coo` when its nonzero entries (index + value) take fewer bytes."""
+    if isinstance(t, Coo) or t.ndim < 2:
         return t
     t = t.cpu()
     nnz = int(torch.count_nonzero(t))
@@ -46,26 +52,29 @@ def pack(t: Entry) -> Entry:
         return t
     flat = t.reshape(-1)
     idx = torch.nonzero(flat).reshape(-1)
-    return Coo(int(t.shape[0]), idx.to(idx_dtype), flat[idx])
+    return Coo(int(t.shape[0]), idx.to(idx_dtype), flat[idx], tuple(t.shape[2:]))
 
 
 def densify(e: Entry, dtype: torch.dtype | None = None) -> Tensor:
-    """The (n, n) dense matrix of an entry."""
+    """The (n, n, *tail) dense array of an entry."""
     if isinstance(e, Tensor):
         return e if dtype is None else e.to(dtype)
-    out = torch.zeros(e.n * e.n, dtype=dtype or e.vals.dtype)
+    out = torch.zeros(int(np.prod(e.shape)), dtype=dtype or e.vals.dtype)
     out[e.idx.long()] = e.vals.to(out.dtype)
-    return out.view(e.n, e.n)
+    return out.view(e.shape)
 
 
 def add_into(acc: Tensor, part: Entry, ids: Tensor | None) -> None:
-    """``acc[ids][:, ids] += part`` for an (n, n) ``part`` over ``ids`` (None: the whole of ``acc``)."""
+    """``acc[ids][:, ids] += part`` for an (n, n, *tail) ``part`` over ``ids`` (None: the whole of ``acc``);
+    ``acc`` (V, V, *tail) contiguous."""
     V = acc.shape[0]
     if isinstance(part, Coo):
         flat = part.idx.long().to(acc.device)
         if ids is not None:
+            k = int(np.prod(part.tail))
             ids = ids.to(acc.device)
-            flat = ids[flat // part.n] * V + ids[flat % part.n]
+            cell, slot = flat // k, flat % k
+            flat = (ids[cell // part.n] * V + ids[cell % part.n]) * k + slot
         acc.view(-1).index_add_(0, flat, part.vals.to(device=acc.device, dtype=acc.dtype))
     elif ids is None:
         acc += part.to(device=acc.device, dtype=acc.dtype)
@@ -105,6 +114,7 @@ class Sums:
     #: the (n, n) matrices and (n,)/(T,) vectors of the subclass, by field name
     MATRICES: ClassVar[tuple[str, ...]] = ()
     VECTORS: ClassVar[tuple[str, ...]] = ()
+    TAIL: ClassVar[dict[str, tuple[int, ...]]] = {}
 
     def entries(self) -> dict[str, Entry]:
         return {name: getattr(self, name) for name in self.MATRICES + self.VECTORS}
@@ -115,7 +125,7 @@ class Sums:
         state: dict[str, Any] = {f.name: getattr(self, f.name) for f in fields(self)}
         for name in self.MATRICES:
             e = pack(state[name])
-            state[name] = (e.n, to_numpy(e.idx), to_numpy(e.vals)) if isinstance(e, Coo) else to_numpy(e)
+            state[name] = (e.n, to_numpy(e.idx), to_numpy(e.vals), e.tail) if isinstance(e, Coo) else to_numpy(e)
         for name in self.VECTORS + ("ids",):
             if state[name] is not None:
                 state[name] = to_numpy(state[name])
@@ -124,7 +134,7 @@ class Sums:
     def __setstate__(self, state: dict[str, Any]) -> None:
         for name, v in state.items():
             if isinstance(v, tuple):
-                state[name] = Coo(v[0], _tensor(v[1]), _tensor(v[2]))
+                state[name] = Coo(v[0], _tensor(v[1]), _tensor(v[2]), v[3])
             elif isinstance(v, np.ndarray):
                 state[name] = _tensor(v)
         self.__dict__.update(state)
@@ -139,7 +149,7 @@ class Sums:
             if self.ids is None and isinstance(e, Tensor):
                 out[name] = e.to(device="cpu", dtype=dt)
             else:
-                out[name] = torch.zeros((self.V, self.V), dtype=dt)
+                out[name] = torch.zeros((self.V, self.V, *self.TAIL.get(name, ())), dtype=dt)
                 add_into(out[name], e, self.ids)
         for name in self.VECTORS:
             v = getattr(self, name).cpu()
@@ -165,16 +175,27 @@ class Sums:
 class BigramSums(Sums):
     """Pass 1 (docs/theory.md (2.23)): ``C`` (n, n) bigram counts, row = current x_t, col = next y_t
     (float64, or int32 next to float32 statistics); ``c`` (n,) int64 current-token counts;
-    ``Phi`` (n, n) Σ 1/(t+1), row = next y_t, col = context x_j; ``A_t`` (n, n) Σ 1/(t+1),
+    ``PhiA`` (n, n, 2) two sums of 1/(t+1) in adjacent slots (the compiled kernel adds into both in one
+    sweep): ``Phi`` = PhiA[..., 0], row = next y_t, col = context x_j, and ``A_t`` = PhiA[..., 1],
     row = query x_t, col = context x_j (the transpose of Ā's layout)."""
 
     C: Tensor = None  # type: ignore[assignment]
     c: Tensor = None  # type: ignore[assignment]
-    Phi: Tensor = None  # type: ignore[assignment]
-    A_t: Tensor = None  # type: ignore[assignment]
+    PhiA: Tensor = None  # type: ignore[assignment]
 
-    MATRICES: ClassVar[tuple[str, ...]] = ("C", "Phi", "A_t")
+    MATRICES: ClassVar[tuple[str, ...]] = ("C", "PhiA")
     VECTORS: ClassVar[tuple[str, ...]] = ("c",)
+    TAIL: ClassVar[dict[str, tuple[int, ...]]] = {"PhiA": (2,)}
+
+    @property
+    def Phi(self) -> Tensor:
+        """(n, n) view: row = next y_t, col = context x_j."""
+        return self.PhiA[..., 0]
+
+    @property
+    def A_t(self) -> Tensor:
+        """(n, n) view: row = query x_t, col = context x_j."""
+        return self.PhiA[..., 1]
 
 
 @dataclass

@@ -43,6 +43,7 @@ import torch
 
 from leadingterms.errors import LeadingTermsError
 from leadingterms.persist import load_tensors, read_json, save_tensors, write_json
+from leadingterms.validate import all_finite
 
 CHECKPOINT_DIR = "checkpoints"
 _NAME = re.compile(r"^step_(\d{6,})\.json$")
@@ -241,7 +242,7 @@ def load_checkpoint_raw(run_dir: str | Path, step: int, *, expect: Mapping[str, 
     if meta.get("step") != step:
         raise LeadingTermsError(f"checkpoint metadata {jpath} is for step {meta.get('step')!r}, not {step}; {fix}")
     for key, t in flat.items():
-        if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+        if not all_finite(t):
             raise LeadingTermsError(f"checkpoint {tpath} is corrupt: tensor {key!r} holds NaN or infinite "
                                     f"values; {fix}")
     for key, want in (expect or {}).items():

@@ -47,7 +47,7 @@ from leadingterms.training.data import DataOrder
 from leadingterms.training.estimate import per_sequence_bytes
 from leadingterms.training.replay import shadow_at, step_tokens
 from leadingterms.training.tracking import append_metrics, metrics_row
-from leadingterms.validate import parse_dtype, resolve_device
+from leadingterms.validate import all_finite, parse_dtype, resolve_device
 
 
 class PlainSGD:
@@ -259,9 +259,7 @@ class Trainer:
         """Hand the checkpoint of ``step`` to the background writer (weights checked finite first)."""
         assert self.writer is not None
         weights = self.model.weights()
-        # a finite sum means finite entries (one pass, no mask); only a non-finite sum is checked entry-wise
-        bad = [k for k, v in weights.items()
-               if not bool(torch.isfinite(v.sum())) and not bool(torch.isfinite(v).all())]
+        bad = [k for k, v in weights.items() if not all_finite(v)]
         if bad:
             raise Diverged(step, f"weight {bad[0]} is not finite")
         opt_t, opt_meta = optimizer_tensors(self.opt)

@@ -85,7 +85,7 @@ def random_sums(kind, V, T, density, seed, ids=None):
     mat = lambda: torch.rand(n, n, generator=g, dtype=torch.float64) * (torch.rand(n, n, generator=g) < density)  # noqa: E731
     if kind == "bigram":
         return BigramSums(rows=3, T=T, V=V, ids=ids, C=mat().round(), c=torch.randint(0, 9, (n,), generator=g),
-                          Phi=mat(), A_t=mat())
+                          PhiA=torch.stack([mat(), mat()], -1))
     return AttentionSums(rows=3, T=T, V=V, ids=ids, Q=mat() - 0.5 * (mat() > 0), Delta=torch.rand(T, generator=g,
                                                                                               dtype=torch.float64))
 
