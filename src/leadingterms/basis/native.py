@@ -36,7 +36,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from leadingterms.basis.chunk import pairs
+from leadingterms.basis.chunk import DEFAULT_CHUNK_BYTES, pairs
 
 if TYPE_CHECKING:
     from leadingterms.basis.buffers import Buffers
@@ -66,24 +66,26 @@ def _bigram_rows(z: Any, Vc: int, inv_t: Any, counts: Any, c: Any, PA: Any) -> N
             PA[2 * (row + z[i, j])] += w_phi
 
 
-def _attention_rows(z: Any, Vc: int, inv_t: Any, MQ: Any, Delta: Any) -> None:
+def _attention_rows(z: Any, Vc: int, inv_t: Any, Mbuf: Any, Qbuf: Any, s: int, Delta: Any) -> None:
+    # M' of cell k at Mbuf[s·k], Q at Qbuf[s·k + s − 1]: separate arrays (s = 1), or one interleaved array (s = 2)
     n, T = z.shape[0], z.shape[1] - 1
-    D = np.empty(T, dtype=MQ.dtype)
+    D = np.empty(T, dtype=Qbuf.dtype)
     by_offset = np.zeros(T)  # Delta's sums over these rows in float64 (~10^5 terms each), added once
     zero = inv_t[0] - inv_t[0]  # 0 in the statistics' dtype (a float32 sum stays float32, as in torch)
+    q_slot = s - 1
     for i in range(n):
         for t in range(T):
             row_m, row_q = z[i, t + 1] * Vc, z[i, t] * Vc
-            s = zero
+            acc = zero
             for j in range(t + 1):
-                d = MQ[2 * (row_m + z[i, j])]
+                d = Mbuf[s * (row_m + z[i, j])]
                 D[j] = d
-                s += d
+                acc += d
             w = inv_t[t]
-            mean = s * w
+            mean = acc * w
             for j in range(t + 1):
                 k = (D[j] - mean) * w
-                MQ[2 * (row_q + z[i, j]) + 1] += k
+                Qbuf[s * (row_q + z[i, j]) + q_slot] += k
                 by_offset[t - j] += k
     for m in range(T):
         Delta[m] += by_offset[m]
@@ -112,13 +114,22 @@ def _np(t: Tensor) -> np.ndarray:
     return t.detach().numpy()
 
 
-class NativeRows:
-    """The per-row kernels on the CPU; the same methods as :class:`~leadingterms.basis.chunk.Chunk`. Pass 2
-    works in an interleaved (Vc·Vc, 2) scratch buffer (M', Q) from ``buffers``, given back at the end."""
+#: Pass 2 interleaves (M', Q) when a task's pairs outnumber the cells this many times (building and reading
+#: back the scratch costs a few passes over 2·Vc² numbers) and the scratch fits the torch kernel's chunk budget
+INTERLEAVE_PAIRS_PER_CELL = 16
 
-    def __init__(self, T: int, Vc: int, dtype: torch.dtype, buffers: Buffers) -> None:
+
+class NativeRows:
+    """The per-row kernels on the CPU for ``N`` rows; the same methods as :class:`~leadingterms.basis.chunk.Chunk`.
+    Pass 2 works in an interleaved (Vc·Vc, 2) scratch buffer (M', Q) from ``buffers``, given back at the end,
+    where the rows are many for the vocabulary (:data:`INTERLEAVE_PAIRS_PER_CELL`); else in M' and Q."""
+
+    def __init__(self, T: int, Vc: int, dtype: torch.dtype, buffers: Buffers, N: int) -> None:
         self.Vc, self.dtype, self.buffers = Vc, dtype, buffers
         self.inv_t = _np(pairs(T, dtype, torch.device("cpu")).inv_t)
+        scratch = 2 * Vc * Vc * torch.empty((), dtype=dtype).element_size()
+        self.interleave = (N * T * (T + 1) // 2 >= INTERLEAVE_PAIRS_PER_CELL * Vc * Vc
+                           and scratch <= DEFAULT_CHUNK_BYTES)
         kernels = _compiled()
         assert kernels is not None, "NativeRows needs Numba (check available())"
         self._bigram, self._attention = kernels
@@ -132,9 +143,13 @@ class NativeRows:
     def attention(self, blocks: Iterable[Tensor], Mc: Tensor, Q: Tensor, Delta: Tensor) -> None:
         """Pass-2 raw sums of the rows of ``blocks`` for ``Mc`` (Vc·Vc,) added into ``Q`` (Vc·Vc,) and
         ``Delta`` (T,)."""
+        if not self.interleave:
+            for z in blocks:
+                self._attention(_np(z), self.Vc, self.inv_t, _np(Mc), _np(Q), 1, _np(Delta))
+            return
         MQ = self.buffers.zeros(2 * self.Vc * self.Vc, self.dtype, torch.device("cpu"))  # (M', Q) per cell
         MQ.view(-1, 2)[:, 0] = Mc
         for z in blocks:
-            self._attention(_np(z), self.Vc, self.inv_t, _np(MQ), _np(Delta))
+            self._attention(_np(z), self.Vc, self.inv_t, _np(MQ), _np(MQ), 2, _np(Delta))
         Q += MQ.view(-1, 2)[:, 1]
         self.buffers.give_back(MQ)

@@ -77,13 +77,13 @@ def _check_memory(V: int, T: int, dtype: torch.dtype, n_matrices: int, what: str
     )
 
 
-def _row_kernel(buffers: Buffers, T: int, rows: int, Vc: int, dtype: torch.dtype,
-                device: torch.device) -> Chunk | NativeRows:
-    """The per-row kernels of both passes: compiled on the CPU (:mod:`leadingterms.basis.native`), else
-    torch ops on chunks of ``rows`` rows (:class:`~leadingterms.basis.chunk.Chunk`; GPUs). The same sums."""
-    if kernel_name(device) == "native":
-        return NativeRows(T, Vc, dtype, buffers)
-    return buffers.chunk(T, rows, Vc, dtype, device)
+def _row_kernel(buffers: Buffers, src: Source, rows: int, dtype: torch.dtype) -> Chunk | NativeRows:
+    """The per-row kernels of both passes over the rows of ``src``: compiled on the CPU
+    (:mod:`leadingterms.basis.native`), else torch ops on chunks of ``rows`` rows
+    (:class:`~leadingterms.basis.chunk.Chunk`; GPUs). The same sums."""
+    if kernel_name(src.device) == "native":
+        return NativeRows(src.T, src.Vc, dtype, buffers, src.N)
+    return buffers.chunk(src.T, min(rows, src.N), src.Vc, dtype, src.device)
 
 
 def kernel_name(device: str | torch.device) -> str:
@@ -99,7 +99,7 @@ def bigram_sums(src: Source, dtype: torch.dtype, rows: int, progress: bool = Fal
     """Raw pass-1 sums of the rows of ``src`` over its compact vocabulary (docs/theory.md (2.23)).
     ``buffers``: where the chunk and the accumulators come from (:mod:`leadingterms.basis.buffers`)."""
     Vc, T, dev = src.Vc, src.T, src.device
-    kernel = _row_kernel(buffers, T, min(rows, src.N), Vc, dtype, dev)
+    kernel = _row_kernel(buffers, src, rows, dtype)
     counts = buffers.zeros(Vc * Vc, _counts_dtype(dtype), dev)
     c = torch.zeros(Vc, dtype=torch.long, device=dev)
     PhiA = buffers.zeros(2 * Vc * Vc, dtype, dev)  # (Phi, A_t) of each cell in adjacent slots
@@ -181,7 +181,7 @@ def attention_sums(src: Source, Mc: Tensor, dtype: torch.dtype, rows: int, progr
     """Raw pass-2 sums of the rows of ``src`` for the centred compact block ``Mc`` (:func:`_centred_block`);
     ``buffers`` as in :func:`bigram_sums`."""
     Vc, T, dev = src.Vc, src.T, src.device
-    kernel = _row_kernel(buffers, T, min(rows, src.N), Vc, dtype, dev)
+    kernel = _row_kernel(buffers, src, rows, dtype)
     Mc = Mc.reshape(-1)
     Q = buffers.zeros(Vc * Vc, dtype, dev)
     Delta = torch.zeros(T, dtype=dtype, device=dev)

@@ -36,9 +36,11 @@ def corpus(seed: int, V: int, present: int, N: int, T: int) -> np.ndarray:
     return ids[g.integers(0, present, size=(N, T + 1))]
 
 
+@pytest.mark.parametrize("layout", ["separate", "interleaved"])  # pass 2's M' and Q: two arrays or one
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
 @pytest.mark.parametrize("V,present,N,T,rows", [(7, 7, 9, 5, 4), (50, 12, 30, 17, 7), (300, 290, 40, 64, 16)])
-def test_same_bits_as_the_torch_kernel(dtype, V, present, N, T, rows, monkeypatch):
+def test_same_bits_as_the_torch_kernel(layout, dtype, V, present, N, T, rows, monkeypatch):
+    monkeypatch.setattr(native, "INTERLEAVE_PAIRS_PER_CELL", 0 if layout == "interleaved" else 10**9)
     tokens = corpus(V, V, present, N, T)
     M = torch.from_numpy(np.random.default_rng(1).standard_normal((V, V)))
     n1, n2 = sums(tokens, V, dtype, rows, M, False, monkeypatch)
@@ -61,6 +63,17 @@ def test_rows_per_call_do_not_change_the_sums(monkeypatch):
         assert torch.equal(getattr(one[0], name), getattr(all_[0], name)), name
     assert torch.equal(one[1].Q, all_[1].Q)
     assert float((one[1].Delta - all_[1].Delta).abs().max()) <= 1e-14 * float(all_[1].Q.abs().max())
+
+
+def test_pass_2_interleaves_only_for_many_rows_per_cell():
+    """The (M', Q) scratch costs a few passes over 2·Vc² numbers: taken when a task has many pairs per cell
+    and the scratch fits the chunk budget (a 3001-token shard of the 101 MB store), not for a small
+    corpus over a large vocabulary."""
+    pairs = 200 * 201 // 2
+    assert native.NativeRows(200, 3001, torch.float64, stats.FRESH, 14546).interleave
+    assert not native.NativeRows(200, 9103, torch.float64, stats.FRESH, 2419).interleave
+    assert not native.NativeRows(200, 9103, torch.float64, stats.FRESH, 10**6).interleave  # scratch too large
+    assert not native.NativeRows(200, 3001, torch.float64, stats.FRESH, 16 * 3001 * 3001 // pairs - 1).interleave
 
 
 def test_the_kernels_release_the_gil():
