@@ -16,7 +16,7 @@ through memory several times. Here a pair costs one gather and one add into the 
 and the two arrays a pass touches together share cache lines: each pass works in one
 (Vc·Vc, 2) buffer of adjacent cells, (Phi, A_t) in pass 1 — row x_t of A_t at step t and row
 y_{t−1} = x_t of Phi, swept together — and (M', Q) in pass 2 — the gather of step t − 1 from row
-y_{t−1} of M' and the adds of step t into row x_t = y_{t−1} of Q. About 3× the torch kernel on
+y_{t−1} of M' and the adds of step t into row x_t = y_{t−1} of Q. 2.7–3.3× the torch kernel on
 one core (benchmarks/RESULTS.md), and the kernels release the GIL, so the worker threads of
 ``--workers N`` run them at once.
 
