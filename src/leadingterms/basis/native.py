@@ -13,10 +13,11 @@ Index conventions as in :mod:`leadingterms.basis.stats` (docs/theory.md §2.4, (
 The torch kernel (:class:`~leadingterms.basis.chunk.Chunk`, used on GPUs and where Numba is
 missing) builds the same sums from pair arrays of a whole chunk: about 32 bytes per pair streamed
 through memory several times. Here a pair costs one gather and one add into the row of its cell,
-and the two arrays a pass touches together share cache lines: each pass works in one
-(Vc·Vc, 2) buffer of adjacent cells, (Phi, A_t) in pass 1 — row x_t of A_t at step t and row
-y_{t−1} = x_t of Phi, swept together — and (M', Q) in pass 2 — the gather of step t − 1 from row
-y_{t−1} of M' and the adds of step t into row x_t = y_{t−1} of Q. 2.7–3.3× the torch kernel on
+and the two arrays a pass touches together share cache lines: pass 1 adds into Phi and A_t kept
+cell by cell side by side (``PhiA`` (Vc·Vc·2,)), sweeping row x_t of A_t at step t together with
+row y_{t−1} = x_t of Phi; pass 2, where a task has many rows for its vocabulary, copies M' into an
+interleaved (M', Q) scratch buffer, so that the adds of step t into row x_t = y_{t−1} of Q hit the
+lines of the gather of step t − 1 from row y_{t−1} of M'. 2.7–3.3× the torch kernel on
 one core (benchmarks/RESULTS.md), and the kernels release the GIL, so the worker threads of
 ``--workers N`` run them at once.
 
