@@ -11,8 +11,10 @@ import contextlib
 import errno
 import json
 import os
+import sys
 import tempfile
 from collections.abc import Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -111,29 +113,62 @@ def read_json(path: str | os.PathLike[str], what: str = "file") -> Any:
         raise LeadingTermsError(f"{what} is corrupt ({p}): {exc.__class__.__name__}") from None
 
 
+#: torch dtypes -> safetensors dtype codes (the codes :data:`_SAFETENSORS_DTYPES` reads back), in the order of
+#: the safetensors format's dtype list: its writer lays tensors out by decreasing position here, then by name
+_DTYPE_CODES = {"bool": "BOOL", "uint8": "U8", "int8": "I8", "int16": "I16", "float16": "F16", "bfloat16": "BF16",
+                "int32": "I32", "float32": "F32", "float64": "F64", "int64": "I64"}
+_DTYPE_RANK = {name: i for i, name in enumerate(_DTYPE_CODES)}
+
+
 def save_tensors(
     path: str | os.PathLike[str],
     tensors: Mapping[str, torch.Tensor | np.ndarray],
     metadata: Mapping[str, Any] | None = None,
-) -> None:
-    """Atomically write ``tensors`` to a safetensors file.
+    *,
+    digest: bool = False,
+) -> str | None:
+    """Atomically write ``tensors`` to a safetensors file; with ``digest``, return the BLAKE2b-128 of the
+    file's bytes (:func:`leadingterms.provenance.file_digest`), hashed from memory while the file is written.
 
-    ``metadata`` (any JSON-serialisable mapping) is stored in the safetensors header under
-    the key ``"json"``.
+    ``metadata`` (any JSON-serialisable mapping) is stored in the safetensors header under the key
+    ``"json"``. The bytes are those of ``safetensors.torch.save_file`` (header first, then the tensors
+    in the order of :data:`_DTYPE_CODES`; tests/unit/test_persist.py), written straight from the
+    tensors' memory: no copy, and no second read of the file for its hash.
     """
     import torch
-    from safetensors.torch import save_file
 
-    out = {
-        name: (torch.from_numpy(np.ascontiguousarray(t)) if isinstance(t, np.ndarray) else t)
-        .detach()
-        .cpu()
-        .contiguous()
-        for name, t in tensors.items()
-    }
-    header = {"json": json.dumps(dict(metadata or {}))}
-    with atomic_path(path) as tmp:
-        save_file(out, str(tmp), metadata=header)
+    from leadingterms.provenance import chunks_digest
+
+    if sys.byteorder != "little":  # pragma: no cover - safetensors stores little-endian bytes
+        raise LeadingTermsError("writing safetensors files needs a little-endian machine")
+    arrays: dict[str, torch.Tensor] = {}
+    for name, t in tensors.items():
+        t = torch.from_numpy(np.ascontiguousarray(t)) if isinstance(t, np.ndarray) else t
+        arrays[name] = t.detach().cpu().contiguous()
+    dtypes = {name: str(t.dtype).removeprefix("torch.") for name, t in arrays.items()}
+    unknown = sorted({d for d in dtypes.values() if d not in _DTYPE_CODES})
+    if unknown:
+        raise LeadingTermsError(f"cannot write {Path(path).name}: tensors of dtype {', '.join(unknown)} are not "
+                                "supported")
+    names = sorted(arrays, key=lambda n: (-_DTYPE_RANK[dtypes[n]], n))
+    header: dict[str, Any] = {"__metadata__": {"json": json.dumps(dict(metadata or {}))}}
+    begin = 0
+    for name in names:
+        t = arrays[name]
+        end = begin + t.numel() * t.element_size()
+        header[name] = {"dtype": _DTYPE_CODES[dtypes[name]], "shape": list(t.shape),
+                        "data_offsets": [begin, end]}
+        begin = end
+    blob = json.dumps(header, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    blob += b" " * (-len(blob) % 8)
+    chunks = [len(blob).to_bytes(8, "little") + blob]
+    chunks += [arrays[n].reshape(-1).view(torch.uint8).numpy().data for n in names if arrays[n].numel()]
+    with ThreadPoolExecutor(1) as pool:  # hashing (no GIL held) next to the writes
+        hashed = pool.submit(chunks_digest, chunks) if digest else None
+        with atomic_path(path) as tmp, open(tmp, "wb") as f:
+            for chunk in chunks:
+                f.write(chunk)
+        return hashed.result() if hashed is not None else None
 
 
 def load_tensors(

@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -22,14 +22,20 @@ from leadingterms.errors import LeadingTermsError
 _CHUNK = 8 << 20
 
 
-def file_digest(path: str | os.PathLike[str]) -> str:
-    """BLAKE2b-128 of a file's bytes, hex (streamed; about a second per GB)."""
+def chunks_digest(chunks: Iterable[Any]) -> str:
+    """BLAKE2b-128, hex, of the bytes of ``chunks`` (buffers) one after the other: the hash of a file
+    holding them (the GIL is released while a large chunk is hashed)."""
     h = hashlib.blake2b(digest_size=16)
+    for chunk in chunks:
+        h.update(chunk)
+    return h.hexdigest()
+
+
+def file_digest(path: str | os.PathLike[str]) -> str:
+    """:func:`chunks_digest` of a file's bytes (streamed; about a second per GB)."""
     buf = memoryview(bytearray(_CHUNK))  # one buffer read into: a new 8 MiB bytes per read is mapped afresh
     with open(path, "rb") as f:
-        while n := f.readinto(buf):
-            h.update(buf[:n])
-    return h.hexdigest()
+        return chunks_digest(buf[:n] for n in iter(lambda: f.readinto(buf), 0))
 
 
 def text_digest(obj: Any) -> str:
@@ -38,10 +44,11 @@ def text_digest(obj: Any) -> str:
     return hashlib.blake2b(blob, digest_size=16).hexdigest()
 
 
-def file_record(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """``{"size", "mtime_ns", "blake2b"}`` of a file, for an artefact's metadata."""
+def file_record(path: str | os.PathLike[str], digest: str | None = None) -> dict[str, Any]:
+    """``{"size", "mtime_ns", "blake2b"}`` of a file, for an artefact's metadata; ``digest``: its
+    :func:`file_digest`, when the writer hashed the bytes it wrote (else the file is read)."""
     st = os.stat(path)
-    return {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "blake2b": file_digest(path)}
+    return {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "blake2b": digest or file_digest(path)}
 
 
 def verify_file(path: str | os.PathLike[str], record: Mapping[str, Any], *, what: str, fix: str) -> None:

@@ -73,8 +73,8 @@ def save_basis(out_dir: str | Path, basis: Basis, extra_meta: dict[str, Any] | N
     full["vocab"] = basis.vocab
     if basis.vocab is not None:
         header["vocab_hash"] = text_digest(list(basis.vocab))
-    save_tensors(out / TENSORS_FILE, tensors, header)
-    record = file_record(out / TENSORS_FILE)
+    digest = save_tensors(out / TENSORS_FILE, tensors, header, digest=True)
+    record = file_record(out / TENSORS_FILE, digest)
     full["files"] = {TENSORS_FILE: record}
     full["basis_hash"] = record["blake2b"]  # what a run or a prediction made from this basis records
     write_json(out / META_FILE, full)
