@@ -161,7 +161,7 @@ def save_tensors(
         begin = end
     blob = json.dumps(header, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
     blob += b" " * (-len(blob) % 8)
-    chunks = [len(blob).to_bytes(8, "little") + blob]
+    chunks: list[bytes | memoryview] = [len(blob).to_bytes(8, "little") + blob]
     chunks += [arrays[n].reshape(-1).view(torch.uint8).numpy().data for n in names if arrays[n].numel()]
     with ThreadPoolExecutor(1) as pool:  # hashing (no GIL held) next to the writes
         hashed = pool.submit(chunks_digest, chunks) if digest else None
