@@ -139,3 +139,24 @@ def test_stale_store_is_not_reused(store_dir, tmp_path, capsys):
     np.save(store_dir / "tokens.npy", tok)
     one_line_error(capsys, "stats", "--corpus", store_dir, "--out", out, match="tokens.npy changed after it was written")
     assert (out / "basis.safetensors").read_bytes() == before
+
+
+def test_a_warm_up_that_fails_leaves_no_trace(store_dir, tmp_path, capsys, monkeypatch):
+    """stats loads the compiled kernels in a thread while it reads the store; if that fails, the tasks load
+    them (or fail with their own error): no traceback from the thread, the same basis."""
+    from leadingterms.basis import native
+
+    ref = tmp_path / "ref"
+    assert main(["stats", "--corpus", str(store_dir), "--out", str(ref)]) == 0
+
+    def broken(*_):
+        raise RuntimeError("no cache")
+
+    monkeypatch.setattr(native, "warm", broken)
+    out = tmp_path / "basis"
+    assert main(["stats", "--corpus", str(store_dir), "--out", str(out)]) == 0
+    captured = capsys.readouterr()
+    assert "Traceback" not in captured.err and "no cache" not in captured.err
+    got, want = load_basis(out), load_basis(ref)
+    for name in BASIS_TENSORS:
+        assert torch.equal(getattr(got, name), getattr(want, name)), name

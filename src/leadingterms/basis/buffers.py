@@ -2,13 +2,12 @@
 
 A pass over some rows needs zeroed accumulators (72 MB per V×V at V = 3000 in float64), for the
 torch kernel a chunk of pair arrays (:class:`~leadingterms.basis.chunk.Chunk`, ≈ 144 MB at
-T = 200), and in pass 2 the column-centred M' (72 MB) and, for the compiled kernel on large
-shards, an interleaved (M', Q) scratch buffer (144 MB). Allocated afresh for every shard, each is
+T = 200), and in pass 2 the column-centred M' (72 MB). Allocated afresh for every shard, each is
 page-faulted in and unmapped again (blocks this large bypass the allocator's free lists): 1.5 M page faults for a
 23 M-token store at V = 3000, 0.5 M with the buffers kept (benchmarks/RESULTS.md), and fresh pages
 can cost 30× warm ones on a VM. :data:`TASK_BUFFERS` keeps them in the process between
 the tasks of :func:`~leadingterms.basis.stats.reduce_basis`: each thread's chunk, a pool of
-accumulators and scratch buffers that tasks and merged sums give back (:meth:`TaskBuffers.give_back`,
+accumulators that merged sums give back (:meth:`TaskBuffers.give_back`,
 :meth:`TaskBuffers.recycle`), and M' of the pass's M;
 :meth:`TaskBuffers.release` frees them. The numbers computed do not depend on where a buffer
 came from (a pooled accumulator is zeroed; a chunk is overwritten before it is read).

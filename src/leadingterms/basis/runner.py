@@ -8,10 +8,13 @@ the per-shard kernel runs on ``--device``. A killed run resumes from its checkpo
 
 from __future__ import annotations
 
+import contextlib
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from leadingterms.basis import native
 from leadingterms.basis.buffers import release_task_buffers
 from leadingterms.basis.io import EXTRA_TENSORS, META_FILE, load_basis, save_basis
 from leadingterms.basis.shards import (
@@ -102,10 +105,25 @@ def run_stats(cfg: StatsConfig) -> StatsResult:
         return _compute(cfg, store, out, device, notes)
 
 
+def _warm_kernels(cfg: StatsConfig, V: int, device: str) -> threading.Thread | None:
+    """Load the compiled kernels in a thread while the engine starts and the store is read, where the tasks
+    run in this process (:func:`leadingterms.basis.native.warm`)."""
+    if cfg.scheduler is not None or kernel_name(device) != "native":
+        return None
+    def warm() -> None:
+        with contextlib.suppress(Exception):  # a kernel that cannot load fails in the first task, with its error
+            native.warm(parse_dtype(cfg.dtype), V)
+
+    thread = threading.Thread(target=warm, name="warm-kernels")
+    thread.start()
+    return thread
+
+
 def _compute(cfg: StatsConfig, store: Any, out: Path, device: str, notes: list[str]) -> StatsResult:
     """The map-reduce and the save, holding the output lock of ``out``."""
     pieces = store_pieces(store.tokens, cfg.shard_tokens)
     chunk_rows = cfg.chunk_rows or chunk_rows_for(store.T)
+    warming = _warm_kernels(cfg, store.V, device)
     with open_engine(cfg, warm=("leadingterms.basis.stats",), releases_gil=True) as engine:
         # every id checked before anything is written
         hashes, counts = survey(pieces, store.V, progress=cfg.progress, engine=engine)
@@ -124,6 +142,8 @@ def _compute(cfg: StatsConfig, store: Any, out: Path, device: str, notes: list[s
         except LeadingTermsError as exc:
             notes.append(f"the workers' buffers were not freed ({exc})")
         engine_name = engine.name
+    if warming is not None:
+        warming.join()
     provenance = {"corpus_hash": store.content_hash, "corpus": str(store.path), "top_k_requested": cfg.top_k,
                   "engine": engine_name, "shards_resumed": passes.resumed, "shards_computed": passes.computed}
     save_basis(cfg.out, basis, provenance, extras=cfg.extras)

@@ -82,7 +82,7 @@ def _row_kernel(buffers: Buffers, src: Source, rows: int, dtype: torch.dtype) ->
     (:mod:`leadingterms.basis.native`), else torch ops on chunks of ``rows`` rows
     (:class:`~leadingterms.basis.chunk.Chunk`; GPUs). The same sums."""
     if kernel_name(src.device) == "native":
-        return NativeRows(src.T, src.Vc, dtype, buffers, src.N)
+        return NativeRows(src.T, src.Vc, dtype, src.N)
     return buffers.chunk(src.T, min(rows, src.N), src.Vc, dtype, src.device)
 
 

@@ -80,7 +80,7 @@ def test_kept_garbage_never_reaches_a_result(V, kernel, monkeypatch):
         want = stats.reduce_basis(pieces, V, progress=False, chunk_rows=3)
 
     cells = {V * V} | {k * k for k in range(1, V + 1)}
-    for n in cells | {2 * n for n in cells}:  # accumulators; the compiled kernel's interleaved scratch
+    for n in cells | {2 * n for n in cells}:  # accumulators (PhiA: 2 per cell)
         TASK_BUFFERS.zeros(n, F64, CPU)
     for n in cells:
         for _ in range(3):

@@ -36,11 +36,12 @@ def corpus(seed: int, V: int, present: int, N: int, T: int) -> np.ndarray:
     return ids[g.integers(0, present, size=(N, T + 1))]
 
 
-@pytest.mark.parametrize("layout", ["separate", "interleaved"])  # pass 2's M' and Q: two arrays or one
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("ids", ["16 bits", "32 bits"])  # 32 bits: a vocabulary of over 65536 tokens
 @pytest.mark.parametrize("V,present,N,T,rows", [(7, 7, 9, 5, 4), (50, 12, 30, 17, 7), (300, 290, 40, 64, 16)])
-def test_same_bits_as_the_torch_kernel(layout, dtype, V, present, N, T, rows, monkeypatch):
-    monkeypatch.setattr(native, "INTERLEAVE_PAIRS_PER_CELL", 0 if layout == "interleaved" else 10**9)
+def test_same_bits_as_the_torch_kernel(dtype, ids, V, present, N, T, rows, monkeypatch):
+    if ids == "32 bits":
+        monkeypatch.setattr(native, "id_dtype", lambda Vc: np.int32)
     tokens = corpus(V, V, present, N, T)
     M = torch.from_numpy(np.random.default_rng(1).standard_normal((V, V)))
     n1, n2 = sums(tokens, V, dtype, rows, M, False, monkeypatch)
@@ -54,26 +55,32 @@ def test_same_bits_as_the_torch_kernel(layout, dtype, V, present, N, T, rows, mo
     assert float((n2.Delta - t2.Delta).abs().max()) <= tol * scale
 
 
-def test_rows_per_call_do_not_change_the_sums(monkeypatch):
+@pytest.mark.parametrize("group_rows", [1, 4, 25])
+def test_rows_per_call_do_not_change_the_sums(group_rows, monkeypatch):
+    """Blocks of 1 row, and groups sorted together of 1, 4 (not dividing 25) or all rows: the same sums."""
     tokens, V = corpus(3, 40, 30, 25, 12), 40
     M = torch.from_numpy(np.random.default_rng(2).standard_normal((V, V)))
-    one = sums(tokens, V, torch.float64, 1, M, False, monkeypatch)
     all_ = sums(tokens, V, torch.float64, 25, M, False, monkeypatch)
+    monkeypatch.setattr(native, "GROUP_TOKENS", group_rows * 13)
+    one = sums(tokens, V, torch.float64, 1, M, False, monkeypatch)
     for name in EXACT:
         assert torch.equal(getattr(one[0], name), getattr(all_[0], name)), name
     assert torch.equal(one[1].Q, all_[1].Q)
     assert float((one[1].Delta - all_[1].Delta).abs().max()) <= 1e-14 * float(all_[1].Q.abs().max())
 
 
-def test_pass_2_interleaves_only_for_many_rows_per_cell():
-    """The (M', Q) scratch costs a few passes over 2·Vc² numbers: taken when a task has many pairs per cell
-    and the scratch fits the chunk budget (a 3001-token shard of the 101 MB store), not for a small
-    corpus over a large vocabulary."""
-    pairs = 200 * 201 // 2
-    assert native.NativeRows(200, 3001, torch.float64, stats.FRESH, 14546).interleave
-    assert not native.NativeRows(200, 9103, torch.float64, stats.FRESH, 2419).interleave
-    assert not native.NativeRows(200, 9103, torch.float64, stats.FRESH, 10**6).interleave  # scratch too large
-    assert not native.NativeRows(200, 3001, torch.float64, stats.FRESH, 16 * 3001 * 3001 // pairs - 1).interleave
+def test_ids_are_read_in_16_bits_where_they_fit():
+    assert native.id_dtype(65536) == np.uint16 and native.id_dtype(65537) == np.int32
+
+
+def test_order_by_row_is_a_stable_sort():
+    order_by_row = native._compiled()[0]
+    z = np.random.default_rng(4).integers(0, 9, size=(6, 8)).astype(np.uint16)
+    for W in (8, 7):
+        start, order = order_by_row(z, 9, W)
+        keys = z[:, :W].reshape(-1)
+        expected = np.argsort(keys, kind="stable")  # positions i·W + t
+        assert np.array_equal(order, expected) and np.array_equal(start, np.r_[0, np.cumsum(np.bincount(keys, minlength=9))])
 
 
 def test_the_kernels_release_the_gil():
@@ -89,3 +96,28 @@ def test_which_kernel_runs_where(monkeypatch):
     assert stats.kernel_name("cuda:0") == "torch"  # the torch kernel on GPUs (no GPU needed to ask)
     monkeypatch.setattr(native, "available", lambda: False)
     assert stats.kernel_name("cpu") == "torch"
+
+
+WARM_CHECK = """
+import sys, torch, numpy as np
+from leadingterms.basis import native
+dtype, V = getattr(torch, sys.argv[1]), int(sys.argv[2])
+native.warm(dtype, V)
+ids, acc = np.dtype(native.id_dtype(V)).name, torch.empty((), dtype=dtype).numpy().dtype.name
+order, bigram, attention = native._compiled()
+print(any(s[0].dtype.name == ids for s in order.signatures),
+      any(s[0].dtype.name == ids and s[5].dtype.name == acc for s in bigram.signatures),
+      any(s[0].dtype.name == ids and s[4].dtype.name == acc for s in attention.signatures))
+"""
+
+
+@pytest.mark.parametrize("dtype,V", [("float64", 3001), ("float32", 70000)])
+def test_warm_loads_the_kernels_a_run_calls(dtype, V):
+    """warm() calls each kernel once on a tiny row with the run's types (ids of 16 or 32 bits), in a fresh
+    process: afterwards the dispatchers hold those signatures, so a task's first call loads nothing."""
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-c", WARM_CHECK, dtype, str(V)], capture_output=True, text=True,
+                         check=True).stdout
+    assert out.split() == ["True", "True", "True"]
