@@ -2,10 +2,10 @@
 
 Text: a TinyStories-format file of ``BENCH_SCALE_MB`` (default 100) MB and twice that, built in a
 temporary folder from the shared 2 MiB head repeated (never committed). Every command runs as
-a user runs it, in its own process (wall time includes start-up, loading and writing); peak RSS
-is sampled every 20 ms over the process *and all its children* (the Dask workers): "main" is
-the command's own process, "all" the largest sum over the process tree seen (an upper bound:
-shared pages count once per process).
+a user runs it, in its own process (wall time includes start-up, loading and writing); "main" is
+the peak RSS of the command's own process (the kernel's count, exact), "all" the largest sum over
+the process tree *and all its children* (the Dask workers) seen every 20 ms (an upper bound:
+shared pages count once per process), at least "main".
 
 - ``leadingterms corpus --text T --tokenizer word --vocab-size 3000 --unk --seq-len 200 --pack``
   at 1 and 2 workers, on both sizes. Baseline: the pipeline it replaces (the whole text, every
@@ -125,27 +125,33 @@ def build_text(folder: Path, mb: int) -> Path:
 
 
 def measure(cmd: list[str]) -> dict[str, float]:
-    """Run ``cmd`` -> wall seconds, peak RSS of its own process and of its whole tree (bytes)."""
+    """Run ``cmd`` -> wall seconds, peak RSS of its own process (exact: the kernel's count, from ``wait4``) and of
+    its whole tree (sampled every 20 ms; at least the process's own peak)."""
     import psutil
 
     env = dict(os.environ, LEADINGTERMS_NO_PROGRESS="1")
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     ps = psutil.Process(proc.pid)
-    main = tree = 0
-    while proc.poll() is None:
+    tree = 0
+    while True:
+        pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+        if pid:
+            break
         try:
-            own = ps.memory_info().rss
-            kids = sum(c.memory_info().rss for c in ps.children(recursive=True))
+            tree = max(tree, ps.memory_info().rss + sum(c.memory_info().rss for c in ps.children(recursive=True)))
         except psutil.Error:
-            own, kids = 0, 0
-        main, tree = max(main, own), max(tree, own + kids)
+            pass
         time.sleep(0.02)
     wall = time.perf_counter() - t0
-    out, err = proc.communicate()
+    proc.returncode = os.waitstatus_to_exitcode(status)  # reaped here: Popen must not wait again
+    assert proc.stderr is not None and proc.stdout is not None
+    err = proc.stderr.read()
+    proc.stdout.read()
     if proc.returncode:
         raise RuntimeError(f"{' '.join(cmd)} failed: {err[-2000:]}")
-    return {"wall": wall, "main": main, "tree": tree, "load": loadavg()}  # type: ignore[dict-item]
+    main = usage.ru_maxrss * 1024
+    return {"wall": wall, "main": main, "tree": max(tree, main), "load": loadavg()}  # type: ignore[dict-item]
 
 
 def leadingterms(*args: str) -> list[str]:

@@ -155,9 +155,9 @@ class Checkpoint:
             return None
         return sums, int(header["done"])
 
-    def save(self, sums: Sums, done: int, *, force: bool = False) -> None:
-        """Write the running sums atomically once ``interval_s`` has passed since the last write, or ``force``."""
-        if not force and time.monotonic() - self._last < self.interval_s:
+    def save(self, sums: Sums, done: int) -> None:
+        """Write the running sums atomically once ``interval_s`` has passed since the last write (or the start)."""
+        if time.monotonic() - self._last < self.interval_s:
             return
         full = sums if sums.ids is None else sums.full()
         tensors: dict[str, torch.Tensor] = {}
@@ -193,8 +193,10 @@ def _sums_from(tensors: dict[str, torch.Tensor], header: dict[str, Any]) -> Sums
 
 class ResumablePasses:
     """``run_pass`` for :func:`~leadingterms.basis.stats.reduce_basis`: shards on ``engine``, merged in
-    order, checkpointed to ``folder`` at most every ``interval_s`` seconds and at the end of pass 1
-    (a pass over a single shard is not checkpointed: rerunning it costs what resuming would).
+    order, checkpointed to ``folder`` once ``interval_s`` seconds have passed since the pass's last
+    checkpoint (or its start), also at the end of pass 1: a killed run recomputes at most
+    ``interval_s`` seconds of each pass's work (a pass shorter than that is not worth a checkpoint;
+    nor is a pass over a single shard: rerunning it costs what resuming would).
 
     ``done[pass]`` / ``computed[pass]``: shards taken from a checkpoint / computed by this run."""
 
@@ -230,7 +232,7 @@ class ResumablePasses:
             torch.set_num_threads(threads)
         assert acc is not None
         if which == "pass1" and len(pieces) > 1 and self.computed[which]:
-            ck.save(acc, done, force=True)  # pass 2 can be resumed without pass 1 (pass 2's sums go to the basis)
+            ck.save(acc, done)  # pass 2 then resumes without pass 1, which the basis needs as well
         return cast(Sums, acc)
 
     def clear(self) -> None:

@@ -244,6 +244,24 @@ def test_sigkill_then_resume(store, tmp_path, monkeypatch, which, after):
     assert stamp > 0 and not partial.exists()
 
 
+@pytest.mark.parametrize("interval,written", [(0.0, True), (3600.0, False)])
+def test_pass_1_is_checkpointed_at_its_end_once_the_interval_has_passed(store, tmp_path, monkeypatch, interval,
+                                                                         written):
+    """The end of pass 1 keeps the interval: a pass 1 shorter than it leaves no checkpoint to pass 2 (a run
+    killed in pass 2 recomputes it: at most ``interval`` seconds of work)."""
+    seen = []
+
+    def failing(*args):
+        seen.append((tmp_path / "b" / PARTIAL_DIR / "pass1.safetensors").is_file())
+        raise LeadingTermsError("stop in pass 2")
+
+    monkeypatch.setattr(stats, "attention_task", failing)
+    with pytest.raises(LeadingTermsError, match="stop in pass 2"):
+        run_stats(StatsConfig(corpus=str(store.path), out=str(tmp_path / "b"), shard_tokens=SHARD_TOKENS,
+                              checkpoint_seconds=interval, progress=False))
+    assert seen == [written]
+
+
 @pytest.mark.slow
 def test_corrupt_or_foreign_checkpoint_is_never_summed(store, tmp_path, monkeypatch):
     whole = run_stats(cfg_for(store, tmp_path / "whole")).basis
