@@ -67,7 +67,8 @@ class StatsConfig(ParallelConfig):
     force: bool = option(False, help="recompute even if OUT holds a basis of the same corpus and settings")
     progress: bool = option(True, help="progress bars", cli=False)
     shard_tokens: int = option(DEFAULT_SHARD_TOKENS, help="tokens per shard of the computation: a task, and the "
-                               "grain of resuming (default 4M, a few seconds of work)", metavar="N",
+                               "grain of resuming (default 4M, a few seconds of work; fewer, larger shards where "
+                               "the vocabulary is large for the store)", metavar="N",
                                check=positive_int)
     checkpoint_seconds: float = option(30.0, help="seconds between checkpoints of the running sums", cli=False,
                                        check=_seconds)
@@ -121,7 +122,7 @@ def _warm_kernels(cfg: StatsConfig, V: int, device: str) -> threading.Thread | N
 
 def _compute(cfg: StatsConfig, store: Any, out: Path, device: str, notes: list[str]) -> StatsResult:
     """The map-reduce and the save, holding the output lock of ``out``."""
-    pieces = store_pieces(store.tokens, cfg.shard_tokens)
+    pieces = store_pieces(store.tokens, store.V, cfg.shard_tokens)
     chunk_rows = cfg.chunk_rows or chunk_rows_for(store.T)
     warming = _warm_kernels(cfg, store.V, device)
     with open_engine(cfg, warm=("leadingterms.basis.stats",), releases_gil=True) as engine:

@@ -40,6 +40,12 @@ from leadingterms.progress import bar
 DEFAULT_SHARD_TOKENS = 1 << 22
 #: The number of shards of a store file is a multiple of this (equal work for 2, 4 or 8 workers).
 BALANCE = 8
+#: Where a shard's V×V sums are large (at least :data:`LARGE_SUMS` cells), it adds at least this many pairs
+#: (t, j) per cell: below, its fixed cost (zeroing, merging and, on a VM, freshly mapping a few V×V arrays)
+#: outweighs its work, so a store file with few pairs for V² is cut into fewer shards (BPE, V = 9103, on the
+#: 2 MiB head: 1 shard instead of 8, 2.3× less compute; benchmarks/RESULTS.md).
+MIN_PAIRS_PER_CELL = 8
+LARGE_SUMS = 1 << 20
 PARTIAL_DIR = ".partial"
 CHECKPOINT_FORMAT = 2  # 2: pass 1's Phi and A_t in one (V, V, 2) array
 _KINDS: dict[str, type[Sums]] = {"bigram": BigramSums, "attention": AttentionSums}
@@ -74,10 +80,11 @@ class RowRange:
         return data.reshape(-1, self.width)
 
 
-def store_pieces(tokens: Any, shard_tokens: int = DEFAULT_SHARD_TOKENS) -> list[RowRange]:
-    """The row ranges of a store's ``tokens`` (memmaps of .npy files): each file is cut into equal ranges
-    of at most ``shard_tokens`` tokens, their number rounded up to a multiple of :data:`BALANCE` (so
-    that 2, 4 or 8 workers get the same work; the layout does not depend on the engine)."""
+def store_pieces(tokens: Any, V: int, shard_tokens: int = DEFAULT_SHARD_TOKENS) -> list[RowRange]:
+    """The row ranges of a store's ``tokens`` (memmaps of .npy files) over ``V`` ids: each file is cut into
+    equal ranges of at most ``shard_tokens`` tokens, their number rounded up to a multiple of :data:`BALANCE`
+    (so that 2, 4 or 8 workers get the same work), but no more than leaves :data:`MIN_PAIRS_PER_CELL` pairs
+    per cell to each where V×V is large. The layout does not depend on the engine."""
     pieces = []
     for shard in row_shards(tokens):
         if not isinstance(shard, np.memmap) or shard.filename is None:
@@ -85,6 +92,8 @@ def store_pieces(tokens: Any, shard_tokens: int = DEFAULT_SHARD_TOKENS) -> list[
         N, W = shard.shape
         n = -(-N * max(1, W - 1) // shard_tokens)
         n = min(N, -(-n // BALANCE) * BALANCE)
+        if V * V >= LARGE_SUMS:
+            n = max(1, min(n, N * (W - 1) * W // 2 // (MIN_PAIRS_PER_CELL * V * V)))
         bounds = [N * i // n for i in range(n + 1)]
         pieces += [RowRange(str(shard.filename), int(shard.offset), a, b, W, shard.dtype.str)
                    for a, b in zip(bounds[:-1], bounds[1:], strict=True) if b > a]

@@ -20,7 +20,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from reference.naive import naive_basis
 
-from leadingterms.basis import compute_basis, stats
+from leadingterms.basis import compute_basis, shards, stats
 from leadingterms.basis.runner import StatsConfig, run_stats
 from leadingterms.basis.shards import PARTIAL_DIR, Checkpoint, store_pieces, survey
 from leadingterms.basis.sums import AttentionSums, BigramSums, Coo, merge, pack
@@ -152,13 +152,33 @@ def cfg_for(store, out, **kw):
 
 
 def test_store_shards_equal_one_pass(store, tmp_path):
-    pieces = store_pieces(store.tokens, SHARD_TOKENS)
+    pieces = store_pieces(store.tokens, V_, SHARD_TOKENS)
     assert len(pieces) == 16 and {p.shape[0] for p in pieces} == {7, 8}
     np.testing.assert_array_equal(np.concatenate([p.load() for p in pieces]), np.asarray(store.tokens))
     res = run_stats(cfg_for(store, tmp_path / "b"))
     assert res.basis.meta["shards"] == 16 and res.basis.meta["shards_computed"] == {"pass1": 16, "pass2": 16}
     assert_close(res.basis, compute_basis(np.asarray(store.tokens), V_, progress=False))
     assert not (tmp_path / "b" / PARTIAL_DIR).exists()  # checkpoints go once the basis is saved
+
+
+@pytest.mark.parametrize("N,V,expected", [
+    (116369, 3001, 8),  # the 101 MB benchmark store: 6 shards of 4M tokens, rounded up to 8
+    (2424, 3001, 1),  # the 2 MiB head, word: 0.7 pairs per cell in all
+    (2419, 9103, 1),  # the 2 MiB head, BPE
+    (40000, 3001, 8),  # 8.0 M tokens, 89 pairs per cell in all: 2 shards, rounded up to 8
+    (12000, 3001, 3),  # 2.4 M tokens: 3 shards of >= 8 pairs per cell, not 8
+    (2424, 1023, 8),  # small V×V sums: cut by tokens alone
+])
+def test_shards_are_fewer_where_the_vocabulary_is_large_for_the_store(tmp_path, N, V, expected):
+    path = tmp_path / "tokens.npy"
+    np.lib.format.open_memmap(path, mode="w+", dtype=np.uint16, shape=(N, 201)).flush()
+    tokens = np.load(path, mmap_mode="r")
+    pieces = store_pieces(tokens, V, 1 << 22 if N > 5000 else 100_000)
+    assert len(pieces) == expected
+    assert [(p.start, p.stop) for p in pieces] == [(N * i // expected, N * (i + 1) // expected)
+                                                   for i in range(expected)]
+    pairs_per_cell = min(p.shape[0] for p in pieces) * 200 * 201 // 2 / V**2
+    assert expected == 1 or V * V < shards.LARGE_SUMS or pairs_per_cell >= shards.MIN_PAIRS_PER_CELL
 
 
 def test_survey_checks_ids_before_anything_is_written(store, tmp_path):
@@ -170,14 +190,14 @@ def test_survey_checks_ids_before_anything_is_written(store, tmp_path):
     assert not (tmp_path / "b").exists()
     shard[5, 3] = 0
     shard.flush()
-    hashes, counts = survey(store_pieces(store.tokens, SHARD_TOKENS), V_)
+    hashes, counts = survey(store_pieces(store.tokens, V_, SHARD_TOKENS), V_)
     assert len(set(hashes)) == 16 and int(counts.sum()) == store.N * (T_ + 1)
 
 
 def test_survey_on_dask_workers_equals_survey_here(store):
     """The survey runs on the engine's workers: same hashes (in piece order) and counts; a bad id is the same
     one-line error."""
-    pieces = store_pieces(store.tokens, SHARD_TOKENS)
+    pieces = store_pieces(store.tokens, V_, SHARD_TOKENS)
     here = survey(pieces, V_)
     with open_engine(ParallelConfig(workers=2), releases_gil=True) as engine:
         sent: list[str] = []
