@@ -301,7 +301,7 @@ class StoreWriter:
                 self._close(name)
                 self._open(name)
             take = min(self._left[name], len(data) - i)
-            self._files[name].write(data[i:i + take])  # its bytes, without a copy (rows are contiguous)
+            data[i:i + take].tofile(self._files[name])  # its bytes, without a copy
             self._left[name] -= take
             self._written[name] += take
             i += take
