@@ -38,9 +38,6 @@ class Buffers:
         """A zeroed (n,) accumulator."""
         return torch.zeros(n, dtype=dtype, device=device)
 
-    def give_back(self, t: Tensor) -> None:
-        """``t`` (from :meth:`zeros`) is no longer read: here it is simply dropped."""
-
 
 FRESH = Buffers()
 
