@@ -25,6 +25,11 @@ kernel (:class:`~leadingterms.basis.chunk.Chunk`, used on GPUs and where Numba i
 the same operations: the sums are bit-identical to it (tests/unit/basis/test_native.py). Delta
 is summed in another order (agrees to ~1e-14), in float64 within a call. The kernels release the
 GIL, so the worker threads of ``--workers N`` run them at once.
+
+Between the passes, M = B̄ᵀB̄Φ̄ needs two products of the sparse bigram counts with a dense V×V
+matrix (:func:`sparse_times_dense`): compiled too, on as many threads as the engine has workers
+here. Each output row is summed by one thread, in the order of SciPy's product, so the thread
+count does not change a bit.
 """
 
 from __future__ import annotations
@@ -137,6 +142,37 @@ def _compiled() -> tuple[Any, Any, Any] | None:
         return jit(_order_by_row), jit(_bigram_rows), jit(_attention_rows)
 
 
+@functools.cache
+def _compiled_product() -> Any:
+    """:mod:`leadingterms.basis._csr` with its product compiled, or None without Numba."""
+    try:
+        from leadingterms.basis import _csr
+    except ImportError:  # pragma: no cover - a dependency; SciPy's product is used instead
+        return None
+    _csr.kernel()
+    return _csr
+
+
+def sparse_times_dense(C: Any, X: np.ndarray, threads: int = 1) -> np.ndarray:
+    """``C @ X`` for a SciPy CSR matrix C (n, V) and a dense X (V, k), on ``threads`` threads -> (n, k).
+
+    The rows are cut into ``threads`` blocks of about equal nonzero counts; each row is summed over its
+    nonzeros in order, as SciPy does (``csr_matvecs``), so the result has the same bits for any
+    ``threads``, and those of ``C @ X``."""
+    product = _compiled_product()
+    if product is None:  # pragma: no cover - Numba is a dependency
+        return np.asarray(C @ X)
+    dtype = np.result_type(C.dtype, X.dtype)
+    n = max(1, min(int(threads), product.max_threads(), C.shape[0]))
+    indptr = C.indptr
+    cuts = np.searchsorted(indptr, np.arange(1, n) * (indptr[-1] / n), side="left")
+    bounds = np.concatenate([[0], np.minimum(cuts, C.shape[0]), [C.shape[0]]]).astype(np.int64)
+    out = np.zeros((C.shape[0], X.shape[1]), dtype=dtype)
+    product.run(n, bounds, indptr, C.indices, C.data.astype(dtype, copy=False),
+                np.ascontiguousarray(X, dtype=dtype), out)
+    return out
+
+
 def available() -> bool:
     """True where the compiled kernels can run (Numba imports)."""
     return _compiled() is not None
@@ -145,7 +181,7 @@ def available() -> bool:
 def warm(dtype: torch.dtype, V: int) -> None:
     """Load (or compile) the kernels for statistics in ``dtype`` over a vocabulary of ``V`` ids now, e.g. in a
     thread while the store is read, so that the first task does not wait for them (about 0.5 s: Numba's
-    start-up and its cache)."""
+    start-up and its cache); the passes' kernels first, then the product of M (0.25 s more)."""
     from leadingterms.basis.stats import _counts_dtype  # the accumulators of pass 1, as the tasks make them
 
     rows = NativeRows(2, 2, dtype, 1)
@@ -154,6 +190,10 @@ def warm(dtype: torch.dtype, V: int) -> None:
     rows.bigram([z], torch.zeros(4, dtype=_counts_dtype(dtype)), torch.zeros(2, dtype=torch.long),
                 torch.zeros(8, dtype=dtype))
     rows.attention([z], torch.zeros(4, dtype=dtype), torch.zeros(4, dtype=dtype), torch.zeros(2, dtype=dtype))
+    import scipy.sparse as sp  # then the product of M, needed after pass 1
+
+    np_dtype = torch.empty((), dtype=dtype).numpy().dtype
+    sparse_times_dense(sp.csr_matrix(np.ones((2, 2), np_dtype)), np.ones((2, 1), np_dtype))
 
 
 def id_dtype(Vc: int) -> type[np.integer[Any]]:

@@ -369,7 +369,8 @@ def reduce_basis(pieces: Sequence[Any], V: int, *, dtype: torch.dtype = torch.fl
     B̄, Φ̄, Π, Ā and M = B̄ᵀB̄Φ̄ (from the sparse counts); pass 2 per piece, given M, gives raw
     Q̄ and Δ; merged and normalised once by 1/(N·T). ``counts`` (V,): token counts over all
     positions, when known (for ``top_k``). ``run_pass``: where the pieces run (default: here);
-    ``tasks_here``: how many of its tasks run at once in this process (counted in the memory check).
+    ``tasks_here``: how many of its tasks run at once in this process (counted in the memory check; also
+    the threads of the sparse products of M).
     """
     t0 = time.perf_counter()
     name = dtype_to_name(dtype)
@@ -407,7 +408,7 @@ def reduce_basis(pieces: Sequence[Any], V: int, *, dtype: torch.dtype = torch.fl
         basis = Basis(B_bar=B_bar, Phi_bar=Phi_bar, Q_bar=empty, Delta=empty, Pi=Pi, A_bar=A_bar,
                       N=N, T=T, V=V_out, vocab=vocab)
         basis._cache["counts"] = C
-        M = basis.M()
+        M = basis.M(threads=max(1, tasks_here))  # as many threads as run tasks here
 
         s2 = run("attention", attention_task, pieces, (plan, remap, M))
         assert isinstance(s2, AttentionSums)

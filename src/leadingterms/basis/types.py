@@ -23,6 +23,8 @@ import scipy.sparse as sp
 import torch
 from torch import Tensor
 
+from leadingterms.basis.native import sparse_times_dense
+
 
 def _np(t: Tensor) -> np.ndarray:
     return t.detach().cpu().contiguous().numpy()
@@ -77,8 +79,9 @@ class Basis:
             self._cache["counts"] = counts_from_bigram(self.B_bar, self.Pi, self.N, self.T)
         return self._cache["counts"]  # type: ignore[no-any-return]
 
-    def _B_times(self, X: Tensor, *, transpose: bool = False) -> Tensor:
-        """``B_bar @ X`` (or ``B_barᵀ @ X``) for a dense (V, k) ``X``, via sparse counts."""
+    def _B_times(self, X: Tensor, *, transpose: bool = False, threads: int = 1) -> Tensor:
+        """``B_bar @ X`` (or ``B_barᵀ @ X``) for a dense (V, k) ``X``, via sparse counts (the sparse product on
+        ``threads`` threads: the same bits for any number)."""
         C = self._counts()
         X = X.to(self.B_bar.dtype)
         if C is None:
@@ -87,11 +90,10 @@ class Basis:
         u = 1.0 / self.V
         pc = torch.from_numpy(np.asarray(C.sum(axis=1, dtype=np.float64)).reshape(-1)).to(X.dtype)
         Xn = _np(X)
+        main = torch.from_numpy(sparse_times_dense(C.T.tocsr() if transpose else C, Xn, threads))
         if transpose:
-            main = torch.from_numpy(np.ascontiguousarray(C.T @ Xn))
             main.addr_(torch.ones_like(pc), pc @ X.cpu(), alpha=-u)
         else:
-            main = torch.from_numpy(np.ascontiguousarray(C @ Xn))
             main.addr_(pc, X.sum(0).cpu(), alpha=-u)
         return main.div_(NT).to(self.B_bar.device)
 
@@ -100,10 +102,12 @@ class Basis:
         """Φ̄ᵀB̄ᵀ (V, V): row = context token, col = residual direction (the V prediction)."""
         return self._B_times(self.Phi_bar).T.contiguous()
 
-    def M(self) -> Tensor:
-        """M = B̄ᵀB̄Φ̄ = Ḡᵀ (V, V): row = next token, col = context token (cached)."""
+    def M(self, threads: int = 1) -> Tensor:
+        """M = B̄ᵀB̄Φ̄ = Ḡᵀ (V, V): row = next token, col = context token (cached; its sparse products on
+        ``threads`` threads, which do not change its bits)."""
         if "M" not in self._cache:
-            self._cache["M"] = self._B_times(self._B_times(self.Phi_bar), transpose=True)
+            self._cache["M"] = self._B_times(self._B_times(self.Phi_bar, threads=threads), transpose=True,
+                                             threads=threads)
         return self._cache["M"]  # type: ignore[no-any-return]
 
     def G_bar(self) -> Tensor:

@@ -108,6 +108,17 @@ order, bigram, attention = native._compiled()
 print(any(s[0].dtype.name == ids for s in order.signatures),
       any(s[0].dtype.name == ids and s[5].dtype.name == acc for s in bigram.signatures),
       any(s[0].dtype.name == ids and s[4].dtype.name == acc for s in attention.signatures))
+# the products of M as reduce_basis calls them: no signature beyond the one warm() loaded
+import scipy.sparse as sp
+product = native._compiled_product().kernel()
+loaded = len(product.signatures)
+from leadingterms.basis.types import Basis
+z = torch.zeros(4, 4, dtype=dtype)
+C = sp.csr_matrix(np.eye(4, dtype=acc))
+b = Basis(B_bar=z, Phi_bar=torch.ones(4, 4, dtype=dtype), Q_bar=z, Delta=z[0], Pi=z[0], A_bar=z, N=1, T=4, V=4)
+b._cache["counts"] = C
+b.M(threads=2)
+print(loaded == len(product.signatures) == 1)
 """
 
 
@@ -120,4 +131,50 @@ def test_warm_loads_the_kernels_a_run_calls(dtype, V):
 
     out = subprocess.run([sys.executable, "-c", WARM_CHECK, dtype, str(V)], capture_output=True, text=True,
                          check=True).stdout
-    assert out.split() == ["True", "True", "True"]
+    assert out.split() == ["True", "True", "True", "True"]
+
+
+def csr(seed: int, n: int, V: int, density: float, dtype=np.float64, empty_rows: int = 0):
+    import scipy.sparse as sp
+
+    g = np.random.default_rng(seed)
+    dense = np.where(g.random((n, V)) < density, g.integers(1, 50, size=(n, V)), 0).astype(dtype)
+    dense[:empty_rows] = 0
+    return sp.csr_matrix(dense)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_sparse_product_has_scipys_bits_on_any_number_of_threads(dtype):
+    """Each output row is summed over its nonzeros in SciPy's order, by one thread: the same bits as
+    ``C @ X`` for 1, 2, 3 and more threads than rows; and the values of a naive float64 product."""
+    C = csr(5, 37, 29, 0.3, dtype, empty_rows=4)
+    X = np.random.default_rng(6).standard_normal((29, 11)).astype(dtype)
+    expected = C @ X
+    for threads in (1, 2, 3, 64):
+        got = native.sparse_times_dense(C, X, threads)
+        assert got.dtype == expected.dtype and np.array_equal(got, expected), threads
+    naive = np.zeros((37, 11))
+    rows, cols = C.nonzero()
+    for r, c in zip(rows, cols, strict=True):
+        naive[r] += float(C[r, c]) * X[c].astype(np.float64)
+    tol = 1e-14 if dtype == np.float64 else 1e-5
+    assert np.abs(got - naive).max() <= tol * np.abs(naive).max()
+
+
+def test_sparse_product_of_the_transpose_and_of_empty_matrices():
+    C = csr(7, 20, 20, 0.2)
+    X = np.random.default_rng(8).standard_normal((20, 20))
+    assert np.array_equal(native.sparse_times_dense(C.T.tocsr(), X, 2), C.T @ X)
+    empty = csr(9, 6, 20, 0.0)
+    assert np.array_equal(native.sparse_times_dense(empty, X, 2), np.zeros((6, 20)))
+
+
+def test_M_on_several_threads_has_the_same_bits():
+    """reduce_basis forms M on the engine's worker threads; the basis must not depend on it."""
+    from leadingterms.basis.stats import compute_basis
+
+    tokens = corpus(11, 60, 55, 40, 16)
+    b1 = compute_basis(tokens, 60, progress=False)
+    b2 = compute_basis(tokens, 60, progress=False)
+    b2._cache.pop("M", None)
+    assert torch.equal(b1.M(threads=1), b2.M(threads=3))
