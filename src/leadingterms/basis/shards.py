@@ -203,7 +203,7 @@ def _sums_from(tensors: dict[str, torch.Tensor], header: dict[str, Any]) -> Sums
 class ResumablePasses:
     """``run_pass`` for :func:`~leadingterms.basis.stats.reduce_basis`: shards on ``engine``, merged in
     order, checkpointed to ``folder`` once ``interval_s`` seconds have passed since the pass's last
-    checkpoint (or its start), also at the end of pass 1: a killed run recomputes at most
+    checkpoint (or its start), the end of pass 1 included: a killed run recomputes at most
     ``interval_s`` seconds of each pass's work (a pass shorter than that is not worth a checkpoint;
     nor is a pass over a single shard: rerunning it costs what resuming would).
 
