@@ -4,6 +4,7 @@ for threads (imported only where Numba is installed: ``prange`` is Numba's)."""
 from __future__ import annotations
 
 import functools
+import threading
 from typing import Any
 
 import numba
@@ -37,11 +38,17 @@ def max_threads() -> int:
     return int(numba.config.NUMBA_NUM_THREADS)  # type: ignore[attr-defined]
 
 
+#: one parallel launch at a time: Numba's fallback thread pool ("workqueue", where neither OpenMP nor TBB
+#: loads) aborts the process on launches from two threads at once (e.g. ``warm`` in its thread and M)
+_LAUNCH = threading.Lock()
+
+
 def run(threads: int, *args: Any) -> None:
     """``kernel()(*args)`` on ``threads`` threads (Numba's thread count for this calling thread, restored)."""
-    before = numba.get_num_threads()
-    numba.set_num_threads(threads)
-    try:
-        kernel()(*args)
-    finally:
-        numba.set_num_threads(before)
+    with _LAUNCH:
+        before = numba.get_num_threads()
+        numba.set_num_threads(threads)
+        try:
+            kernel()(*args)
+        finally:
+            numba.set_num_threads(before)

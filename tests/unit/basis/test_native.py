@@ -178,3 +178,32 @@ def test_M_on_several_threads_has_the_same_bits():
     b2 = compute_basis(tokens, 60, progress=False)
     b2._cache.pop("M", None)
     assert torch.equal(b1.M(threads=1), b2.M(threads=3))
+
+
+CONCURRENT_PRODUCTS = """
+import threading, numpy as np, scipy.sparse as sp
+from leadingterms.basis import native
+C = sp.random(300, 300, density=0.05, format="csr", random_state=0)
+X = np.random.default_rng(0).random((300, 40))
+def go():
+    for _ in range(20):
+        native.sparse_times_dense(C, X, 2)
+threads = [threading.Thread(target=go) for _ in range(3)]
+[t.start() for t in threads]
+[t.join() for t in threads]
+import numba
+print(numba.threading_layer())
+"""
+
+
+def test_products_from_several_threads_at_once_do_not_abort():
+    """Numba's fallback thread pool (workqueue) aborts the process on parallel launches from two threads at
+    once (stats' warm thread and M can meet): the launches are serialised."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "NUMBA_THREADING_LAYER": "workqueue"}
+    done = subprocess.run([sys.executable, "-c", CONCURRENT_PRODUCTS], capture_output=True, text=True, env=env)
+    assert done.returncode == 0, done.stderr[-500:]
+    assert done.stdout.split() == ["workqueue"]
