@@ -35,6 +35,7 @@ count does not change a bit.
 from __future__ import annotations
 
 import functools
+import sys
 from collections.abc import Iterable, Iterator
 from typing import Any
 
@@ -158,9 +159,10 @@ def sparse_times_dense(C: Any, X: np.ndarray, threads: int = 1) -> np.ndarray:
 
     The rows are cut into ``threads`` blocks of about equal nonzero counts; each row is summed over its
     nonzeros in order, as SciPy does (``csr_matvecs``), so the result has the same bits for any
-    ``threads``, and those of ``C @ X``."""
-    product = _compiled_product()
-    if product is None:  # pragma: no cover - Numba is a dependency
+    ``threads``, and those of ``C @ X``, which it is on one thread where Numba is not loaded yet (its
+    start-up, about 0.5 s, would cost more than the product: e.g. ``predict`` from a saved basis)."""
+    product = _compiled_product() if threads > 1 or "numba" in sys.modules else None
+    if product is None:
         return np.asarray(C @ X)
     dtype = np.result_type(C.dtype, X.dtype)
     n = max(1, min(int(threads), product.max_threads(), C.shape[0]))

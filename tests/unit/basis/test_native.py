@@ -207,3 +207,25 @@ def test_products_from_several_threads_at_once_do_not_abort():
     done = subprocess.run([sys.executable, "-c", CONCURRENT_PRODUCTS], capture_output=True, text=True, env=env)
     assert done.returncode == 0, done.stderr[-500:]
     assert done.stdout.split() == ["workqueue"]
+
+
+SCIPY_FIRST = """
+import sys, numpy as np, scipy.sparse as sp, torch
+from leadingterms.basis import native
+C = sp.random(200, 200, density=0.05, format="csr", random_state=1)
+X = np.random.default_rng(1).random((200, 30))
+first = native.sparse_times_dense(C, X)
+print("numba" in sys.modules)
+assert native.available()  # Numba loaded: the compiled product from now on
+print(np.array_equal(first, native.sparse_times_dense(C, X)), np.array_equal(first, native.sparse_times_dense(C, X, 2)))
+"""
+
+
+def test_one_thread_without_numba_loaded_is_scipys_product():
+    """A single product where Numba is not loaded yet (predict from a saved basis) is SciPy's, without Numba's
+    start-up; it has the compiled product's bits."""
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-c", SCIPY_FIRST], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["False", "True", "True"]
