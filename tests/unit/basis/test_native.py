@@ -167,6 +167,9 @@ def test_sparse_product_of_the_transpose_and_of_empty_matrices():
     assert np.array_equal(native.sparse_times_dense(C.T.tocsr(), X, 2), C.T @ X)
     empty = csr(9, 6, 20, 0.0)
     assert np.array_equal(native.sparse_times_dense(empty, X, 2), np.zeros((6, 20)))
+    wide = C.copy()  # 64-bit indices, as SciPy makes them past 2^31 nonzeros
+    wide.indptr, wide.indices = wide.indptr.astype(np.int64), wide.indices.astype(np.int64)
+    assert np.array_equal(native.sparse_times_dense(wide, X, 2), C @ X)
 
 
 def test_M_on_several_threads_has_the_same_bits():
