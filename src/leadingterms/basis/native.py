@@ -145,12 +145,12 @@ def _compiled() -> tuple[Any, Any, Any] | None:
 
 @functools.cache
 def _compiled_product() -> Any:
-    """:mod:`leadingterms.basis._csr` with its product compiled, or None without Numba."""
+    """:mod:`leadingterms.basis._csr` (its product compiled on first use, under its launch lock), or None
+    without Numba."""
     try:
         from leadingterms.basis import _csr
     except ImportError:  # pragma: no cover - a dependency; SciPy's product is used instead
         return None
-    _csr.kernel()
     return _csr
 
 
