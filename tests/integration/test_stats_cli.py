@@ -29,7 +29,8 @@ def store_dir(tmp_path):
 def test_stats_writes_named_tensors_and_metadata(store_dir, tmp_path, capsys):
     out = tmp_path / "basis"
     assert main(["stats", "--corpus", str(store_dir), "--out", str(out)]) == 0
-    assert "V=7" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "V=7" in printed and "; 8 shards, in-process, cpu;" in printed  # 10 rows: 8 shards (of 1-2 rows)
     tensors, _ = load_tensors(out / "basis.safetensors")
     assert set(tensors) == set(BASIS_TENSORS)
     for name in ("B_bar", "Phi_bar", "Q_bar", "A_bar"):
@@ -53,6 +54,13 @@ def test_stats_writes_named_tensors_and_metadata(store_dir, tmp_path, capsys):
     assert "up to date" in capsys.readouterr().out
     assert main(["stats", "--corpus", str(store_dir), "--out", str(out), "--force"]) == 0
     assert "up to date" not in capsys.readouterr().out
+
+
+def test_stats_summary_counts_one_shard_in_the_singular(tmp_path, capsys):
+    d = tmp_path / "corpus"
+    write_store(d, np.arange(T_ + 1)[None, :] % V_, [f"w{i}" for i in range(V_)], {"source": "test"})
+    assert main(["stats", "--corpus", str(d), "--out", str(tmp_path / "basis")]) == 0
+    assert "; 1 shard, in-process, cpu;" in capsys.readouterr().out
 
 
 def test_stats_extras_float32_and_top_k(store_dir, tmp_path, capsys):

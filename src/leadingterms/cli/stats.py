@@ -15,7 +15,8 @@ def show(result: StatsResult) -> Iterator[str]:
         yield f"basis in {result.path} is up to date (corpus {m.get('corpus_hash')}); use --force to recompute"
     else:
         resumed = sum((m.get("shards_resumed") or {}).values())
-        where = f"{m.get('shards', 1)} shards, {m.get('engine', 'in-process')}, {m.get('device', 'cpu')}" + (
+        n = int(m.get("shards", 1))
+        where = f"{n} shard{'s' if n != 1 else ''}, {m.get('engine', 'in-process')}, {m.get('device', 'cpu')}" + (
             f", {resumed} shard passes resumed" if resumed else "")
         yield (f"basis: N={basis.N} T={basis.T} V={basis.V} {m.get('dtype')} in {m.get('seconds', 0):.2f} s "
                f"({m.get('tokens_per_second', 0):,.0f} tokens/s; {where}; peak memory of this process "
