@@ -192,7 +192,9 @@ def open_engine(cfg: ParallelConfig, warm: tuple[str, ...] = (), *,
         return
     distributed = _import_distributed()
     import dask.config
-    logging.getLogger("distributed").setLevel(logging.ERROR)
+    # a task's error reaches the command, which prints it as one line: the worker's own log of it ("Compute
+    # Failed", a traceback) would come first; so would the logs of a cluster stopped by Ctrl-C
+    logging.getLogger("distributed").setLevel(logging.CRITICAL)
     with contextlib.ExitStack() as stack:
         if cfg.scheduler is not None:
             try:
@@ -212,7 +214,7 @@ def open_engine(cfg: ParallelConfig, warm: tuple[str, ...] = (), *,
             stack.enter_context(dask.config.set({"distributed.worker.profile.enabled": False}))
             cluster = stack.enter_context(distributed.LocalCluster(
                 n_workers=cfg.workers, threads_per_worker=1, dashboard_address=":0",
-                scheduler_kwargs={"dashboard": False}, silence_logs=logging.ERROR, **where))
+                scheduler_kwargs={"dashboard": False}, silence_logs=logging.CRITICAL, **where))
             client = stack.enter_context(distributed.Client(cluster))
             name = f"local Dask cluster ({cfg.workers} worker {'threads' if releases_gil else 'processes'})"
         engine = DaskEngine(client, name, threads_here=cfg.scheduler is None and releases_gil)

@@ -15,7 +15,7 @@ import json
 import os
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from leadingterms.errors import LeadingTermsError
@@ -42,12 +42,16 @@ def _holder(path: Path) -> str:
 
 
 @contextlib.contextmanager
-def output_lock(target: str | os.PathLike[str], *, folder: bool = True, what: str = "output") -> Iterator[Path]:
+def output_lock(target: str | os.PathLike[str], *, folder: bool = True, what: str = "output",
+                claim: Callable[[], None] | None = None) -> Iterator[Path]:
     """Hold the write lock of ``target`` (creating the folder, or the file's parent, if needed).
 
-    Raises a one-line :class:`LeadingTermsError` when another live process holds it. On entry, the
-    temporary files of interrupted writes are removed: every one in a folder output (nobody else can
-    be writing there), only the file's own (``.NAME.*.tmp``) for a file output."""
+    Raises a one-line :class:`LeadingTermsError` when another live process holds it. ``claim``, the
+    command's overwrite check of ``target`` (it raises to refuse), runs once the lock is held: what
+    another writer finished since the command last looked is seen there (callers also run it before,
+    to fail before reading their inputs). On entry, the temporary files of interrupted writes are
+    removed: every one in a folder output (nobody else can be writing there), only the file's own
+    (``.NAME.*.tmp``) for a file output."""
     t = Path(target)
     if folder and t.exists() and not t.is_dir():
         raise LeadingTermsError(f"{what} {t} exists and is not a folder")
@@ -63,6 +67,8 @@ def output_lock(target: str | os.PathLike[str], *, folder: bool = True, what: st
         except BlockingIOError:
             raise LeadingTermsError(
                 f"{what} {t} is being written by {_holder(lp)}; wait for it to finish or stop it") from None
+        if claim is not None:
+            claim()
         os.ftruncate(fd, 0)
         os.write(fd, json.dumps({"pid": os.getpid(), "command": " ".join(["leadingterms", *sys.argv[1:]])[:200],
                                  "time": time.time()}).encode())
@@ -73,14 +79,15 @@ def output_lock(target: str | os.PathLike[str], *, folder: bool = True, what: st
 
 
 @contextlib.contextmanager
-def new_output(target: str | os.PathLike[str], *, what: str = "output") -> Iterator[Path]:
+def new_output(target: str | os.PathLike[str], *, what: str = "output",
+               claim: Callable[[], None] | None = None) -> Iterator[Path]:
     """:func:`output_lock` on a folder output that may not exist yet: when the command fails and the
     folder it created holds nothing but the lock file, the folder is removed again (a refused command
     leaves no trace)."""
     t = Path(target)
     created = not t.exists()
     try:
-        with output_lock(t, folder=True, what=what) as lp:
+        with output_lock(t, folder=True, what=what, claim=claim) as lp:
             yield lp
     except BaseException:
         if created and t.is_dir() and [p.name for p in t.iterdir()] == [LOCK_NAME]:

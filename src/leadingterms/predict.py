@@ -252,7 +252,8 @@ def run_predict(cfg: PredictConfig) -> PredictResult:
     basis = load_basis(cfg.stats)
     inputs = {"steps": int(cfg.steps), "lr": float(cfg.lr), "layers": int(cfg.layers), "order": int(cfg.order),
               "corpus_hash": basis.meta.get("corpus_hash"), "basis_hash": basis.meta.get("basis_hash")}
-    _refuse_other_prediction(out, inputs, cfg.force)
+    claim = lambda: _refuse_other_prediction(out, inputs, cfg.force)  # noqa: E731
+    claim()  # again once the lock is held
     check_predict_budget(out, basis.V, basis.T, cfg.layers, cfg.order, basis.B_bar.dtype.itemsize, device)
     basis = basis_on(basis, device)
     try:
@@ -281,7 +282,7 @@ def run_predict(cfg: PredictConfig) -> PredictResult:
         "norms": norms,
     }
     # layers share tensors in memory; safetensors refuses shared storage, so clone per layer
-    with output_lock(out, folder=False, what="prediction file"):
+    with output_lock(out, folder=False, what="prediction file", claim=claim):
         save_tensors(out, {k: v.clone() for k, v in pred.items()}, metadata=meta)
     return PredictResult(out, meta, [LOOSE_BOUNDS_NOTE])
 

@@ -32,17 +32,27 @@ def _is_int(value: Any) -> bool:
     return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
 
 
+#: The largest count, size or seed an option takes (a C ``int64``, what NumPy, torch and ``islice`` accept).
+MAX_INT = 2**63 - 1
+
+
 def positive_int(value: Any, name: str) -> int:
-    """An integer >= 1."""
+    """An integer >= 1 (and at most :data:`MAX_INT`)."""
     if not _is_int(value) or value < 1:
         raise LeadingTermsError(f"{flag(name)} must be a positive integer, got {value!r}")
-    return int(value)
+    return _at_most_max(value, name)
 
 
 def nonnegative_int(value: Any, name: str) -> int:
-    """An integer >= 0."""
+    """An integer >= 0 (and at most :data:`MAX_INT`)."""
     if not _is_int(value) or value < 0:
         raise LeadingTermsError(f"{flag(name)} must be an integer >= 0, got {value!r}")
+    return _at_most_max(value, name)
+
+
+def _at_most_max(value: Any, name: str) -> int:
+    if value > MAX_INT:
+        raise LeadingTermsError(f"{flag(name)} must be at most 2^63 - 1, got {value!r}")
     return int(value)
 
 

@@ -141,3 +141,23 @@ def test_bpe_corpus_on_the_cluster_equals_in_process(dask_cluster, tmp_path, cap
     assert rc == 0, err
     assert (tmp_path / "cluster" / "tokens.npy").read_bytes() == (tmp_path / "one" / "tokens.npy").read_bytes()
     assert load_store(tmp_path / "cluster").vocab == load_store(tmp_path / "one").vocab
+
+
+def test_a_task_error_on_worker_processes_is_one_line(tmp_path):
+    """A tokenizer that fails on the corpus (a WordLevel model without an unk token) on two worker processes:
+    the command's one line only, none of the workers' logs of the failed task."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+
+    tok = Tokenizer(models.WordLevel({"the": 0, "cat": 1}))
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()  # type: ignore[assignment]
+    tok.save(str(tmp_path / "wl.json"))
+    (tmp_path / "t.txt").write_text("the cat sat\n\nthe dog ran\n")
+    exe = Path(sys.executable).with_name("leadingterms")
+    for workers in ("1", "2"):
+        proc = subprocess.run([str(exe), "corpus", "--text", str(tmp_path / "t.txt"), "--tokenizer",
+                               f"hf:{tmp_path / 'wl.json'}", "--workers", workers, "--out", str(tmp_path / "s")],
+                              capture_output=True, text=True, timeout=300, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+        assert proc.returncode == 2, proc.stderr
+        assert proc.stderr.splitlines() == ["leadingterms corpus: error: the tokenizer cannot encode this corpus: "
+                                            "WordLevel error: Missing [UNK] token from the vocabulary"], (workers, proc.stderr)
+    assert not (tmp_path / "s").exists()

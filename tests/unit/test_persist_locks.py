@@ -110,3 +110,30 @@ def test_schema_names_file_and_field():
                      ({"vocab": []}, "field 'V' is missing"), (5, "it holds int, not a JSON object")):
         with pytest.raises(LeadingTermsError, match=f"c.json is corrupt: {msg}"):
             check_fields(bad, {"V": POS_INT, "vocab": STR_LIST}, where="c.json", fix="rebuild")
+
+
+def test_the_claim_runs_holding_the_lock_and_its_refusal_writes_nothing(tmp_path):
+    """``claim`` (a command's overwrite check) runs once the lock is held: another writer cannot take it then."""
+    import fcntl
+
+    target = tmp_path / "out"
+    seen = []
+
+    def claim():
+        fd = os.open(lock_path(target, folder=True), os.O_RDWR)
+        try:
+            with pytest.raises(BlockingIOError):
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        finally:
+            os.close(fd)
+        seen.append(True)
+
+    with output_lock(target, claim=claim):
+        pass
+    assert seen == [True]
+
+    def refuse():
+        raise LeadingTermsError("made from other inputs")
+
+    with pytest.raises(LeadingTermsError, match="other inputs"), output_lock(target, claim=refuse):
+        raise AssertionError("the body runs only when the claim passes")

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from leadingterms.validate import all_finite
+from leadingterms.errors import LeadingTermsError
+from leadingterms.validate import all_finite, nonnegative_int, positive_int
 
 
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32, torch.bfloat16])
@@ -27,3 +28,10 @@ def test_finite_entries_whose_sum_overflows_are_finite():
 def test_integer_and_empty_tensors_are_finite():
     assert all_finite(torch.arange(5))
     assert all_finite(torch.zeros(0))
+
+
+@pytest.mark.parametrize("check", [positive_int, nonnegative_int])
+def test_counts_past_int64_are_refused_in_one_line(check):
+    assert check(2**63 - 1, "max_documents") == 2**63 - 1
+    with pytest.raises(LeadingTermsError, match=r"^--max-documents must be at most 2\^63 - 1, got 10{20}$"):
+        check(10**20, "max_documents")

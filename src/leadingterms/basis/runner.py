@@ -98,11 +98,12 @@ def run_stats(cfg: StatsConfig) -> StatsResult:
                   force=cfg.force, accept=has_extras, notes=notes)
     if basis is not None:
         return StatsResult(basis, out, True, notes)
-    refuse_other(out / META_FILE, wanted, force=cfg.force, what="the basis in")
+    claim = lambda: refuse_other(out / META_FILE, wanted, force=cfg.force, what="the basis in")  # noqa: E731
+    claim()  # again once the lock is held
     device = str(resolve_device(cfg.device))
     V_out = min(store.V, (cfg.top_k or store.V) + 1)
     check_disk(out, (7 if cfg.extras else 4) * V_out * V_out * parse_dtype(cfg.dtype).itemsize, "the basis")
-    with new_output(out, what="basis folder"):
+    with new_output(out, what="basis folder", claim=claim):
         return _compute(cfg, store, out, device, notes)
 
 

@@ -29,12 +29,12 @@ import numpy as np
 
 from leadingterms import __version__
 from leadingterms.budget import check_disk
-from leadingterms.cache import refuse_other, reuse
+from leadingterms.cache import reuse
 from leadingterms.config import check_config, option
 from leadingterms.corpus import synthetic
 from leadingterms.corpus.ingest import RawCorpus, encode_corpus, part_rows, scan_corpus, write_sequences
 from leadingterms.corpus.sequences import caps, split_by_document
-from leadingterms.corpus.sources import SourceConfig, open_documents
+from leadingterms.corpus.sources import SourceConfig, absolute_if_exists, open_documents, source_fields
 from leadingterms.corpus.store import (
     DEFAULT_SHARD_BYTES,
     META_FILE,
@@ -42,6 +42,7 @@ from leadingterms.corpus.store import (
     TokenStore,
     build_folder,
     files_hash,
+    is_store_file,
     load_store,
     publish,
     store_meta,
@@ -51,15 +52,26 @@ from leadingterms.corpus.tokenizers import CorpusTokenizer, check_keep_tokens, c
 from leadingterms.distributed import ParallelConfig, open_engine
 from leadingterms.errors import LeadingTermsError
 from leadingterms.locks import new_output
-from leadingterms.persist import disk_full_error, is_disk_full
-from leadingterms.validate import fraction, out_folder, positive_int
+from leadingterms.persist import disk_full_error, is_disk_full, read_json
+from leadingterms.validate import fraction, nonnegative_int, out_folder, positive_int
 
-PIPELINE_VERSION = 2
+PIPELINE_VERSION = 3  # 3: empty documents skipped in every source; absolute paths in the fingerprint
 TOP_TOKENS = 10
 #: Characters of text per tokenization task.
 DEFAULT_CHUNK_CHARS = 1 << 20
 #: Settings that change how the store is built, not what it holds (left out of the fingerprint).
 _NOT_CONTENT = ("force", "out", "workers", "scheduler", "chunk_chars", "shard_bytes")
+
+
+#: The largest vocabulary a store holds: its ids are at most uint32.
+MAX_VOCAB = 2**32 - 1
+
+
+def vocab_size(value: Any, name: str) -> int:
+    """K: a positive integer whose ids (and the word tokenizer's ``<unk>``, id K) fit a store's uint32."""
+    if positive_int(value, name) > MAX_VOCAB:
+        raise LeadingTermsError(f"--vocab-size must be at most 2^32 - 1 (a store's ids are uint32), got {value!r}")
+    return int(value)
 
 
 @dataclass(kw_only=True)
@@ -70,7 +82,7 @@ class CorpusConfig(SourceConfig, ParallelConfig):
                             "hf:<hub name, folder or tokenizer.json>", metavar="word|bpe|hf:NAME",
                             check=lambda v, n: check_tokenizer_spec(v), group="tokenizer")
     vocab_size: int | None = option(None, help="K, the vocabulary size (default 3000 for word, 10000 for bpe)",
-                                    metavar="K", check=positive_int, group="tokenizer")
+                                    metavar="K", check=vocab_size, group="tokenizer")
     unk: bool = option(False, help="word: map out-of-vocabulary tokens to <unk> (last id) instead of dropping "
                        "the document", group="tokenizer")
     keep_tokens: list[str] = option(help="word: strings kept as one token, separated by spaces (e.g. '<unk>' "
@@ -86,7 +98,7 @@ class CorpusConfig(SourceConfig, ParallelConfig):
                                        check=positive_int, group="sequences")
     val_fraction: float = option(0.0, help="share of documents held out for validation (val_tokens.npy)",
                                  metavar="F", check=fraction, group="sequences")
-    seed: int = option(0, help="seed of the validation split", group="sequences")
+    seed: int = option(0, help="seed of the validation split", check=nonnegative_int, group="sequences")
     out: str = option("corpus", help="token store folder to create", metavar="DIR")
     force: bool = option(False, help="rebuild even if DIR holds a store built from the same inputs")
     chunk_chars: int = option(DEFAULT_CHUNK_CHARS, help="characters of text per tokenization task", cli=False,
@@ -114,8 +126,10 @@ class CorpusResult:
 
 
 def _settings(cfg: CorpusConfig) -> dict[str, Any]:
-    """The settings that decide a store's content (``keep_tokens`` only when given)."""
-    out = {k: v for k, v in asdict(cfg).items() if k not in _NOT_CONTENT}
+    """The settings that decide a store's content (``keep_tokens`` only when given; paths made absolute)."""
+    out = {k: v for k, v in {**asdict(cfg), **source_fields(cfg)}.items() if k not in _NOT_CONTENT}
+    if cfg.tokenizer.startswith("hf:"):
+        out["tokenizer"] = f"hf:{absolute_if_exists(cfg.tokenizer[3:])}"
     if not out["keep_tokens"]:
         del out["keep_tokens"]
     return out
@@ -145,9 +159,10 @@ def run_corpus(cfg: CorpusConfig) -> CorpusResult:
     reused = reuse(out / META_FILE, {"fingerprint": fp}, lambda: load_store(out), force=cfg.force, notes=notes)
     if reused is not None:
         return CorpusResult(reused, True, notes)
-    refuse_other(out / META_FILE, {"fingerprint": fp}, force=cfg.force, what="the token store in")
+    claim = lambda: claim_store(out, cfg, fp)  # noqa: E731
+    claim()  # before reading the source; again once the lock is held
     stream = open_documents(cfg)
-    with new_output(out, what="token store"):
+    with new_output(out, what="token store", claim=claim):
         remove_stale_builds(out)
         try:
             return _build(cfg, out, stream, notes)
@@ -155,6 +170,42 @@ def run_corpus(cfg: CorpusConfig) -> CorpusResult:
             if is_disk_full(exc):
                 raise disk_full_error(out) from None
             raise
+
+
+def claim_store(out: Path, cfg: CorpusConfig, fp: str) -> None:
+    """The overwrite policy of a store folder: ``out`` may be new, hold a store with the fingerprint ``fp``
+    (reused), a broken store (rebuilt) or only a store's own files (an interrupted build); a store of
+    other inputs or settings, or a folder holding other files, is written only with ``--force``."""
+    if cfg.force or not out.is_dir():
+        return
+    if (out / META_FILE).is_file():
+        try:
+            meta = read_json(out / META_FILE)
+        except LeadingTermsError:
+            return
+        if isinstance(meta, dict) and meta.get("fingerprint") != fp:
+            why = _difference(meta, cfg)
+            raise LeadingTermsError(f"the token store in {out} was made from other inputs ({why}); pass --force "
+                                    "to replace it, or choose another --out")
+        return
+    foreign = sorted(p.name for p in out.iterdir() if not p.name.startswith(".") and not is_store_file(p.name))
+    if foreign:
+        raise LeadingTermsError(f"--out {out} is not empty (it holds {foreign[0]!r}) and is not a token store; "
+                                "pass --force to write the store into it, or choose another --out")
+
+
+def _difference(meta: dict[str, Any], cfg: CorpusConfig) -> str:
+    """What differs between the store's recorded ``meta`` and ``cfg``: the first setting, else the version
+    of the pipeline, else the input files."""
+    recorded = meta.get("config")
+    old: dict[str, Any] = recorded if isinstance(recorded, dict) else {}
+    new = json.loads(json.dumps(_settings(cfg), default=str))
+    for k in sorted(set(old) | set(new)):
+        if old.get(k) != new.get(k):
+            return f"{k} {old.get(k)!r} there, {new.get(k)!r} now"
+    if meta.get("pipeline") != PIPELINE_VERSION:
+        return f"a corpus pipeline of version {meta.get('pipeline', 'before 3')} there, {PIPELINE_VERSION} now"
+    return "the source files' path, size or modification time changed"
 
 
 def remove_stale_builds(out: Path) -> None:
@@ -193,9 +244,7 @@ def _build(cfg: CorpusConfig, out: Path, stream: Any, notes: list[str]) -> Corpu
             raise
         raw.path.unlink()
         chash = files_hash(build, tok.vocab, shards, T + 1)
-        out.mkdir(parents=True, exist_ok=True)
-        (out / META_FILE).unlink(missing_ok=True)
-        tok.save(out)
+        tok.save(build)
         publish(build, out, store_meta(meta, tok.vocab, T, shards, chash))
     return CorpusResult(load_store(out), False, notes)
 
@@ -207,6 +256,9 @@ def _plan(cfg: CorpusConfig, raw: RawCorpus, scan: Any, tok: CorpusTokenizer, st
     One-line errors when nothing is left."""
     T, lengths, has_oov = cfg.seq_len, raw.lengths, scan.has_oov
     n_docs = raw.n_docs
+    if n_docs == 0:
+        src = stream.source
+        raise LeadingTermsError(f"{src.get('kind')} {src.get('path') or src.get('name')} holds no documents")
     in_vocab = ~has_oov
     eligible = in_vocab if cfg.pack else in_vocab & (lengths >= T + 1)
     n_short = 0 if cfg.pack else int((in_vocab & (lengths < T + 1)).sum())
@@ -259,6 +311,7 @@ def _plan(cfg: CorpusConfig, raw: RawCorpus, scan: Any, tok: CorpusTokenizer, st
         "top_tokens": [[tok.vocab[i], int(counts[i])] for i in order if counts[i] > 0],
         "notes": stream.notes,
         "fingerprint": fingerprint(cfg),
+        "pipeline": PIPELINE_VERSION,
         "config": _settings(cfg),
         "leadingterms_version": __version__,
     }
@@ -290,8 +343,7 @@ def summary(store: TokenStore) -> str:
         f"documents: {c.get('documents_read', 0):,} read, {c.get('documents_kept', 0):,} kept, {dropped:,} dropped"
         + (f" ({'; '.join(drops)})" if drops else ""),
     ]
-    if c.get("documents_unterminated"):
-        lines.append("note: the text after the last <|endoftext|> line (an unterminated document) was not read")
+    lines += [f"note: {note}" for note in m.get("notes") or []]  # the source's: unterminated text, empty documents
     distinct = f" of {c['distinct_tokens']:,} distinct" if c.get("distinct_tokens") else ""
     val = f" + {c.get('val_sequences', 0):,} validation" if store.val_tokens is not None else ""
     lines += [

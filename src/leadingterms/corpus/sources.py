@@ -33,13 +33,14 @@ from typing import IO, Any
 from leadingterms.config import option
 from leadingterms.corpus import synthetic
 from leadingterms.errors import LeadingTermsError, first_line
-from leadingterms.validate import positive_int
+from leadingterms.validate import nonnegative_int, positive_int
 
 EOT = "<|endoftext|>"
 SPLIT_MODES = ("auto", "eot", "blank", "line")
 _EOT_LINE = re.compile(r"^[ \t\r]*<\|endoftext\|>[ \t\r]*$", re.M)
 _BLANK_LINE = re.compile(r"\n[ \t\r]*\n")  # one or more blank lines separate documents
 _CONTENT = re.compile(r"\S")  # a character that str.strip() keeps
+_SURROGATE = re.compile("[\ud800-\udfff]")  # JSON's "\\ud800" escapes decode to these; UTF-8 cannot hold them
 #: Bytes (decompressed) read from a file at a time.
 BLOCK_BYTES = 1 << 20
 _SNIFF_BYTES = 65536  # a NUL byte in the first 64 KiB marks a binary file
@@ -89,7 +90,8 @@ class SourceConfig:
                                        group=SOURCE_GROUP)
     synthetic_docs: int = option(synthetic.DEFAULT_DOCS, help="number of synthetic stories (no source given)",
                                  metavar="N", check=positive_int, group=SOURCE_GROUP)
-    synthetic_seed: int = option(0, help="seed of the synthetic stories", metavar="S", group=SOURCE_GROUP)
+    synthetic_seed: int = option(0, help="seed of the synthetic stories", metavar="S", check=nonnegative_int,
+                                 group=SOURCE_GROUP)
 
     def source_kind(self) -> str:
         """``text``, ``jsonl``, ``dataset``, ``load_from_disk`` or ``synthetic``."""
@@ -121,10 +123,21 @@ class SourceConfig:
 
 
 def source_fields(src: SourceConfig) -> dict[str, Any]:
-    """The :class:`SourceConfig` fields of ``src`` (which may be any config extending it)."""
+    """The :class:`SourceConfig` fields of ``src`` (which may be any config extending it), the paths of
+    files and folders that exist made absolute (``--text c.txt`` run from its folder names the same input
+    as ``--text /data/c.txt``)."""
     from dataclasses import fields
 
-    return {f.name: getattr(src, f.name) for f in fields(SourceConfig)}
+    out = {f.name: getattr(src, f.name) for f in fields(SourceConfig)}
+    for key in ("text", "jsonl", "load_from_disk", "dataset"):
+        out[key] = absolute_if_exists(out[key])
+    out["data_files"] = [absolute_if_exists(f) for f in out["data_files"] or []] or out["data_files"]
+    return out
+
+
+def absolute_if_exists(path: str | None) -> str | None:
+    """``path`` made absolute when it names an existing file or folder (a hub name is kept as given)."""
+    return str(Path(path).resolve()) if path and Path(path).exists() else path
 
 
 class DocumentStream:
@@ -447,13 +460,16 @@ def jsonl_stream(path: str | os.PathLike[str], text_field: str = "text",
             try:
                 rec = json.loads(line)
             except json.JSONDecodeError as exc:
-                raise LeadingTermsError(f"{p}:{lineno} is not valid JSON ({exc.msg})") from None
+                raise LeadingTermsError(f"{p}:{lineno} is not valid JSON ({exc.msg} at column {exc.colno})"
+                                        ) from None
+            except RecursionError:
+                raise LeadingTermsError(f"{p}:{lineno} is not valid JSON here (nested too deeply)") from None
             if not isinstance(rec, dict) or text_field not in rec:
                 raise LeadingTermsError(f"{p}:{lineno} has no field {text_field!r} (use --text-field)")
             yield f"{p}:{lineno}: field {text_field!r}", rec[text_field]
 
     def read(stream: DocumentStream) -> Iterator[str]:
-        return _texts(values(stream), f"JSON Lines file {p}")
+        return _texts(values(stream), f"JSON Lines file {p}", stream)
 
     return DocumentStream(read, {"kind": "jsonl", "path": str(p), "text_field": text_field}, max_documents)
 
@@ -469,23 +485,35 @@ def jsonl_documents(path: str | os.PathLike[str], text_field: str = "text",
 _DATASET_BATCH = 1000
 
 
-def _texts(values: Iterable[tuple[str, Any]], what: str) -> Iterator[str]:
-    """The documents among (where, value) pairs: null values skipped, anything but a string refused
-    (naming ``where``), none at all refused (naming ``what``)."""
-    n = 0
+def _texts(values: Iterable[tuple[str, Any]], what: str, stream: DocumentStream) -> Iterator[str]:
+    """The documents among (where, value) pairs: null values and empty or whitespace-only texts skipped (as
+    a text file's empty documents are; their number noted in ``stream.notes``), anything but a string or a
+    string that is not valid Unicode refused (naming ``where``), none at all refused (naming ``what``)."""
+    n = n_empty = 0
     for where, val in values:
         if val is None:
             continue
         if not isinstance(val, str):
             raise LeadingTermsError(f"{where} is {type(val).__name__}, not text")
+        if not _CONTENT.search(val):
+            n_empty += 1
+            continue
+        bad = _SURROGATE.search(val)
+        if bad is not None:
+            raise LeadingTermsError(f"{where} is not valid Unicode (a lone surrogate, "
+                                    f"U+{ord(bad.group()):04X}, at character {bad.start()})")
         n += 1
         yield val
     if not n:
-        raise LeadingTermsError(f"{what} holds no documents")
+        empty = f" (only {n_empty} empty ones)" if n_empty else ""
+        raise LeadingTermsError(f"{what} holds no documents{empty}")
+    if n_empty:
+        stream.notes.append(f"skipped {n_empty} empty document{'s' if n_empty != 1 else ''}")
 
 
-def _column_texts(rows: Iterable[Any], column: str, what: str, max_documents: int | None) -> Iterator[str]:
-    return _texts(((f"{what}: column {column!r}", v) for v in islice(rows, max_documents)), what)
+def _column_texts(rows: Iterable[Any], column: str, what: str, max_documents: int | None,
+                  stream: DocumentStream) -> Iterator[str]:
+    return _texts(((f"{what}: column {column!r}", v) for v in islice(rows, max_documents)), what, stream)
 
 
 def _check_column(ds: Any, column: str, what: str) -> None:
@@ -509,9 +537,11 @@ def _dataset_rows(ds: Any, column: str, what: str, max_documents: int | None) ->
         yield rec[column]
 
 
-def _dataset_texts(ds: Any, column: str, what: str, max_documents: int | None, name: str) -> Iterator[str]:
+def _dataset_texts(ds: Any, column: str, what: str, max_documents: int | None, name: str,
+                   stream: DocumentStream) -> Iterator[str]:
     try:
-        yield from _column_texts(_dataset_rows(ds, column, what, max_documents), column, what, max_documents)
+        yield from _column_texts(_dataset_rows(ds, column, what, max_documents), column, what, max_documents,
+                                 stream)
     except LeadingTermsError:
         raise
     except Exception as exc:  # streaming reads lazily
@@ -547,7 +577,7 @@ def hf_stream(name: str, config: str | None = None, split: str = "train", text_c
     _check_column(ds, text_column, what)
     source = {"kind": "hf_dataset", "name": name, "config": config, "split": split, "text_column": text_column,
               "streaming": streaming, "data_files": list(data_files) if data_files else None}
-    return DocumentStream(lambda _: _dataset_texts(ds, text_column, what, max_documents, f"dataset {name!r}"),
+    return DocumentStream(lambda st: _dataset_texts(ds, text_column, what, max_documents, f"dataset {name!r}", st),
                           source)
 
 
@@ -581,7 +611,7 @@ def disk_stream(path: str | os.PathLike[str], split: str = "train", text_column:
         ds = ds[split]
     what = f"dataset folder {p}"
     _check_column(ds, text_column, what)
-    return DocumentStream(lambda _: _dataset_texts(ds, text_column, what, max_documents, what),
+    return DocumentStream(lambda st: _dataset_texts(ds, text_column, what, max_documents, what, st),
                           {"kind": "load_from_disk", "path": str(p), "split": split, "text_column": text_column})
 
 

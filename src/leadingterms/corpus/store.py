@@ -43,6 +43,9 @@ STORE_FORMAT = 2
 ARRAYS = ("tokens", "val_tokens")
 #: Largest shard written (bytes of token ids).
 DEFAULT_SHARD_BYTES = 256 * 2**20
+#: The tokenizer of a bpe/hf store (written by :meth:`leadingterms.corpus.tokenizers.CorpusTokenizer.save`).
+TOKENIZER_FILE = "tokenizer.json"
+_OLD_TOKENIZER_DIR = "tokenizer"  # the tokenizer folder of stores written before tokenizer.json
 _SHARD_NAME = re.compile(r"^(tokens|val_tokens)(-\d{5})?\.npy$")
 _READ_ROWS_BYTES = 4 * 2**20  # sequential reads for hashing
 
@@ -330,17 +333,25 @@ def _token_files(folder: Path) -> list[Path]:
     return [p for p in folder.iterdir() if _SHARD_NAME.match(p.name)] if folder.is_dir() else []
 
 
+def is_store_file(name: str) -> bool:
+    """Whether a store writes an entry of this name into its folder (older versions included)."""
+    return bool(_SHARD_NAME.match(name)) or name in (META_FILE, TOKENIZER_FILE, _OLD_TOKENIZER_DIR)
+
+
 def publish(build: Path, out: Path, meta: Mapping[str, Any]) -> None:
-    """Move the shards written in ``build`` into ``out`` (replacing an earlier store's token files) and
-    write ``corpus.json`` last: the store is complete exactly when corpus.json is.
+    """Move the files written in ``build`` (shards, and ``tokenizer.json`` for bpe/hf) into ``out``, replacing
+    an earlier store's, and write ``corpus.json`` last: the store is complete exactly when corpus.json is.
 
     corpus.json records every token file (size, mtime, BLAKE2b: :func:`leadingterms.provenance.file_record`)
     and the hash of the vocabulary, so that :func:`load_store` notices a file edited or swapped later."""
     out.mkdir(parents=True, exist_ok=True)
     (out / META_FILE).unlink(missing_ok=True)  # the store is incomplete until corpus.json is rewritten
-    for old in _token_files(out):
-        old.unlink()
-    for new in _token_files(build):
+    for old in [*_token_files(out), out / TOKENIZER_FILE]:
+        old.unlink(missing_ok=True)
+    if (out / _OLD_TOKENIZER_DIR).is_dir():
+        shutil.rmtree(out / _OLD_TOKENIZER_DIR)
+    tokenizer = [build / TOKENIZER_FILE] if (build / TOKENIZER_FILE).is_file() else []
+    for new in [*_token_files(build), *tokenizer]:
         os.replace(new, out / new.name)
     full = dict(meta)
     full["files"] = {p.name: file_record(p) for p in sorted(_token_files(out))}

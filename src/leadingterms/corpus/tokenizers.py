@@ -32,6 +32,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from leadingterms.corpus.store import TOKENIZER_FILE
 from leadingterms.errors import LeadingTermsError, first_line
 from leadingterms.persist import atomic_path
 from leadingterms.validate import positive_int
@@ -40,8 +41,6 @@ UNK = "<unk>"
 BPE_SPECIAL_TOKENS = ["<unk>", "<pad>", "<s>", "</s>"]
 DEFAULT_WORD_VOCAB = 3000
 DEFAULT_BPE_VOCAB = 10_000
-TOKENIZER_FILE = "tokenizer.json"
-TOKENIZER_DIR = "tokenizer"  # save_pretrained folder, for HF tokenizers without a tokenizer.json
 
 
 # ----------------------------------------------------------------------------- word tokenizer
@@ -234,7 +233,7 @@ class CorpusTokenizer(Protocol):
 
     def settings(self) -> dict[str, Any]: ...
 
-    def save(self, out_dir: Path) -> None: ...
+    def save(self, folder: Path) -> None: ...  # its files into a new build folder (store.publish moves them)
 
 
 def encode_chunk(docs: Sequence[str], spec: tuple[Any, ...]) -> EncodedChunk:
@@ -242,12 +241,20 @@ def encode_chunk(docs: Sequence[str], spec: tuple[Any, ...]) -> EncodedChunk:
     a pure function of its arguments, run in worker processes."""
     if spec[0] == "word":
         return encode_word_chunk(docs, spec[1])
-    tok = _backend_from_json(spec[1])
-    encs = tok.encode_batch(list(docs))
+    encs = encode_batch(_backend_from_json(spec[1]), docs)
     lengths = np.fromiter((len(e.ids) for e in encs), dtype=np.int64, count=len(encs))
     flat = itertools.chain.from_iterable(e.ids for e in encs)
     ids = np.fromiter(flat, dtype=np.uint32, count=int(lengths.sum()))
     return EncodedChunk(ids, lengths)
+
+
+def encode_batch(tok: Any, docs: Sequence[str]) -> list[Any]:
+    """``tok.encode_batch(docs)`` of a ``tokenizers.Tokenizer``; its errors (e.g. a WordLevel model without an
+    unk token meeting an unknown word) as one line."""
+    try:
+        return list(tok.encode_batch(list(docs)))
+    except Exception as exc:  # tokenizers raises a bare Exception
+        raise LeadingTermsError(f"the tokenizer cannot encode this corpus: {first_line(exc)}") from None
 
 
 def split_ids(ids: np.ndarray, lengths: np.ndarray) -> list[np.ndarray]:
@@ -354,20 +361,10 @@ class WordTokenizer:
                 "keep_tokens": list(self.keep)}
 
     def save(self, out_dir: Path) -> None:  # the vocabulary lives in corpus.json
-        _remove_saved(out_dir)
+        pass
 
 
 # ----------------------------------------------------------------------------- HF tokenizers
-
-
-def _remove_saved(out_dir: Path) -> None:
-    """Remove a tokenizer left by an earlier build in the same folder."""
-    (out_dir / TOKENIZER_FILE).unlink(missing_ok=True)
-    folder = out_dir / TOKENIZER_DIR
-    if folder.is_dir():
-        for f in folder.iterdir():
-            f.unlink()
-        folder.rmdir()
 
 
 def _vocab_of(tok: Any) -> list[str]:
@@ -446,17 +443,16 @@ class BackendTokenizer:
         out: list[np.ndarray] = []
         step = 4096
         for i in bar(range(0, len(docs), step), total=-(-len(docs) // step), desc="tokenize", unit="batch"):
-            out.extend(np.asarray(e.ids, dtype=np.int64) for e in self.tok.encode_batch(list(docs[i:i + step])))
+            out.extend(np.asarray(e.ids, dtype=np.int64) for e in encode_batch(self.tok, docs[i:i + step]))
         return out
 
     def encode(self, text: str) -> list[int]:
-        return list(self.tok.encode(text).ids)
+        return list(encode_batch(self.tok, [text])[0].ids)
 
     def settings(self) -> dict[str, Any]:
         return dict(self._settings)
 
     def save(self, out_dir: Path) -> None:
-        _remove_saved(out_dir)
         with atomic_path(out_dir / TOKENIZER_FILE) as tmp:
             self.tok.save(str(tmp))
 

@@ -211,8 +211,8 @@ def run_compare(cfg: CompareConfig) -> CompareResult:
     device = resolve_device(cfg.device)
     refs = resolve_refs(cfg.models, cfg.revisions, cfg.revisions_spec)
     out = Path(cfg.out)
-    _claim(out, cfg)
-    with new_output(out, what="comparison folder"):
+    _claim(out, cfg)  # again once the lock is held
+    with new_output(out, what="comparison folder", claim=lambda: _claim(out, cfg)):
         result = _run(cfg, refs, out, device)
         _remove_stale(out, {e["label"] for e in result.index["entries"]})
     return result

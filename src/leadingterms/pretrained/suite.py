@@ -219,7 +219,7 @@ def run_suite(cfg: SuiteConfig) -> SuiteResult:
             f"the corpus gives {len(data)} sequences of {cfg.seq_len + 1} tokens, fewer than --batch-size "
             f"{cfg.batch_size}; give more text or lower --seq-len"
         )
-    with new_output(out, what="suite folder"):
+    with new_output(out, what="suite folder", claim=lambda: _claim(out, cfg)):  # _claim again, holding the lock
         return _train(cfg, out, tokenizer, data, docs, source, t0)
 
 

@@ -84,7 +84,7 @@ def test_reuse_and_force(tmp_path, capsys):
     assert not run_corpus(CorpusConfig(synthetic_docs=50, seq_len=16, force=True, out=str(tmp_path / "s"))).reused
     # issue 10, one overwrite policy: other inputs replace the store only with --force
     before = {p.name: p.read_bytes() for p in (tmp_path / "s").iterdir() if p.is_file()}
-    with pytest.raises(LeadingTermsError, match=r"made from other inputs \(fingerprint .* pass --force"):
+    with pytest.raises(LeadingTermsError, match=r"made from other inputs \(seq_len 16 there, 17 now\); pass --force"):
         run_corpus(CorpusConfig(synthetic_docs=50, seq_len=17, out=str(tmp_path / "s")))
     assert {p.name: p.read_bytes() for p in (tmp_path / "s").iterdir() if p.is_file()} == before
     assert not run_corpus(CorpusConfig(synthetic_docs=50, seq_len=17, out=str(tmp_path / "s"), force=True)).reused
@@ -178,3 +178,107 @@ def test_disk_full_is_one_line_and_leaves_nothing(tmp_path, monkeypatch):
     with pytest.raises(LeadingTermsError, match=r"cannot write .*s: the disk is full or a file-size limit"):
         run_corpus(CorpusConfig(synthetic_docs=20, seq_len=8, out=str(out)))
     assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
+def _files(folder):
+    """Every file under ``folder`` but the lock file (its holder's record) -> its bytes."""
+    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*"))
+            if p.is_file() and p.name != ".leadingterms.lock"}
+
+
+def test_a_folder_of_other_files_is_not_a_store_to_replace(tmp_path):
+    """--out naming a folder of the user's files (no corpus.json) is refused, byte for byte untouched; --force
+    writes the store into it; a store's own files without corpus.json (an interrupted build) are rebuilt."""
+    out = tmp_path / "proj"
+    (out / "tokenizer").mkdir(parents=True)
+    (out / "tokenizer" / "vocab.txt").write_text("mine")
+    np.save(out / "tokens.npy", np.arange(10))
+    (out / "README.md").write_text("keep")
+    (out / ".draft.tmp").write_text("important")
+    before = _files(out)
+    with pytest.raises(LeadingTermsError, match=r"--out .*proj is not empty \(it holds 'README.md'\) and is not a "
+                                                r"token store; pass --force"):
+        run_corpus(CorpusConfig(synthetic_docs=20, seq_len=8, out=str(out)))
+    assert _files(out) == before
+    store = run_corpus(CorpusConfig(synthetic_docs=20, seq_len=8, out=str(out), force=True)).store
+    assert store.N > 0 and (out / "README.md").read_text() == "keep"
+    # a store's own files left by a killed build (corpus.json removed first) are no reason to refuse
+    (out / "README.md").unlink()
+    (out / "corpus.json").unlink()
+    assert not run_corpus(CorpusConfig(synthetic_docs=20, seq_len=9, out=str(out))).reused
+
+
+def test_the_overwrite_check_is_made_again_holding_the_lock(tmp_path, monkeypatch):
+    """A store of other settings finished by another writer while this one read its source (after the first
+    check, before the lock) is refused, not replaced."""
+    from leadingterms.corpus import pipeline
+
+    out = tmp_path / "s"
+    real = pipeline.open_documents
+
+    def slow_source(cfg):
+        if cfg.seq_len == 16:  # the other writer, meanwhile
+            run_corpus(CorpusConfig(synthetic_docs=20, seq_len=8, out=str(out)))
+        return real(cfg)
+
+    monkeypatch.setattr(pipeline, "open_documents", slow_source)
+    with pytest.raises(LeadingTermsError, match=r"made from other inputs \(seq_len 8 there, 16 now\)"):
+        run_corpus(CorpusConfig(synthetic_docs=20, seq_len=16, out=str(out)))
+    assert load_store(out).T == 8
+
+
+def test_a_failed_force_rebuild_keeps_the_old_store(tmp_path, monkeypatch):
+    """The disk filling up while the new tokenizer is saved leaves the old store whole (the tokenizer is
+    written in the build folder and moved in with the shards)."""
+    import errno
+
+    from leadingterms.corpus import tokenizers
+
+    out = tmp_path / "s"
+    old = run_corpus(CorpusConfig(synthetic_docs=30, seq_len=8, out=str(out))).store
+    before = _files(out)
+
+    def full(self, folder):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(tokenizers.BackendTokenizer, "save", full)
+    with pytest.raises(LeadingTermsError, match="the disk is full"):
+        run_corpus(CorpusConfig(synthetic_docs=30, tokenizer="bpe", vocab_size=200, seq_len=8, out=str(out),
+                                force=True))
+    assert _files(out) == before and load_store(out).content_hash == old.content_hash
+
+
+def test_relative_and_absolute_paths_are_the_same_input(tmp_path, monkeypatch):
+    f = tmp_path / "c.txt"
+    f.write_text("a b c d\n")
+    monkeypatch.chdir(tmp_path)
+    assert fingerprint(CorpusConfig(text="c.txt")) == fingerprint(CorpusConfig(text=str(f)))
+    assert fingerprint(CorpusConfig(text="./c.txt", tokenizer="bpe")) == fingerprint(CorpusConfig(text=str(f),
+                                                                                                  tokenizer="bpe"))
+
+
+def test_empty_documents_are_skipped_in_every_source(tmp_path):
+    """JSON Lines and datasets skip empty rows as text files skip empty documents (docs/theory.md §7.1): a bpe
+    store gets no '<s> </s>' pairs from them, and the summary notes how many."""
+    texts = ["the cat sat on the mat .", "", "  \n", "a dog ran to the park ."] * 10
+    jf = tmp_path / "d.jsonl"
+    jf.write_text("".join(json.dumps({"text": t}) + "\n" for t in texts))
+    tf = tmp_path / "d.txt"
+    tf.write_text("".join(t + "\n\n" for t in texts if t.strip()))
+    res = run_corpus(CorpusConfig(jsonl=str(jf), tokenizer="bpe", vocab_size=60, seq_len=4, pack=True,
+                                  out=str(tmp_path / "j")))
+    ref = run_corpus(CorpusConfig(text=str(tf), tokenizer="bpe", vocab_size=60, seq_len=4, pack=True,
+                                  out=str(tmp_path / "t"))).store
+    np.testing.assert_array_equal(np.asarray(res.store.tokens), np.asarray(ref.tokens))
+    assert res.store.meta["counts"]["documents_read"] == 20
+    assert "note: skipped 20 empty documents" in summary(res.store)
+    jf.write_text('{"text": ""}\n{"text": " "}\n')
+    with pytest.raises(LeadingTermsError, match=r"holds no documents \(only 2 empty ones\)"):
+        run_corpus(CorpusConfig(jsonl=str(jf), out=str(tmp_path / "e")))
+
+
+def test_a_text_of_separators_only_holds_no_documents(tmp_path):
+    f = tmp_path / "i.txt"
+    f.write_text("<|endoftext|>\n<|endoftext|>\n")
+    with pytest.raises(LeadingTermsError, match=r"text .*i.txt holds no documents$"):
+        run_corpus(CorpusConfig(text=str(f), unk=True, pack=True, seq_len=1, out=str(tmp_path / "s")))

@@ -90,6 +90,16 @@ def test_jsonl(tmp_path):
     q.write_text('{"text": 5}\n')
     with pytest.raises(LeadingTermsError, match="not text"):
         sources.jsonl_documents(q)
+    q.write_text('{"text": "x"}\n{"text": "bad \\ud800 half"}\n')  # JSON can escape what UTF-8 cannot hold
+    with pytest.raises(LeadingTermsError, match=r"story.jsonl:2: field 'text' is not valid Unicode \(a lone "
+                                                r"surrogate, U\+D800, at character 4\)"):
+        sources.jsonl_documents(q)
+    q.write_text("[" * 100_000 + "]" * 100_000 + "\n")
+    with pytest.raises(LeadingTermsError, match=r"story.jsonl:1 is not valid JSON here \(nested too deeply\)"):
+        sources.jsonl_documents(q)
+    q.write_text('{"text": "unterminated}\n')
+    with pytest.raises(LeadingTermsError, match=r":1 is not valid JSON \(Unterminated string .* at column 10\)"):
+        sources.jsonl_documents(q)
 
 
 def test_load_from_disk_dataset_and_dict(tmp_path):
