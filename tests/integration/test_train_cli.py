@@ -28,7 +28,7 @@ def args(corpus, out, *extra):
 
 def test_train_writes_run_and_resumes_with_saved_options(corpus, tmp_path, capsys):
     out = tmp_path / "run"
-    assert main(args(corpus, out)) == 0
+    assert main(args(corpus, out, "--checkpoint-every", "1", "--keep-last", "10")) == 0
     printed = capsys.readouterr().out
     assert "wrote" in printed and "closed_form" in printed and "steps/s" in printed
     rows = [json.loads(l) for l in (out / "metrics.jsonl").read_text().splitlines()]
@@ -45,6 +45,10 @@ def test_train_writes_run_and_resumes_with_saved_options(corpus, tmp_path, capsy
     assert "resumed from step 6" in capsys.readouterr().out
     rows = [json.loads(l) for l in (out / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rows] == [0, 3, 6, 9]
+    # every option, --keep-last included, came from the saved run: no checkpoint it kept was pruned
+    assert json.loads((out / "config.json").read_text())["config"]["keep_last"] == 10
+    assert sorted(p.name for p in (out / "checkpoints").glob("step_*.safetensors")) == [
+        f"step_{s:06d}.safetensors" for s in range(10)]
 
 
 def test_adam_is_flagged(corpus, tmp_path, capsys):

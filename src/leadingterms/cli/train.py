@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import fields
 from typing import Any
 
 from leadingterms.budget import format_bytes
@@ -15,7 +16,8 @@ from leadingterms.training.tracking import horizon_lines
 from leadingterms.validate import flag
 
 #: saved fields a resumed run takes when the command line does not give them
-_FROM_SAVED = ("corpus", "layers", "lr", "batch_size", "steps", "epochs", "stats", *RESUME_MUST_MATCH)
+_FROM_SAVED = tuple(f.name for f in fields(TrainConfig) if f.name not in ("out", "resume", "force", "dry_run",
+                                                                            "progress"))
 
 
 def from_args(given: dict[str, Any]) -> TrainConfig:
