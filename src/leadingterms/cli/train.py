@@ -10,7 +10,6 @@ from leadingterms.budget import format_bytes
 from leadingterms.cli import Command, print_note
 from leadingterms.errors import LeadingTermsError
 from leadingterms.training import RunResult, TrainConfig, train
-from leadingterms.training.config import RESUME_MUST_MATCH
 from leadingterms.training.rundir import saved_config
 from leadingterms.training.tracking import horizon_lines
 from leadingterms.validate import flag

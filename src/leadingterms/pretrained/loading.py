@@ -254,6 +254,11 @@ def load_config(folder: Path, *, trust_remote_code: bool = False) -> tuple[Any, 
     return config, arch_spec(str(config.model_type))
 
 
+#: A model folder holds at least one of these when its tokenizer was saved with it.
+_TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.json", "vocab.txt", "tokenizer.model",
+                    "spiece.model")
+
+
 def load_model(ref: ModelRef, *, device: torch.device | str = "cpu", trust_remote_code: bool = False,
                before_weights: Callable[[Path, Any], None] | None = None) -> LoadedModel:
     """Load ``ref`` (float32, eval mode) with its own tokenizer; record where it came from.
@@ -276,6 +281,9 @@ def load_model(ref: ModelRef, *, device: torch.device | str = "cpu", trust_remot
         if ref.revision and _COMMIT_RE.match(ref.revision) and commit != ref.revision:
             raise LeadingTermsError(f"asked for commit {ref.revision} of {ref.name} but the cache gave {commit}")
     config, spec = load_config(folder, trust_remote_code=trust_remote_code)
+    if not any((folder / name).is_file() for name in _TOKENIZER_FILES):
+        raise LeadingTermsError(f"model folder {folder} has no tokenizer (none of {', '.join(_TOKENIZER_FILES)}); "
+                                "save the model's tokenizer next to it")
     if before_weights is not None:
         before_weights(folder, config)
     try:
@@ -289,6 +297,9 @@ def load_model(ref: ModelRef, *, device: torch.device | str = "cpu", trust_remot
         raise
     except Exception as exc:
         raise LeadingTermsError(f"cannot load model or tokenizer from {folder}: {_one_line(exc)}") from None
+    bad = next((name for name, p in model.named_parameters() if not bool(torch.isfinite(p).all())), None)
+    if bad is not None:
+        raise LeadingTermsError(f"the model in {folder} has NaN or inf weights ({bad}): a diverged checkpoint?")
     model.eval().to(device)
     info = {
         "model": ref.name,

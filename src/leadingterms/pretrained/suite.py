@@ -193,6 +193,13 @@ def _claim(out: Path, cfg: SuiteConfig) -> None:
                                 "suite; pass --force to write the suite into it, or choose another --out")
 
 
+def _check_finite(finite: bool, what: str, step: int, cfg: SuiteConfig) -> None:
+    """Stop (one line) where ``what`` (the loss, the weights) is not finite at ``step``: no NaN model is saved."""
+    if not finite:
+        raise LeadingTermsError(f"training diverged: non-finite {what} at step {step}; lower --lr ({cfg.lr:g}). "
+                                "The checkpoints saved before it are kept; no suite.json was written")
+
+
 def run_suite(cfg: SuiteConfig) -> SuiteResult:
     """Train and save the checkpoints; return the suite.json record."""
     from leadingterms.corpus.sequences import pack
@@ -254,12 +261,15 @@ def _train(cfg: SuiteConfig, out: Path, tokenizer: Any, data: torch.Tensor, docs
         for group in opt.param_groups:
             group["lr"] = lr_at(step, cfg)
         loss = model(input_ids=batch, labels=batch).loss
+        value = float(loss.detach())
+        _check_finite(math.isfinite(value), f"loss ({value})", step, cfg)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         losses.append(round(float(loss.detach()), 5))
         if step + 1 in saves:
+            _check_finite(all(bool(torch.isfinite(p).all()) for p in model.parameters()), "weights", step + 1, cfg)
             _save(model, tokenizer, out / f"step{step + 1}")
     record = {
         "config": asdict(cfg),

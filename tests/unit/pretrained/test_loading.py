@@ -92,3 +92,25 @@ def test_refuses_non_causal_and_unsupported(tiny_bert, tmp_path):
         load_config(tiny_bert)
     with pytest.raises(LeadingTermsError, match="model folder not found"):
         resolve_refs([str(tmp_path / "missing")])
+
+
+def test_refuses_a_folder_without_tokenizer_and_nan_weights(tiny_steps, tmp_path):
+    """transformers would build an empty 2-token tokenizer for the first, and compare NaN for the second."""
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    bare = tmp_path / "bare"
+    shutil.copytree(tiny_steps / "step1", bare)
+    for f in bare.iterdir():
+        if f.name.startswith(("tokenizer", "vocab", "merges", "special_tokens")):
+            f.unlink()
+    with pytest.raises(LeadingTermsError, match=r"model folder .*bare has no tokenizer \(none of tokenizer.json"):
+        load_model(resolve_refs([str(bare)])[0])
+    nan = tmp_path / "nan"
+    shutil.copytree(tiny_steps / "step1", nan)
+    weights = load_file(nan / "model.safetensors")
+    name = sorted(weights)[0]
+    weights[name] = torch.full_like(weights[name], float("nan"))
+    save_file(weights, nan / "model.safetensors", metadata={"format": "pt"})
+    with pytest.raises(LeadingTermsError, match=r"the model in .*nan has NaN or inf weights \(.*\): a diverged"):
+        load_model(resolve_refs([str(nan)])[0])

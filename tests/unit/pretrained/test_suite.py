@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from leadingterms.cli import main
@@ -114,3 +116,15 @@ def test_statistics_cache_replaces_its_own_store_of_other_inputs(tiny_neox, tiny
     meta["fingerprint"] = "0" * 16
     (tmp_path / "store" / "corpus.json").write_text(json.dumps(meta))
     assert _build_store(tiny_neox, src, 8, tmp_path / "store").content_hash == store.content_hash
+
+
+def test_a_diverging_suite_stops_in_one_line_and_saves_no_nan_model(tiny_text, tmp_path, capsys):
+    from helpers import one_line_error
+    from safetensors.torch import load_file
+
+    suite = tmp_path / "s"
+    line = one_line_error(capsys, *_suite(tiny_text, suite, "--steps", "4", "--lr", "1e9"))
+    assert re.search(r"training diverged: non-finite (loss \(nan\)|weights) at step \d; lower --lr \(1e\+09\)", line)
+    assert not (suite / "suite.json").exists()
+    for f in suite.glob("step*/model.safetensors"):
+        assert all(t.isfinite().all() for t in load_file(f).values()), f
