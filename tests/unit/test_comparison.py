@@ -59,6 +59,11 @@ def test_horizon_fits_per_group_and_held_runs_are_not_fitted():
     assert f["n_points"] == 2 and f["n_runs"] == 3 and f["held"] == 1 and f["lrs"] == [0.2, 0.8]
     assert f["exponent"] == pytest.approx(naive_power_law([0.2, 0.8], [110, 28])[0]) and f["headline"]
     assert fits[("tiny B=32 L=3", "20%")]["n_points"] == 2
+    # a diverged run's crossing (the blow-up) is not fitted
+    recs.append({**_record("f", 1e6, 64, (5, 5)), "diverged": {"step": 5}})
+    assign_groups(recs)
+    f = {(f["group"], f["threshold"]): f for f in horizon_fits(recs)}[("tiny B=64 L=3", "5%")]
+    assert f["n_runs"] == 4 and f["diverged"] == 1 and f["n_points"] == 3 and f["lrs"] == [0.05, 0.2, 0.8]
 
 
 @pytest.mark.slow

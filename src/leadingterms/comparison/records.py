@@ -180,8 +180,9 @@ def fit_power_law(x: Sequence[float], y: Sequence[float]) -> dict[str, Any]:
 def horizon_fits(records: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
     """Per group, prediction kind, weight kind and threshold: the power law s_horizon ≈ C·η^α fitted over the
     runs that crossed (docs/theory.md (6.6) predicts α = −1, i.e. s·η ≈ C constant). ``n_runs`` counts the
-    group's runs, ``held`` those that did not cross (not fitted), ``headline`` whether the prediction kind is
-    the group's headline."""
+    group's runs, ``diverged`` those that diverged (not fitted: their crossing is the blow-up, not the end of
+    the leading terms), ``held`` the others that did not cross (not fitted), ``headline`` whether the
+    prediction kind is the group's headline."""
     out = []
     groups: dict[str, list[Mapping[str, Any]]] = {}
     for rec in records:
@@ -195,13 +196,15 @@ def horizon_fits(records: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
                 weight_kinds += [w for w in r["horizon"]["by_weight_kind"].get(kind, {}) if w not in weight_kinds]
             for wk in weight_kinds:
                 for t in recs[0]["horizon"]["thresholds"]:
-                    crossed = [(r["lr"], r["horizon"]["by_weight_kind"][kind][wk][t]["step"]) for r in recs
+                    stable = [r for r in recs if not r.get("diverged")]
+                    crossed = [(r["lr"], r["horizon"]["by_weight_kind"][kind][wk][t]["step"]) for r in stable
                                if (r["horizon"]["by_weight_kind"].get(kind, {}).get(wk) or {}).get(t) is not None]
                     fit = fit_power_law([c[0] for c in crossed], [c[1] for c in crossed])
                     out.append({"group": group, "prediction": kind, "headline": kind == headline, "weight": wk,
                                 "threshold": t, **fit,
                                 "s_eta_exponent": None if fit["exponent"] is None else fit["exponent"] + 1.0,
-                                "n_runs": len(recs), "held": len(recs) - len(crossed),
+                                "n_runs": len(recs), "diverged": len(recs) - len(stable),
+                                "held": len(stable) - len(crossed),
                                 "lrs": sorted({c[0] for c in crossed})})
     return out
 

@@ -62,6 +62,8 @@ def compare_runs(cfg: CompareRunsConfig) -> CompareRunsResult:
     runs = [load_run(f) for f in folders]  # one-line errors before anything is written
     notes = [f"{r.path} is unfinished (no summary.json): its logged steps so far are compared"
              for r in runs if r.summary is None]
+    notes += [f"{r.path} diverged (step {(r.summary or {})['diverged'].get('step')}): shown, left out of the fits"
+              for r in runs if isinstance((r.summary or {}).get("diverged"), dict)]
     records = [run_record(r, name, k=cfg.k, n_frequent=cfg.heatmap_tokens)
                for r, name in zip(runs, run_labels(folders), strict=True)]
     assign_groups(records)
