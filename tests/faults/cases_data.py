@@ -474,7 +474,7 @@ def _suite_cases() -> list[Case]:
         Case("data-compare-suite-json-members", "tampered JSON", COMPARE,
              setup=edit_json(sj, checkpoints="step0"), match="field 'checkpoints'"),
         Case("data-compare-foreign-out", "overwrite policy", [*COMPARE[:-2], "{W}/corpus", "--no-plots"],
-             match="holds no comparison"),
+             match="is not a comparison"),
         Case("data-compare-out-is-file", "output path", [*COMPARE[:-2], "{W}/text.txt", "--no-plots"],
              match="not a folder"),
         Case("data-compare-other-settings", "overwrite policy", [*COMPARE[:-6], "6", *COMPARE[-5:]],

@@ -223,8 +223,8 @@ _NOT_CONTENT = ("out", "force", "device", "batch_size", "plots", "cache_dir")
 
 
 def _claim(out: Path, cfg: CompareConfig) -> None:
-    """The one overwrite policy: OUT may be new, empty, or a comparison of the same settings; another
-    comparison (or other files) is replaced only with --force."""
+    """The one overwrite policy: OUT may be new, empty, a comparison stopped part-way (no index.json), or a
+    comparison of the same settings; another comparison (or other files) is replaced only with --force."""
     out_folder(out)
     if cfg.force or not out.is_dir():
         return
@@ -241,9 +241,18 @@ def _claim(out: Path, cfg: CompareConfig) -> None:
                                     f"{old.get(diff)!r} there, {new[diff]!r} now); pass --force to replace it, or "
                                     "choose another --out")
         return
-    if any(not p.name.startswith(".") for p in out.iterdir()):
-        raise LeadingTermsError(f"--out {out} is not empty and holds no comparison; pass --force to write "
-                                "into it, or choose another --out")
+    foreign = sorted(p.name for p in out.iterdir() if not p.name.startswith(".") and not _own(p))
+    if foreign:
+        raise LeadingTermsError(f"--out {out} is not empty (it holds {foreign[0]!r}) and is not a comparison; "
+                                "pass --force to write into it, or choose another --out")
+
+
+def _own(p: Path) -> bool:
+    """Whether ``p`` is what a comparison writes before its index.json (a run stopped part-way): the basis,
+    a model's folder (similarity.json), the figures and the page."""
+    if p.is_dir():
+        return (p / "similarity.json").is_file()
+    return p.name.startswith(("basis", "similarity_")) or p.name == "report.html"
 
 
 def _remove_stale(out: Path, labels: set[str]) -> None:

@@ -93,3 +93,23 @@ def test_similarity_json_matches_independent_computation(tiny_neox, tiny_text, t
     # the statistics are cached under the tokenizer fingerprint + corpus hash + T + K
     (entry,) = list((tmp_path / "cache").iterdir())
     assert entry.name.endswith(f"-T{T}") and (entry / f"K{K}" / "stats.safetensors").is_file()
+
+
+def test_a_comparison_stopped_part_way_is_rerun_without_force(tmp_path):
+    """What a comparison writes before its index.json (a model failed part-way) is no reason to refuse the
+    rerun; any other file is."""
+    import pytest
+
+    from leadingterms.errors import LeadingTermsError
+    from leadingterms.pretrained.compare import _claim
+
+    out = tmp_path / "cmp"
+    (out / "step0").mkdir(parents=True)
+    (out / "step0" / "similarity.json").write_text("{}")
+    for name in ("basis.json", "basis.safetensors", "basis-0123abcd.json", "similarity_lines.png", "report.html"):
+        (out / name).write_text("x")
+    cfg = CompareConfig(models=["m"], out=str(out), text="t.txt", top_k=10)
+    _claim(out, cfg)
+    (out / "notes.txt").write_text("mine")
+    with pytest.raises(LeadingTermsError, match=r"holds 'notes.txt'\) and is not a comparison; pass --force"):
+        _claim(out, cfg)
