@@ -306,11 +306,8 @@ def open_readouts(stats: str | Path | None = None, run: str | Path | None = None
         from leadingterms.training import load_run
 
         run_obj = load_run(run)
-    if stats is not None:
-        basis = load_basis(stats, mmap=mmap)
-    else:
-        assert run_obj is not None
-        basis = run_obj.basis(mmap=mmap)  # the run's own basis, of the run's corpus
+    # with a run, the basis (its own, or the one given) must be of the run's corpus
+    basis = run_obj.basis(mmap=mmap, stats=stats) if run_obj is not None else load_basis(str(stats), mmap=mmap)
     if basis.vocab is None:
         raise LeadingTermsError(f"the basis in {stats or run} has no vocabulary; rebuild it with "
                                 "`leadingterms stats`")

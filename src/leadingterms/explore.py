@@ -243,11 +243,8 @@ def build_explorer(cfg: ExploreConfig) -> ExploreResult:
         from leadingterms.training import load_run
 
         run = load_run(cfg.run)
-    if cfg.stats is not None:
-        basis = load_basis(cfg.stats, mmap=True)
-    else:
-        assert run is not None
-        basis = run.basis(mmap=True)  # the run's own basis, of the run's corpus
+    # with a run, the basis (its own, or the one given) must be of the run's corpus
+    basis = run.basis(mmap=True, stats=cfg.stats) if run is not None else load_basis(str(cfg.stats), mmap=True)
     if basis.vocab is None:
         raise LeadingTermsError("the basis has no vocabulary; rebuild it with `leadingterms stats`")
     V, k = basis.V, min(cfg.k, basis.V)

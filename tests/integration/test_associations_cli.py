@@ -124,3 +124,20 @@ def test_run_options_need_a_run(stats_dir, capsys) -> None:
     one_line_error(capsys, "associations", "--stats", stats_dir, "cat", "--step", "1", match="--run")
     one_line_error(capsys, "associations", "cat", match="--stats DIR")
     one_line_error(capsys, "associations", "--stats", stats_dir, "cat", "--basis", "none", match="nothing to read")
+
+
+def test_a_basis_of_another_corpus_next_to_a_run_is_refused(run_factory, tmp_path, capsys) -> None:
+    """--stats next to --run must be of the run's corpus: with the same V it was read silently, row ids of one
+    vocabulary labelled with the other's strings."""
+    from leadingterms.basis import compute_basis, save_basis
+    from leadingterms.training import load_run
+
+    run = run_factory("assoc_run", layers=2, steps=2)
+    own = load_run(run).basis()
+    other = compute_basis(markov_corpus(own.V, own.T, 20, seed=5), own.V, vocab=list(own.vocab), progress=False)
+    other.meta["corpus_hash"] = "f" * 16
+    save_basis(tmp_path / "other", other)
+    for cmd in (["associations", "--run", run, "the"], ["explore", "--run", run, "--out", tmp_path / "p.html"]):
+        one_line_error(capsys, *cmd, "--stats", tmp_path / "other",
+                       match=f"was computed from corpus {'f' * 16}; run {run} was trained on")
+    assert not (tmp_path / "p.html").exists()

@@ -114,19 +114,21 @@ class Run:
         assert store is not None
         return shadow_at(self.path, s, cfg=self.config, store=store).weights()
 
-    def basis(self, *, mmap: bool = False) -> Basis:
-        """The full-corpus basis the run compared with (--stats DIR or RUN/basis/), checked to be of the
-        run's corpus; ``mmap``: memory-mapped (:func:`leadingterms.basis.load_basis`)."""
+    def basis(self, *, mmap: bool = False, stats: str | Path | None = None) -> Basis:
+        """The full-corpus basis the run compared with (--stats DIR or RUN/basis/), or the one in ``stats``
+        (a user's ``--stats`` next to ``--run``), checked to be of the run's corpus; ``mmap``: memory-mapped
+        (:func:`leadingterms.basis.load_basis`)."""
         from leadingterms.basis import load_basis
 
-        where = Path(self.config.stats) if self.config.stats else self.path / BASIS_DIR
+        own = Path(self.config.stats) if self.config.stats else self.path / BASIS_DIR
+        where = own if stats is None else Path(stats)
         basis = load_basis(where, mmap=mmap)
         used, made = self.info.get("corpus_hash"), basis.meta.get("corpus_hash")
         if made is not None and made != used:
-            raise LeadingTermsError(
-                f"the basis {where} of run {self.path} was computed from corpus {made}, the run was trained on "
-                f"{used}; recompute it with `leadingterms stats --corpus {self.config.corpus} --out {where} "
-                "--force`")
+            fix = (f"give a basis of that corpus, or leave out --stats to use the run's own ({own})" if stats else
+                   f"recompute it with `leadingterms stats --corpus {self.config.corpus} --out {where} --force`")
+            raise LeadingTermsError(f"the basis {where} was computed from corpus {made}; run {self.path} was "
+                                    f"trained on {used}: {fix}")
         if (int(basis.V), int(basis.T)) != (self.info.get("V"), self.info.get("T")):
             raise LeadingTermsError(f"the basis {where} of run {self.path} has V={basis.V}, T={basis.T}; the "
                                     f"run has V={self.info.get('V')}, T={self.info.get('T')}")
