@@ -243,13 +243,16 @@ class PredictResult:
 def run_predict(cfg: PredictConfig) -> PredictResult:
     """Load the basis, write the predicted weights (safetensors + JSON metadata) to ``cfg.out``."""
     from leadingterms.basis import load_basis
+    from leadingterms.basis.io import META_FILE, TENSORS_FILE
     from leadingterms.locks import output_lock
-    from leadingterms.persist import save_tensors
+    from leadingterms.persist import folder_of, save_tensors
 
     check_config(cfg)
     out = out_file(cfg.out, ".safetensors")
     device = resolve_device(cfg.device)
     basis = load_basis(cfg.stats)
+    if out.resolve() == (folder_of(cfg.stats, (TENSORS_FILE, META_FILE)) / TENSORS_FILE).resolve():
+        raise LeadingTermsError(f"--out {out} is the basis it is computed from; choose another file")
     inputs = {"steps": int(cfg.steps), "lr": float(cfg.lr), "layers": int(cfg.layers), "order": int(cfg.order),
               "corpus_hash": basis.meta.get("corpus_hash"), "basis_hash": basis.meta.get("basis_hash")}
     claim = lambda: _refuse_other_prediction(out, inputs, cfg.force)  # noqa: E731

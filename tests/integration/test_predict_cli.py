@@ -146,3 +146,8 @@ def test_predict_overwrite_policy(stats_dir, tmp_path, capsys) -> None:
     one_line_error(capsys, *args[:-2], "--out", foreign, match="is not a prediction file")
     assert foreign.read_text() == "my notes"
     one_line_error(capsys, *args[:-2], "--out", tmp_path, match="is a directory")
+    # never its own input, even with --force
+    before = (stats_dir / "basis.safetensors").read_bytes()
+    one_line_error(capsys, *args[:-2], "--out", stats_dir / "basis.safetensors", "--force",
+                   match="is the basis it is computed from")
+    assert (stats_dir / "basis.safetensors").read_bytes() == before
