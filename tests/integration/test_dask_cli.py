@@ -161,3 +161,23 @@ def test_a_task_error_on_worker_processes_is_one_line(tmp_path):
         assert proc.stderr.splitlines() == ["leadingterms corpus: error: the tokenizer cannot encode this corpus: "
                                             "WordLevel error: Missing [UNK] token from the vocabulary"], (workers, proc.stderr)
     assert not (tmp_path / "s").exists()
+
+
+def test_more_workers_than_shards_start_one_per_shard_and_the_memory_check_counts_them(stats_store, tmp_path,
+                                                                                       capsys, monkeypatch):
+    from leadingterms.basis.shards import store_pieces
+
+    n = len(store_pieces(stats_store.tokens, stats_store.V))
+    rc, out, err = run_cli(capsys, "stats", "--corpus", stats_store.path, "--out", tmp_path / "b", "--workers", 500)
+    assert rc == 0 and f"local Dask cluster ({n} worker threads)" in out, out
+    assert err.strip() == f"leadingterms stats: note: the store makes {n} shards of the computation: {n} workers, " \
+                          "not 500"
+    # refused before any cluster starts, naming --workers: each worker thread holds its own V×V sums
+    from leadingterms import distributed
+
+    monkeypatch.setattr(distributed, "_import_distributed", lambda: pytest.fail("the cluster was started"))
+    monkeypatch.setenv("LEADINGTERMS_MAX_MEMORY_SHARE", "0.0000001")
+    one_line_error(capsys, "stats", "--corpus", stats_store.path, "--out", tmp_path / "c", "--workers", 2,
+                   match="use fewer --workers (each holds its own V×V sums), restrict the vocabulary with --top-k K "
+                         "or use --dtype float32")
+    assert not (tmp_path / "c").exists()

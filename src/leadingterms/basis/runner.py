@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +25,7 @@ from leadingterms.basis.shards import (
     store_pieces,
     survey,
 )
-from leadingterms.basis.stats import chunk_rows_for, kernel_name, reduce_basis
+from leadingterms.basis.stats import check_basis_memory, chunk_rows_for, kernel_name, reduce_basis
 from leadingterms.basis.types import Basis
 from leadingterms.budget import check_disk
 from leadingterms.cache import refuse_other, reuse
@@ -103,8 +103,16 @@ def run_stats(cfg: StatsConfig) -> StatsResult:
     device = str(resolve_device(cfg.device))
     V_out = min(store.V, (cfg.top_k or store.V) + 1)
     check_disk(out, (7 if cfg.extras else 4) * V_out * V_out * parse_dtype(cfg.dtype).itemsize, "the basis")
+    pieces = store_pieces(store.tokens, store.V, cfg.shard_tokens)
+    if cfg.scheduler is None and cfg.workers > len(pieces):  # a worker thread more would hold sums and wait
+        notes.append(f"the store makes {len(pieces)} shard{'s' if len(pieces) > 1 else ''} of the computation: "
+                     f"{len(pieces)} worker{'s' if len(pieces) > 1 else ''}, not {cfg.workers}")
+        cfg = replace(cfg, workers=len(pieces))
+    # before the engine starts: local worker threads hold their own sums in this process
+    check_basis_memory(V_out, store.T, parse_dtype(cfg.dtype), 6 if cfg.extras else 3,
+                       tasks=cfg.workers if cfg.scheduler is None else 0)
     with new_output(out, what="basis folder", claim=claim):
-        return _compute(cfg, store, out, device, notes)
+        return _compute(cfg, store, pieces, out, device, notes)
 
 
 def _warm_kernels(cfg: StatsConfig, V: int, device: str) -> threading.Thread | None:
@@ -121,9 +129,9 @@ def _warm_kernels(cfg: StatsConfig, V: int, device: str) -> threading.Thread | N
     return thread
 
 
-def _compute(cfg: StatsConfig, store: Any, out: Path, device: str, notes: list[str]) -> StatsResult:
-    """The map-reduce and the save, holding the output lock of ``out``."""
-    pieces = store_pieces(store.tokens, store.V, cfg.shard_tokens)
+def _compute(cfg: StatsConfig, store: Any, pieces: list[Any], out: Path, device: str, notes: list[str]
+             ) -> StatsResult:
+    """The map-reduce over ``pieces`` and the save, holding the output lock of ``out``."""
     chunk_rows = cfg.chunk_rows or chunk_rows_for(store.T)
     warming = _warm_kernels(cfg, store.V, device)
     with open_engine(cfg, warm=("leadingterms.basis.stats",), releases_gil=True) as engine:

@@ -70,11 +70,15 @@ def estimate_bytes(V: int, T: int, dtype: torch.dtype = torch.float64, *, n_matr
 
 
 def _check_memory(V: int, T: int, dtype: torch.dtype, n_matrices: int, what: str, tasks: int = 1) -> None:
-    check_memory(
-        estimate_bytes(V, T, dtype, n_matrices=n_matrices, tasks=tasks),
-        f"{what} at V={V}",
-        "restrict the vocabulary with --top-k K (e.g. --top-k 3000) or use --dtype float32",
-    )
+    fixes = ["use fewer --workers (each holds its own V×V sums)"] if tasks > 1 else []
+    fixes.append("restrict the vocabulary with --top-k K" + (" (e.g. --top-k 3000)" if V > 3001 else ""))
+    check_memory(estimate_bytes(V, T, dtype, n_matrices=n_matrices, tasks=tasks), f"{what} at V={V}",
+                 ", ".join(fixes) + " or use --dtype float32")
+
+
+def check_basis_memory(V_out: int, T: int, dtype: torch.dtype, reserve_matrices: int = 0, tasks: int = 1) -> None:
+    """Refuse (one line) before allocating when :func:`reduce_basis` with these arguments would not fit."""
+    _check_memory(V_out, T, dtype, 6 + reserve_matrices, "the basis statistics", tasks=tasks)
 
 
 def _row_kernel(buffers: Buffers, src: Source, rows: int, dtype: torch.dtype) -> Chunk | NativeRows:
@@ -391,7 +395,7 @@ def reduce_basis(pieces: Sequence[Any], V: int, *, dtype: torch.dtype = torch.fl
             V_out = top_k + 1
             if vocab is not None:
                 vocab = [vocab[i] for i in token_ids[:-1]] + [OTHER_TOKEN]
-    _check_memory(V_out, T, dtype, 6 + reserve_matrices, "the basis statistics", tasks=tasks_here)
+    check_basis_memory(V_out, T, dtype, reserve_matrices, tasks_here)
     rows = chunk_rows or chunk_rows_for(T)
     plan = PassPlan(V=V, V_out=V_out, dtype=name, chunk_rows=rows, device=device,
                     progress=progress and len(pieces) == 1)
