@@ -170,6 +170,39 @@ def in_worker() -> bool:
     return True
 
 
+def _connect(distributed: Any, address: str) -> Any:
+    """A ``distributed.Client`` of the scheduler at ``address`` that has a worker; one line when it cannot be
+    had: nothing listens, no worker joins, or what answers is not a Dask scheduler (Dask's handshake then
+    reads garbage as a frame length, or waits for ever: it runs in a thread given a deadline here)."""
+    import threading
+
+    box: dict[str, Any] = {}
+
+    def connect() -> None:
+        try:
+            client = box["client"] = distributed.Client(address, timeout=CONNECT_TIMEOUT_S)
+            client.wait_for_workers(1, timeout=CONNECT_TIMEOUT_S)
+        except Exception as exc:  # noqa: BLE001 - any failure of the handshake is reported below
+            box["error"] = exc
+
+    thread = threading.Thread(target=connect, name="dask-connect", daemon=True)
+    thread.start()
+    thread.join(3 * CONNECT_TIMEOUT_S)
+    why = None
+    if thread.is_alive():
+        why = f"no Dask answer in {3 * CONNECT_TIMEOUT_S} s; is it a Dask scheduler?"
+    elif "error" in box:
+        exc = box["error"]
+        why = (first_line(exc) or type(exc).__name__ if isinstance(exc, (OSError, TimeoutError))
+               else f"it does not answer as a Dask scheduler ({type(exc).__name__})")
+    if why is not None:
+        if "client" in box:
+            with contextlib.suppress(Exception):
+                box["client"].close(timeout=1)
+        raise LeadingTermsError(f"cannot use the Dask scheduler at {address}: {why}")
+    return box["client"]
+
+
 def _import_distributed() -> Any:
     try:
         import distributed
@@ -197,12 +230,7 @@ def open_engine(cfg: ParallelConfig, warm: tuple[str, ...] = (), *,
     logging.getLogger("distributed").setLevel(logging.CRITICAL)
     with contextlib.ExitStack() as stack:
         if cfg.scheduler is not None:
-            try:
-                client = stack.enter_context(distributed.Client(cfg.scheduler, timeout=CONNECT_TIMEOUT_S))
-                client.wait_for_workers(1, timeout=CONNECT_TIMEOUT_S)
-            except (OSError, TimeoutError) as exc:
-                raise LeadingTermsError(f"cannot use the Dask scheduler at {cfg.scheduler}: "
-                                        f"{first_line(exc) or type(exc).__name__}") from None
+            client = stack.enter_context(_connect(distributed, cfg.scheduler))
             name = f"Dask scheduler {cfg.scheduler}"
         else:
             # thread workers have no memory limit: each would measure the whole process against its share and

@@ -181,3 +181,38 @@ def test_more_workers_than_shards_start_one_per_shard_and_the_memory_check_count
                    match="use fewer --workers (each holds its own V×V sums), restrict the vocabulary with --top-k K "
                          "or use --dtype float32")
     assert not (tmp_path / "c").exists()
+
+
+@pytest.mark.parametrize("banner", [b"SSH-2.0-OpenSSH_9.6\r\n" * 10, None])
+def test_a_scheduler_address_that_is_not_dask_is_one_line(stats_store, tmp_path, capsys, monkeypatch, banner):
+    """What answers at --scheduler is not Dask: it sends a banner (Dask read it as a frame length: a traceback
+    about allocating exabytes) or waits for a request (Dask waited for ever)."""
+    import socket
+    import threading
+
+    server = socket.create_server(("127.0.0.1", 0))
+    held = []
+
+    def serve() -> None:
+        while True:
+            try:
+                conn, _ = server.accept()
+            except OSError:
+                return
+            held.append(conn)
+            if banner is not None:
+                conn.sendall(banner)
+
+    threading.Thread(target=serve, daemon=True).start()
+    monkeypatch.setattr(distributed, "CONNECT_TIMEOUT_S", 1)
+    try:
+        t0 = time.perf_counter()
+        one_line_error(capsys, "stats", "--corpus", stats_store.path, "--out", tmp_path / "b", "--scheduler",
+                       f"tcp://127.0.0.1:{server.getsockname()[1]}",
+                       match="does not answer as a Dask scheduler" if banner else "no Dask answer in 3 s")
+        assert time.perf_counter() - t0 < 30
+    finally:
+        server.close()
+        for conn in held:
+            conn.close()
+    assert not (tmp_path / "b").exists()
