@@ -32,7 +32,7 @@ from leadingterms.errors import LeadingTermsError
 from leadingterms.metrics import frobenius_cosine
 from leadingterms.model import AttentionOnlyTransformer, dataset_loss
 from leadingterms.theory import WEIGHTS, directions, param_names, parse_param
-from leadingterms.validate import device_spec, nonnegative_int, positive_int
+from leadingterms.validate import device_spec, learned_step, nonnegative_int, positive_int
 
 INTERVENTION_FILE = "intervention.json"
 DEFINITIONS = {
@@ -206,7 +206,7 @@ class InterventionConfig:
 
     run: str = option(help="run folder from `leadingterms train`", metavar="RUN")
     step: int | None = option(None, help="checkpoint step (default: the latest)", metavar="S",
-                              check=nonnegative_int)
+                              check=learned_step)
     max_sequences: int | None = option(None, help="evaluate the loss on the first N training sequences "
                                        "(default: all)", metavar="N", check=positive_int)
     batch_size: int = option(64, help="sequences per forward pass", metavar="B", check=positive_int)
@@ -228,7 +228,8 @@ def run_intervention(cfg: InterventionConfig) -> InterventionResult:
     run = load_run(cfg.run)
     step = cfg.step if cfg.step is not None else max(run.checkpoints, default=None)
     if step == 0:
-        raise LeadingTermsError("step 0 is the initialisation (nothing learned yet); choose a later checkpoint")
+        raise LeadingTermsError(f"run {run.path} has no checkpoint after step 0 (the initialisation, nothing "
+                                "learned yet)")
     model = run.load_checkpoint(step, device=resolve_device(cfg.device))  # one-line error if absent
     step = int(step if step is not None else 0)
     basis = run.basis()

@@ -50,6 +50,14 @@ def nonnegative_int(value: Any, name: str) -> int:
     return _at_most_max(value, name)
 
 
+def learned_step(value: Any, name: str) -> int:
+    """A checkpoint step >= 1: step 0 is the initialisation, where nothing is learned nor predicted."""
+    if _is_int(value) and value == 0:
+        raise LeadingTermsError(f"{flag(name)} 0 is the initialisation (nothing learned yet); choose a later "
+                                "checkpoint")
+    return positive_int(value, name)
+
+
 def _at_most_max(value: Any, name: str) -> int:
     if value > MAX_INT:
         raise LeadingTermsError(f"{flag(name)} must be at most 2^63 - 1, got {value!r}")

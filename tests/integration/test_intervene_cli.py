@@ -38,7 +38,7 @@ def test_intervene_cli_random_control(capsys, tiny_run):
 
 
 @pytest.mark.parametrize("args, msg", [
-    (["--step", "0"], "step 0 is the initialisation"),
+    (["--step", "0"], "--step 0 is the initialisation (nothing learned yet); choose a later checkpoint"),
     (["--step", "7"], "no checkpoint at step 7"),
     (["--max-sequences", "0"], "--max-sequences must be a positive integer"),
 ])

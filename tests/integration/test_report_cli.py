@@ -24,6 +24,7 @@ def test_report_cli_writes_self_contained_page(capsys, tiny_run):
     (["--tokens", "notaword"], "unknown token 'notaword'"),
     (["--k", "0"], "--k must be a positive integer"),
     (["--step", "9"], "no checkpoint at step 9"),
+    (["--step", "0"], "--step 0 is the initialisation (nothing learned yet); choose a later checkpoint"),
 ])
 def test_report_cli_errors_one_line(capsys, tiny_run, args, msg):
     assert main(["report", "--run", str(tiny_run), *args]) == 2

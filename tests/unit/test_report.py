@@ -180,3 +180,16 @@ def test_default_tokens(run_dir):
 @pytest.mark.slow
 def test_report_renders_in_headless_chromium(run_dir, tmp_path):
     render_in_chromium(run_dir / "report.html", tmp_path, min_images=4)
+
+
+def test_within_horizon_says_when_no_checkpoint_is_before_the_horizon():
+    from leadingterms.report.build import _step_note
+
+    rels = {"closed_form": {"W_O": [0.3] * 6}}
+    gd = _fake_run(rels, N=10, batch_size=10)  # the headline closed form crosses for good at step 2
+    cfg = ReportConfig(run="r", within_horizon=True)
+    assert _step_note(gd, compare_step(gd, within_horizon=True), cfg).startswith("the last checkpoint before")
+    del gd.checkpoints[1]  # checkpoints 0, 2, 4, 8, 12: none after step 0 is before step 2
+    assert compare_step(gd, within_horizon=True) == 2
+    assert _step_note(gd, 2, cfg) == ("the first checkpoint: none is before the headline horizon (sustained "
+                                      "relative error above 20% from step 2); training ran to step 12")

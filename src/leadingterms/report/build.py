@@ -22,7 +22,7 @@ from leadingterms.errors import LeadingTermsError
 from leadingterms.report.html import esc, fmt, html_table, image, kv_table, page, table, tokens_cell
 from leadingterms.training.runs import Run
 from leadingterms.training.tracking import PREDICTION_NAMES
-from leadingterms.validate import nonnegative_int, positive_int
+from leadingterms.validate import learned_step, positive_int
 
 REPORT_FILE = "report.html"
 FIGURES_DIR = "figures"
@@ -49,7 +49,7 @@ class ReportConfig:
                                       "planted subjects)", metavar="T1,T2,...", sep=",")
     k: int = option(5, help="top-k of each readout", check=positive_int)
     step: int | None = option(None, help="checkpoint compared with the predictions (default: the latest)",
-                              metavar="S", check=nonnegative_int, exclusive="which_step")
+                              metavar="S", check=learned_step, exclusive="which_step")
     within_horizon: bool = option(False, help="compare the last checkpoint before the headline horizon (the "
                                   "shadow's under minibatch SGD, the closed form's under full-batch GD): the "
                                   "earliest sustained crossing of 20% relative error", exclusive="which_step")
@@ -78,21 +78,26 @@ def compare_step(run: Run, step: int | None = None, within_horizon: bool = False
     full-batch GD): the earliest sustained crossing of 20% over the weights (the latest checkpoint if
     none crossed); else the latest checkpoint. None when the run has no checkpoint after step 0.
     """
-    from leadingterms.training.tracking import run_horizon
-
     if step is not None:
         return step
     steps = sorted(s for s in run.checkpoints if s > 0)
     if not steps:
         return None
-    if within_horizon:
-        h = run_horizon(run)
-        by_weight = h["by_prediction"].get(h["headline"]) or {}
-        crossings = [int(hz["20%"]["step"]) for hz in by_weight.values() if hz.get("20%") is not None]
-        if crossings:
-            before = [s for s in steps if s < min(crossings)]
-            return before[-1] if before else steps[0]
+    horizon = headline_horizon(run) if within_horizon else None
+    if horizon is not None:
+        before = [s for s in steps if s < horizon]
+        return before[-1] if before else steps[0]  # none before it: the first (the page says so)
     return steps[-1]
+
+
+def headline_horizon(run: Run) -> int | None:
+    """The step of the headline prediction's earliest sustained 20% crossing over the weights, or None."""
+    from leadingterms.training.tracking import run_horizon
+
+    h = run_horizon(run)
+    by_weight = h["by_prediction"].get(h["headline"]) or {}
+    crossings = [int(hz["20%"]["step"]) for hz in by_weight.values() if hz.get("20%") is not None]
+    return min(crossings) if crossings else None
 
 
 # ----------------------------------------------------------------------------- sections
@@ -314,6 +319,10 @@ def _step_note(run: Run, step: int, cfg: ReportConfig) -> str:
     latest = max(run.checkpoints)
     if cfg.step is not None:
         return "chosen with --step" if step != latest else "the last checkpoint"
+    horizon = headline_horizon(run) if cfg.within_horizon else None
+    if horizon is not None and step >= horizon:
+        return (f"the first checkpoint: none is before the headline horizon (sustained relative error above 20% "
+                f"from step {horizon}); training ran to step {latest}")
     if step != latest:
         return (f"the last checkpoint before the headline horizon (sustained relative error above 20%); "
                 f"training ran to step {latest}")
