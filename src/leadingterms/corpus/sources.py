@@ -226,10 +226,19 @@ _OPEN = {"xz": lzma.open, "gz": gzip.open, "bz2": bz2.open}
 _DECOMPRESSION_ERRORS = (lzma.LZMAError, OSError, EOFError, ValueError)
 
 
+#: Compressions recognised by their magic bytes but not read (the standard library has no decoder).
+_UNREAD = {b"\x28\xb5\x2f\xfd": "zstd", b"\x04\x22\x4d\x18": "lz4", b"PK\x03\x04": "zip",
+           b"7z\xbc\xaf\x27\x1c": "7z"}
+
+
 def _compression(path: Path, head: bytes) -> str | None:
     for magic, kind in _MAGIC.items():
         if head.startswith(magic):
             return kind
+    for magic, kind in _UNREAD.items():
+        if head.startswith(magic):
+            raise LeadingTermsError(f"{path} is {kind}-compressed, which is not read here; decompress it, or "
+                                    "recompress it with xz, gzip or bzip2")
     ext = path.suffix.lower().lstrip(".")
     if ext in ("xz", "gz", "bz2"):
         raise LeadingTermsError(f"{path} has a .{ext} name but is not {ext}-compressed")
@@ -422,9 +431,14 @@ def text_file_stream(path: str | os.PathLike[str], split_by: str = "auto",
             mode = detect_split_pieces(text_pieces(text_blocks(p)))
         stream.source["split_by"] = mode
         splitter = _Splitter(mode)
+        crlf = False
         for piece in text_pieces(text_blocks(p, stream=stream)):
+            crlf = crlf or "\r\n" in piece
             yield from splitter.feed(piece)
         yield from splitter.end()
+        if crlf:
+            stream.notes.append("the text has Windows line endings (CRLF): the word tokenizer keeps each '\\r' as "
+                                "a token (docs/theory.md §7.1); convert the file (e.g. dos2unix) to drop them")
         if splitter.n_unterminated:
             stream.n_unterminated = splitter.n_unterminated
             stream.notes.append(f"dropped the text after the last {EOT} line (an unterminated, truncated "

@@ -49,6 +49,19 @@ def test_read_text_errors(tmp_path):
         sources.read_text(tmp_path / "cut.xz")
     with pytest.raises(LeadingTermsError, match="not a file"):
         sources.read_text(tmp_path)
+    (tmp_path / "c.txt.zst").write_bytes(b"\x28\xb5\x2f\xfd" + b"\x00" * 20)
+    with pytest.raises(LeadingTermsError, match=r"c.txt.zst is zstd-compressed, which is not read here; decompress"):
+        sources.read_text(tmp_path / "c.txt.zst")
+
+
+def test_crlf_line_endings_are_noted(tmp_path):
+    f = tmp_path / "w.txt"
+    f.write_bytes(b"the cat sat\r\n\r\nthe dog ran\r\n")
+    docs = sources.text_file_documents(f)
+    assert docs.texts == ["the cat sat", "the dog ran"]
+    assert any("Windows line endings (CRLF)" in n for n in docs.notes)
+    f.write_bytes(b"the cat sat\n\nthe dog ran\n")
+    assert not sources.text_file_documents(f).notes
 
 
 def test_split_modes():
