@@ -321,16 +321,23 @@ def _last_cut(buf: str) -> int:
 
 
 def text_pieces(blocks: Iterable[str]) -> Iterator[str]:
-    """Re-cut text blocks at safe points (:func:`_last_cut`); the pieces concatenate to the text."""
-    carry = ""
+    """Re-cut text blocks at safe points (:func:`_last_cut`); the pieces concatenate to the text.
+
+    The text carried over holds no safe point but, maybe, one at its end (a final newline): each block is
+    searched once, with the carried text's last character, so a text with no line break (text8) costs
+    linear time, not quadratic."""
+    carry: list[str] = []
     for block in blocks:
-        buf = carry + block
-        cut = _last_cut(buf)
-        if cut:
-            yield buf[:cut]
-        carry = buf[cut:]
+        tail = carry[-1][-1:] if carry else ""
+        found = _last_cut(tail + block)
+        if not found:
+            carry.append(block)
+            continue
+        cut = found - len(tail)  # in block: 0 when the carried text ends with the newline
+        yield "".join(carry) + block[:cut]
+        carry = [block[cut:]] if cut < len(block) else []
     if carry:
-        yield carry
+        yield "".join(carry)
 
 
 def detect_split_pieces(pieces: Iterable[str]) -> str:
