@@ -6,6 +6,7 @@ import json
 
 import numpy as np
 import pytest
+import torch
 from helpers import one_line_error
 
 from leadingterms.cli import main
@@ -109,3 +110,19 @@ def test_refusals_are_one_line_and_write_nothing(corpus, tmp_path, capsys, monke
     monkeypatch.delenv("LEADINGTERMS_MAX_MEMORY_SHARE")
     one_line_error(capsys, *args(corpus, tmp_path / "run", "--precision", "bf16"), match="--dtype float32")
     assert not (tmp_path / "run").exists()
+
+
+def test_the_runs_own_basis_is_the_one_stats_makes(corpus, tmp_path, capsys):
+    """RUN/basis is made by `stats` itself (the same shards): its tensors are those of `leadingterms stats`, bit
+    for bit, and a resumed run reuses it."""
+    from safetensors.torch import load_file
+
+    out = tmp_path / "run"
+    assert main(args(corpus, out, "--track", "closed_form")) == 0
+    assert main(["stats", "--corpus", str(corpus), "--out", str(tmp_path / "b")]) == 0
+    own, made = load_file(out / "basis" / "basis.safetensors"), load_file(tmp_path / "b" / "basis.safetensors")
+    assert own.keys() == made.keys() and all(torch.equal(own[k], made[k]) for k in own)
+    before = (out / "basis" / "basis.json").stat().st_mtime_ns
+    assert main(["train", "--out", str(out), "--resume", "--steps", "9"]) == 0
+    assert (out / "basis" / "basis.json").stat().st_mtime_ns == before  # reused, not recomputed
+    capsys.readouterr()

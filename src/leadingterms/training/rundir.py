@@ -218,8 +218,9 @@ def basis_cached(cfg: TrainConfig, store: TokenStore, run: Path) -> bool:
 
 
 def run_basis(cfg: TrainConfig, store: TokenStore, run: Path, *, progress: bool) -> Basis:
-    """The full-corpus basis: from --stats DIR, from the RUN/basis/ cache, or computed once into it."""
-    from leadingterms.basis import compute_basis, load_basis, save_basis
+    """The full-corpus basis: from --stats DIR, from the RUN/basis/ cache, or computed once into it by
+    ``leadingterms stats`` itself (the same shards, so the same bits as a basis made with it)."""
+    from leadingterms.basis import StatsConfig, load_basis, run_stats
     from leadingterms.basis.io import META_FILE
 
     if cfg.stats:
@@ -232,7 +233,4 @@ def run_basis(cfg: TrainConfig, store: TokenStore, run: Path, *, progress: bool)
     cached = reuse(d / META_FILE, {"corpus_hash": store.content_hash, "top_k": None}, lambda: load_basis(d))
     if cached is not None and basis_mismatch(cached, store) is None:
         return cached
-    basis = compute_basis(store.tokens, store.V, vocab=store.vocab, progress=progress)
-    save_basis(d, basis, extra_meta={"corpus_hash": store.content_hash, "corpus": str(store.path)})
-    basis.meta.update(corpus_hash=store.content_hash, corpus=str(store.path))
-    return basis
+    return run_stats(StatsConfig(corpus=str(store.path), out=str(d), force=True, progress=progress)).basis
