@@ -26,6 +26,7 @@ from typing import Any, Protocol
 import torch
 from torch import Tensor
 
+from leadingterms.basis._tokens import OTHER_TOKEN
 from leadingterms.config import check_config, option
 from leadingterms.errors import LeadingTermsError
 from leadingterms.theory import BASIS_NAMES, LEARNED_READOUTS, MATRICES
@@ -205,6 +206,9 @@ def token_index(vocab: Sequence[str], token: str) -> int:
         pass
     close = difflib.get_close_matches(token, list(vocab), n=5, cutoff=0.6)
     hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else "; it is not in the vocabulary"
+    if vocab and vocab[-1] == OTHER_TOKEN:
+        hint += (f" (this basis keeps the {len(vocab) - 1} most frequent tokens, `stats --top-k`; the others are "
+                 f"{OTHER_TOKEN!r})")
     raise LeadingTermsError(f"unknown token {token!r}{hint}")
 
 

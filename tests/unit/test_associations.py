@@ -120,3 +120,13 @@ def test_overlap_at_k() -> None:
         overlap_at_k(A, A[:, :4], k=2)
     with pytest.raises(LeadingTermsError):
         overlap_at_k(A, A, k=9)
+
+
+def test_an_unknown_token_of_a_top_k_basis_says_the_rest_are_other():
+    from leadingterms.associations import token_index
+    from leadingterms.errors import LeadingTermsError
+
+    with pytest.raises(LeadingTermsError, match=r"unknown token 'girl'; it is not in the vocabulary \(this basis "
+                                                r"keeps the 2 most frequent tokens, `stats --top-k`; the others are "
+                                                r"'<other>'\)"):
+        token_index(["the", "a", "<other>"], "girl")
