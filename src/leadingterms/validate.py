@@ -213,7 +213,9 @@ def token_rows(tokens: Any, *, what: str = "tokens", V: int | None = None, width
 
 
 def out_folder(path: Any) -> Path:
-    """``--out`` of a command that writes a folder: refused (one line) when it exists as a file."""
+    """``--out`` of a command that writes a folder: refused (one line) when empty or an existing file."""
+    if isinstance(path, str) and not path.strip():
+        raise LeadingTermsError("--out must name a folder, got an empty string")
     out = Path(path)
     if out.exists() and not out.is_dir():
         raise LeadingTermsError(f"--out {out} exists and is not a folder")
@@ -221,7 +223,9 @@ def out_folder(path: Any) -> Path:
 
 
 def out_file(path: Any, kind: str) -> Path:
-    """``--out`` of a command that writes one file (``kind``: e.g. ".html"): refused when it is a folder."""
+    """``--out`` of a command that writes one file (``kind``: e.g. ".html"): refused when empty or a folder."""
+    if isinstance(path, str) and not path.strip():
+        raise LeadingTermsError(f"--out must name a {kind} file, got an empty string")
     out = Path(path)
     if out.is_dir():
         raise LeadingTermsError(f"--out {out} is a directory; give the path of a {kind} file")

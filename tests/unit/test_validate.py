@@ -35,3 +35,12 @@ def test_counts_past_int64_are_refused_in_one_line(check):
     assert check(2**63 - 1, "max_documents") == 2**63 - 1
     with pytest.raises(LeadingTermsError, match=r"^--max-documents must be at most 2\^63 - 1, got 10{20}$"):
         check(10**20, "max_documents")
+
+
+def test_an_empty_out_is_refused():
+    from leadingterms.validate import out_file, out_folder
+
+    with pytest.raises(LeadingTermsError, match="^--out must name a folder, got an empty string$"):
+        out_folder("")
+    with pytest.raises(LeadingTermsError, match=r"^--out must name a \.html file, got an empty string$"):
+        out_file(" ", ".html")
