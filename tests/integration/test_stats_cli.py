@@ -81,6 +81,12 @@ def test_stats_extras_float32_and_top_k(store_dir, tmp_path, capsys):
     assert main(["stats", "--corpus", str(store_dir), "--out", str(out), "--force"]) == 0
     assert "up to date" not in capsys.readouterr().out
     assert load_basis(out).V == V_
+    # --top-k K >= V keeps every token: the same basis, reused as such, with a note
+    assert main(["stats", "--corpus", str(store_dir), "--out", str(out), "--top-k", str(V_)]) == 0
+    captured = capsys.readouterr()
+    assert "up to date" in captured.out
+    assert captured.err.strip() == f"leadingterms stats: note: --top-k {V_} keeps every one of the store's V={V_} " \
+                                   "tokens: the full basis"
 
 
 def test_corrupt_existing_basis_is_recomputed(store_dir, tmp_path, capsys):

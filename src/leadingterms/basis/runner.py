@@ -92,6 +92,9 @@ def run_stats(cfg: StatsConfig) -> StatsResult:
     out = out_folder(cfg.out)
     store = load_store(cfg.corpus)
     notes: list[str] = []
+    if cfg.top_k is not None and cfg.top_k >= store.V:  # the same basis as without it (and reused as such)
+        notes.append(f"--top-k {cfg.top_k} keeps every one of the store's V={store.V} tokens: the full basis")
+        cfg = replace(cfg, top_k=None)
     wanted = {"corpus_hash": store.content_hash, "dtype": cfg.dtype, "top_k_requested": cfg.top_k}
     has_extras = lambda meta: not cfg.extras or all(n in (meta.get("tensors") or []) for n in EXTRA_TENSORS)  # noqa: E731
     basis = reuse(out / META_FILE, wanted, lambda: load_basis(cfg.out, expected_hash=store.content_hash),
