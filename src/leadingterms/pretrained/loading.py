@@ -244,7 +244,9 @@ def load_config(folder: Path, *, trust_remote_code: bool = False) -> tuple[Any, 
     try:
         config = AutoConfig.from_pretrained(str(folder), trust_remote_code=trust_remote_code)
     except Exception as exc:
-        raise LeadingTermsError(f"cannot read a model config in {folder}: {_one_line(exc)}") from None
+        suite = folder.is_dir() and any(p.is_dir() and step_of(p.name) is not None for p in folder.iterdir())
+        hint = "; it holds checkpoint folders (stepN): pass --revisions local to compare them" if suite else ""
+        raise LeadingTermsError(f"cannot read a model config in {folder}{hint}: {_one_line(exc)}") from None
     archs = list(getattr(config, "architectures", None) or [])
     if archs and not any(a.endswith(("ForCausalLM", "LMHeadModel")) for a in archs):
         raise LeadingTermsError(

@@ -49,6 +49,9 @@ def test_local_checkpoint_folders(tiny_steps):
         resolve_refs([str(tiny_steps)], revisions=["step0"], revisions_spec="local")
     with pytest.raises(LeadingTermsError, match="unknown --revisions"):
         resolve_refs([str(tiny_steps)], revisions_spec="every")
+    # the folder of checkpoints given as one model: the error says how to compare them
+    with pytest.raises(LeadingTermsError, match=r"holds checkpoint folders \(stepN\): pass --revisions local"):
+        load_config(tiny_steps)
 
 
 def test_local_model_records_fingerprint(tiny_steps):
