@@ -69,3 +69,18 @@ def test_compare_errors_one_line(tiny_sweep, tmp_path, capsys):
     one_line_error(capsys, "compare", tiny_sweep[0], "--out", tmp_path / "o", "--k", 0, match="--k must be a positive")
     assert run_cli(capsys, "compare", "--out", tmp_path / "o")[0] == 2  # no run given
     assert not (tmp_path / "o").exists()
+
+
+def test_compare_into_a_run_folder_is_refused_without_force(tiny_sweep, tmp_path, capsys):
+    """--out naming a run folder would replace its report.html and figures: refused, byte for byte untouched."""
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(tiny_sweep[1], run)
+    before = {str(p): p.read_bytes() for p in run.rglob("*") if p.is_file()}
+    one_line_error(capsys, "compare", tiny_sweep[0], "--out", run,
+                   match="(it holds 'checkpoints') and is not a comparison; pass --force")
+    assert {str(p): p.read_bytes() for p in run.rglob("*") if p.is_file()} == before
+    # a comparison's own folder is rewritten without --force
+    assert run_cli(capsys, "compare", tiny_sweep[0], "--out", tmp_path / "c")[0] == 0
+    assert run_cli(capsys, "compare", tiny_sweep[0], "--out", tmp_path / "c")[0] == 0

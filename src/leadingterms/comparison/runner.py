@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from leadingterms.config import check_config, option
+from leadingterms.errors import LeadingTermsError
 from leadingterms.validate import out_folder, positive_int
 
 COMPARE_FILE = "compare.json"
@@ -34,6 +35,20 @@ class CompareRunsConfig:
     k: int = option(5, help="top-k of the readouts", check=positive_int)
     heatmap_tokens: int = option(50, help="overlap@k over the N most frequent tokens", metavar="N",
                                  check=_at_least_two)
+    force: bool = option(False, help="write into DIR even when it holds files other than a comparison's")
+
+
+def claim_folder(out: Path, force: bool) -> None:
+    """The overwrite policy of the output folder: new, empty, or a comparison's (its files are rewritten);
+    a folder holding anything else (a run folder: its report.html and figures/ would be replaced) only with
+    ``force``."""
+    if force or not out.is_dir():
+        return
+    foreign = sorted(p.name for p in out.iterdir() if not p.name.startswith(".")
+                     and p.name not in (COMPARE_FILE, REPORT_FILE, FIGURES_DIR))
+    if foreign:
+        raise LeadingTermsError(f"--out {out} is not empty (it holds {foreign[0]!r}) and is not a comparison; "
+                                "pass --force to write into it, or choose another --out")
 
 
 @dataclass
@@ -58,6 +73,7 @@ def compare_runs(cfg: CompareRunsConfig) -> CompareRunsResult:
 
     check_config(cfg)
     out = out_folder(cfg.out)
+    claim_folder(out, cfg.force)  # again once the lock is held
     folders = run_folders(cfg.runs)
     runs = [load_run(f) for f in folders]  # one-line errors before anything is written
     notes = [f"{r.path} is unfinished (no summary.json): its logged steps so far are compared"
@@ -72,7 +88,7 @@ def compare_runs(cfg: CompareRunsConfig) -> CompareRunsResult:
 
     from leadingterms.locks import output_lock
 
-    with output_lock(out, folder=True, what="comparison"):  # one writer per output folder
+    with output_lock(out, folder=True, what="comparison", claim=lambda: claim_folder(out, cfg.force)):
         fig_dir = out / FIGURES_DIR
         plots.plot_horizon_scaling(records, fits, fig_dir)
         plots.plot_runs_tracking(records, fig_dir)
