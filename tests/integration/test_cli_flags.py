@@ -74,3 +74,13 @@ def test_required_options_are_shown_required(capsys):
 def test_every_command_has_help(name, capsys):
     rc, out, _ = run_cli(capsys, name, "--help")
     assert rc == 0 and "usage:" in out
+
+
+def test_options_are_not_abbreviated(tmp_path, capsys):
+    """`sweep --lr 0.3` was taken as `--lrs 0.3` (argparse's prefix matching): an option is its full name."""
+    rc, _, err = run_cli(capsys, "corpus", "--synthetic-docs", 5, "--seq", 8, "--out", tmp_path / "c")
+    assert rc == 2 and "unrecognized arguments: --seq 8" in err
+    rc, _, err = run_cli(capsys, "sweep", "--corpora", tmp_path, "--lr", "0.3", "--batch-sizes", 4,
+                         "--layer-counts", 1, "--steps", 1, "--out", tmp_path / "sw")
+    assert rc == 2 and "--lrs" in err
+    assert not (tmp_path / "c").exists() and not (tmp_path / "sw").exists()

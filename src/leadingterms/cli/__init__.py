@@ -77,7 +77,11 @@ def commands() -> list[Command]:
 
 
 class _Parser(argparse.ArgumentParser):
-    """argparse with one-line errors (no usage dump) and exit code 2."""
+    """argparse with one-line errors (no usage dump) and exit code 2, and no abbreviated options: ``sweep
+    --lr 0.3`` would be taken as ``--lrs 0.3``, ``--seed`` as ``--seeds``."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, allow_abbrev=False, **kwargs)
 
     def error(self, message: str) -> NoReturn:
         self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
