@@ -81,7 +81,8 @@ class _Parser(argparse.ArgumentParser):
     --lr 0.3`` would be taken as ``--lrs 0.3``, ``--seed`` as ``--seeds``."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, allow_abbrev=False, **kwargs)
+        kwargs["allow_abbrev"] = False
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str) -> NoReturn:
         self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
