@@ -75,6 +75,9 @@ def test_bad_sizes(corpus, tmp_path, capsys, extra, match):
 def test_missing_corpus_and_missing_options(tmp_path, capsys):
     one_line_error(capsys, *args(tmp_path / "nope", tmp_path / "run"), match="token store not found")
     one_line_error(capsys, "train", "--out", str(tmp_path / "r2"), "--lr", "0.1", match="--corpus, --layers, --batch-size are required")
+    one_line_error(capsys, "train", "--out", str(tmp_path / "r3"), "--resume",
+                   match=f"--resume: {tmp_path / 'r3'} holds no run to resume (no config.json)")
+    assert not (tmp_path / "r3").exists()
 
 
 def test_existing_run_mismatch_and_divergence(corpus, tmp_path, capsys):

@@ -24,7 +24,11 @@ def from_args(given: dict[str, Any]) -> TrainConfig:
     (and a new ``--steps``/``--epochs`` replaces the saved pair)."""
     base: dict[str, Any] = {}
     if given.get("resume"):
-        base = {k: v for k, v in saved_config(given["out"]).items() if k in _FROM_SAVED}
+        saved = saved_config(given["out"])
+        if not saved and not all(given.get(k) is not None for k in ("corpus", "layers", "lr", "batch_size")):
+            raise LeadingTermsError(f"--resume: {given['out']} holds no run to resume (no config.json); give the "
+                                    "run's folder, or --corpus, --layers, --lr and --batch-size to start one")
+        base = {k: v for k, v in saved.items() if k in _FROM_SAVED}
         if "steps" in given or "epochs" in given:
             base.pop("steps", None)
             base.pop("epochs", None)
