@@ -25,7 +25,7 @@ import os
 import re
 import sys
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -137,24 +137,51 @@ class EncodedChunk:
     markers: dict[str, int] = field(default_factory=dict)
 
 
+#: Characters of a document tokenized at a time: a longer one (a corpus on one line, like text8) is cut
+#: before a space or line break, which the word tokenizer drops, so its tokens are those of the whole.
+SEGMENT_CHARS = 1 << 20
+
+
+def _segments(low: str) -> Iterator[str]:
+    """``low`` in pieces of about :data:`SEGMENT_CHARS` characters, each cut just before a ' ' or '\\n' (a piece
+    runs on to the next such character where there is none in its second half)."""
+    start, n = 0, len(low)
+    while n - start > SEGMENT_CHARS:
+        half, end = start + SEGMENT_CHARS // 2, start + SEGMENT_CHARS
+        cut = max(low.rfind(" ", half, end), low.rfind("\n", half, end))
+        if cut < 0:
+            found = [j for j in (low.find(" ", end), low.find("\n", end)) if j >= 0]
+            if not found:
+                break
+            cut = min(found)
+        yield low[start:cut]
+        start = cut
+    yield low[start:]
+
+
 def encode_word_chunk(docs: Sequence[str], keep: tuple[str, ...] = ()) -> EncodedChunk:
     """Tokenize a chunk of documents with the word tokenizer into chunk-local type ids."""
-    flat: list[str] = []
     lengths = np.empty(len(docs), dtype=np.int64)
     watch = [m for m in KNOWN_MARKERS if m not in keep]
     markers = dict.fromkeys(watch, 0)
+    # each token -> the position of its first occurrence (C-level passes, a segment at a time); then
+    # positions -> dense ids
+    index: dict[str, int] = {}
+    firsts: list[np.ndarray] = []
+    n_tok = 0
     for i, doc in enumerate(docs):
         low = doc.lower()
-        toks = _lower_tokens(low, keep)
-        lengths[i] = len(toks)
-        flat.extend(toks)
+        start = n_tok
+        for segment in _segments(low):
+            toks = _lower_tokens(segment, keep)
+            firsts.append(np.fromiter(map(index.setdefault, toks, range(n_tok, n_tok + len(toks))),
+                                      dtype=np.int64, count=len(toks)))
+            n_tok += len(toks)
+        lengths[i] = n_tok - start
         for m in watch:
             if m[0] in low:
                 markers[m] += low.count(m)
-    # one C-level pass: each token -> the position of its first occurrence; then positions -> dense ids
-    n_tok = len(flat)
-    index: dict[str, int] = {}
-    first = np.fromiter(map(index.setdefault, flat, range(n_tok)), dtype=np.int64, count=n_tok)
+    first = np.concatenate(firsts) if firsts else np.empty(0, dtype=np.int64)
     positions = np.fromiter(index.values(), dtype=np.int64, count=len(index))  # increasing: insertion order
     dense = np.empty(n_tok, dtype=np.uint32)
     dense[positions] = np.arange(len(positions), dtype=np.uint32)

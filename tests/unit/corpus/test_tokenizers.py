@@ -6,7 +6,7 @@ import sys
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from reference.words import naive_vocab, naive_word_tokens
 
@@ -218,3 +218,22 @@ def test_literal_markers_are_noted():
     kept = WordTokenizer(keep=["<unk>", "@-@"])
     kept.fit_encode(["a <unk> b @-@ c <unk>"])
     assert kept.notes == []
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(st.text(alphabet=st.sampled_from(list("aZ \n\t\r'.ΣΑ<unk>@-ßİ\u0301")), max_size=60), min_size=1,
+                max_size=4), st.integers(2, 9), st.sampled_from([(), ("<unk>", "@-@")]))
+def test_long_documents_tokenized_in_segments_give_the_whole_documents_tokens(monkeypatch, docs, seg, keep):
+    """A document longer than SEGMENT_CHARS is tokenized a segment at a time, cut before a ' ' or '\\n': the same
+    ids, lengths, types and counts as in one go (docs/theory.md §7.1 tokens of the whole document)."""
+    from leadingterms.corpus import tokenizers
+
+    whole = tokenizers.encode_word_chunk(docs, keep)
+    with monkeypatch.context() as m:
+        m.setattr(tokenizers, "SEGMENT_CHARS", seg)
+        cut = tokenizers.encode_word_chunk(docs, keep)
+    np.testing.assert_array_equal(cut.ids, whole.ids)
+    np.testing.assert_array_equal(cut.lengths, whole.lengths)
+    assert cut.types == whole.types and cut.markers == whole.markers
+    np.testing.assert_array_equal(cut.counts, whole.counts)
+    assert [t for d in docs for t in word_tokens(d, keep)] == [whole.types[i] for i in whole.ids]
