@@ -249,8 +249,11 @@ def _open_binary(p: Path, what: str) -> tuple[IO[bytes], IO[bytes], str | None]:
     """(the file's decompressed byte stream, the raw file under it, its compression by content)."""
     if not p.exists():
         raise LeadingTermsError(f"{what} not found: {p}")
+    if p.is_dir():
+        raise LeadingTermsError(f"{what} is a folder, not a file: {p}")
     if not p.is_file():
-        raise LeadingTermsError(f"{what} is not a file: {p}")
+        raise LeadingTermsError(f"{what} {p} is not a regular file: a pipe or device cannot be read again, and "
+                                "the corpus is read in two passes; save it to a file first")
     raw = open(p, "rb")  # noqa: SIM115 - closed with the stream
     try:
         kind = _compression(p, raw.read(6))
@@ -577,10 +580,18 @@ def _import_datasets() -> Any:
     return datasets
 
 
+#: File suffix -> the ``datasets`` builder that reads it.
+_BUILDERS = {"parquet": "parquet", "json": "json", "jsonl": "json", "csv": "csv", "txt": "text", "arrow": "arrow"}
+
+
 def hf_stream(name: str, config: str | None = None, split: str = "train", text_column: str = "text",
               streaming: bool = False, data_files: list[str] | None = None,
               max_documents: int | None = None) -> DocumentStream:
     """``datasets.load_dataset(name, config, split=split, streaming=streaming, data_files=...)``."""
+    if Path(name).is_file():
+        builder = _BUILDERS.get(Path(name).suffix.lower().lstrip("."), "json, parquet, csv or text")
+        raise LeadingTermsError(f"--dataset {name} is a file: name its format and give the file, e.g. --dataset "
+                                f"{builder} --data-files {name}")
     datasets = _import_datasets()
     kwargs: dict[str, Any] = {"split": split, "streaming": streaming}
     if data_files:
@@ -618,6 +629,9 @@ def disk_stream(path: str | os.PathLike[str], split: str = "train", text_column:
                 max_documents: int | None = None) -> DocumentStream:
     """``datasets.load_from_disk(path)`` (a Dataset, or a DatasetDict and its ``split``), memory-mapped."""
     p = Path(path)
+    if p.is_file():
+        raise LeadingTermsError(f"{p} is a file, not a dataset folder written by save_to_disk (a data file is "
+                                "read with --dataset FORMAT --data-files FILE)")
     if not p.is_dir():
         raise LeadingTermsError(f"dataset folder not found: {p} (expected a folder written by save_to_disk)")
     datasets = _import_datasets()

@@ -47,8 +47,13 @@ def test_read_text_errors(tmp_path):
     (tmp_path / "cut.xz").write_bytes(lzma.compress(b"hello world" * 100)[:30])
     with pytest.raises(LeadingTermsError, match="corrupt xz"):
         sources.read_text(tmp_path / "cut.xz")
-    with pytest.raises(LeadingTermsError, match="not a file"):
+    with pytest.raises(LeadingTermsError, match="is a folder, not a file"):
         sources.read_text(tmp_path)
+    import os
+
+    os.mkfifo(tmp_path / "pipe")
+    with pytest.raises(LeadingTermsError, match="is not a regular file: a pipe or device cannot be read again"):
+        sources.read_text(tmp_path / "pipe")
     (tmp_path / "c.txt.zst").write_bytes(b"\x28\xb5\x2f\xfd" + b"\x00" * 20)
     with pytest.raises(LeadingTermsError, match=r"c.txt.zst is zstd-compressed, which is not read here; decompress"):
         sources.read_text(tmp_path / "c.txt.zst")
@@ -143,6 +148,16 @@ def test_load_dataset_json_builder(tmp_path, streaming):
     assert d.texts == ["doc 0", "doc 1", "doc 2"]
     assert d.source == {"kind": "hf_dataset", "name": "json", "config": None, "split": "train",
                         "text_column": "text", "streaming": streaming, "data_files": [str(f)]}
+
+
+def test_a_data_file_given_as_a_dataset_name_or_folder(tmp_path):
+    f = tmp_path / "d.parquet"
+    f.write_bytes(b"PAR1")
+    with pytest.raises(LeadingTermsError, match=r"--dataset .*d.parquet is a file: name its format and give the file, "
+                                                r"e.g. --dataset parquet --data-files .*d.parquet"):
+        sources.hf_stream(str(f))
+    with pytest.raises(LeadingTermsError, match=r"d.parquet is a file, not a dataset folder written by save_to_disk"):
+        sources.disk_stream(f)
 
 
 def test_load_dataset_unreachable(tmp_path):
