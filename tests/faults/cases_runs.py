@@ -363,6 +363,9 @@ def cases() -> list[Case]:  # noqa: PLR0915 - one list, read top to bottom
                   run=_two_trains, ci=False))
     c.append(Case("run-locked-compare-out", "concurrent writers", COMPARE, match="being written by",
                   run=_while_locked("cmp"), ci=False))
+    c.append(Case("run-compare-into-the-run", "overwrite policy", [*COMPARE[:-1], f"{W}/run"],
+                  match="is not a comparison; pass --force"))
+    c.append(Case("run-report-step-0", "bad argument", [*REPORT, "--step", "0"], match="--step 0 is the initialisation"))
     c.append(Case("run-locked-intervention", "concurrent writers", INTERVENE, match="being written by",
                   run=_while_locked("run/intervention.json", folder=False), ci=False))
     c.append(Case("run-locked-report", "concurrent writers", REPORT, match="being written by",
@@ -516,7 +519,7 @@ def cases() -> list[Case]:  # noqa: PLR0915 - one list, read top to bottom
                   [*TRAIN_NEW[:2], f"{W}/nope", *TRAIN_NEW[3:], "--out", f"{W}/fresh"], match="nope",
                   run=_refuse_and(_absent("fresh")), ci=False))
     c.append(Case("run-train-resume-nothing", "bad argument", ["train", "--out", f"{W}/nothing", "--resume"],
-                  match="required"))
+                  match="holds no run to resume"))
     c.append(Case("run-intervene-step-missing", "bad argument", [*INTERVENE, "--step", "7"], match="step 7"))
     c.append(Case("run-intervene-step-zero", "bad argument", [*INTERVENE, "--step", "0"], match="step 0"))
     c.append(Case("run-intervene-no-run", "bad argument", ["intervene", "--run", f"{W}/nope"], match="nope"))
