@@ -45,7 +45,7 @@ ARRAYS = ("tokens", "val_tokens")
 DEFAULT_SHARD_BYTES = 256 * 2**20
 #: The tokenizer of a bpe/hf store (written by :meth:`leadingterms.corpus.tokenizers.CorpusTokenizer.save`).
 TOKENIZER_FILE = "tokenizer.json"
-_OLD_TOKENIZER_DIR = "tokenizer"  # the tokenizer folder of stores written before tokenizer.json
+_OLD_TOKENIZER_DIR = "tokenizer"  # the tokenizer folder of stores written before tokenizer.json (left as it is)
 _SHARD_NAME = re.compile(r"^(tokens|val_tokens)(-\d{5})?\.npy$")
 _READ_ROWS_BYTES = 4 * 2**20  # sequential reads for hashing
 
@@ -348,8 +348,6 @@ def publish(build: Path, out: Path, meta: Mapping[str, Any]) -> None:
     (out / META_FILE).unlink(missing_ok=True)  # the store is incomplete until corpus.json is rewritten
     for old in [*_token_files(out), out / TOKENIZER_FILE]:
         old.unlink(missing_ok=True)
-    if (out / _OLD_TOKENIZER_DIR).is_dir():
-        shutil.rmtree(out / _OLD_TOKENIZER_DIR)
     tokenizer = [build / TOKENIZER_FILE] if (build / TOKENIZER_FILE).is_file() else []
     for new in [*_token_files(build), *tokenizer]:
         os.replace(new, out / new.name)

@@ -202,6 +202,7 @@ def test_a_folder_of_other_files_is_not_a_store_to_replace(tmp_path):
     assert _files(out) == before
     store = run_corpus(CorpusConfig(synthetic_docs=20, seq_len=8, out=str(out), force=True)).store
     assert store.N > 0 and (out / "README.md").read_text() == "keep"
+    assert (out / "tokenizer" / "vocab.txt").read_text() == "mine"  # only the store's own names are replaced
     # a store's own files left by a killed build (corpus.json removed first) are no reason to refuse
     (out / "README.md").unlink()
     (out / "corpus.json").unlink()
