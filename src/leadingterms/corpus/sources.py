@@ -522,7 +522,7 @@ def _texts(values: Iterable[tuple[str, Any]], what: str, stream: DocumentStream)
         if not _CONTENT.search(val):
             n_empty += 1
             continue
-        bad = _SURROGATE.search(val)
+        bad = None if val.isascii() else _SURROGATE.search(val)  # isascii: a flag, no scan of the text
         if bad is not None:
             raise LeadingTermsError(f"{where} is not valid Unicode (a lone surrogate, "
                                     f"U+{ord(bad.group()):04X}, at character {bad.start()})")

@@ -387,7 +387,7 @@ class WordTokenizer:
         return {"name": "word", "vocab_size": self.vocab_size, "unk": self.unk, "unk_position": position,
                 "keep_tokens": list(self.keep)}
 
-    def save(self, out_dir: Path) -> None:  # the vocabulary lives in corpus.json
+    def save(self, folder: Path) -> None:  # the vocabulary lives in corpus.json
         pass
 
 
@@ -479,8 +479,8 @@ class BackendTokenizer:
     def settings(self) -> dict[str, Any]:
         return dict(self._settings)
 
-    def save(self, out_dir: Path) -> None:
-        with atomic_path(out_dir / TOKENIZER_FILE) as tmp:
+    def save(self, folder: Path) -> None:
+        with atomic_path(folder / TOKENIZER_FILE) as tmp:
             self.tok.save(str(tmp))
 
 
