@@ -9,6 +9,7 @@ dtypes, initialisations, devices, GD schedules and token arrays.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -220,6 +221,18 @@ def out_folder(path: Any) -> Path:
     if out.exists() and not out.is_dir():
         raise LeadingTermsError(f"--out {out} exists and is not a folder")
     return out
+
+
+def refuse_foreign(out: Path, what: str, is_own: Callable[[Path], bool]) -> None:
+    """The overwrite policy's rule for a folder output that exists: it may hold only entries ``is_own`` accepts
+    (what a ``what`` writes; dot files aside); anything else is written into only with --force (the caller
+    skips this check then)."""
+    if not out.is_dir():
+        return
+    foreign = sorted(p.name for p in out.iterdir() if not p.name.startswith(".") and not is_own(p))
+    if foreign:
+        raise LeadingTermsError(f"--out {out} is not empty (it holds {foreign[0]!r}) and is not {what}; pass "
+                                "--force to write into it, or choose another --out")
 
 
 def out_file(path: Any, kind: str) -> Path:

@@ -11,8 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from leadingterms.config import check_config, option
-from leadingterms.errors import LeadingTermsError
-from leadingterms.validate import out_folder, positive_int
+from leadingterms.validate import out_folder, positive_int, refuse_foreign
 
 COMPARE_FILE = "compare.json"
 REPORT_FILE = "report.html"
@@ -42,13 +41,8 @@ def claim_folder(out: Path, force: bool) -> None:
     """The overwrite policy of the output folder: new, empty, or a comparison's (its files are rewritten);
     a folder holding anything else (a run folder: its report.html and figures/ would be replaced) only with
     ``force``."""
-    if force or not out.is_dir():
-        return
-    foreign = sorted(p.name for p in out.iterdir() if not p.name.startswith(".")
-                     and p.name not in (COMPARE_FILE, REPORT_FILE, FIGURES_DIR))
-    if foreign:
-        raise LeadingTermsError(f"--out {out} is not empty (it holds {foreign[0]!r}) and is not a comparison; "
-                                "pass --force to write into it, or choose another --out")
+    if not force:
+        refuse_foreign(out, "a comparison", lambda p: p.name in (COMPARE_FILE, REPORT_FILE, FIGURES_DIR))
 
 
 @dataclass

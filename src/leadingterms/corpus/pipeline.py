@@ -53,7 +53,7 @@ from leadingterms.distributed import ParallelConfig, open_engine
 from leadingterms.errors import LeadingTermsError
 from leadingterms.locks import new_output
 from leadingterms.persist import disk_full_error, is_disk_full, read_json
-from leadingterms.validate import fraction, nonnegative_int, out_folder, positive_int
+from leadingterms.validate import fraction, nonnegative_int, out_folder, positive_int, refuse_foreign
 
 PIPELINE_VERSION = 3  # 3: empty documents skipped in every source; absolute paths in the fingerprint
 TOP_TOKENS = 10
@@ -188,10 +188,7 @@ def claim_store(out: Path, cfg: CorpusConfig, fp: str) -> None:
             raise LeadingTermsError(f"the token store in {out} was made from other inputs ({why}); pass --force "
                                     "to replace it, or choose another --out")
         return
-    foreign = sorted(p.name for p in out.iterdir() if not p.name.startswith(".") and not is_store_file(p.name))
-    if foreign:
-        raise LeadingTermsError(f"--out {out} is not empty (it holds {foreign[0]!r}) and is not a token store; "
-                                "pass --force to write the store into it, or choose another --out")
+    refuse_foreign(out, "a token store", lambda p: is_store_file(p.name))
 
 
 def _difference(meta: dict[str, Any], cfg: CorpusConfig) -> str:

@@ -52,7 +52,7 @@ from leadingterms.pretrained.similarity import (
 )
 from leadingterms.pretrained.stats import TopKStats, corpus_stats, save_stats, tokenizer_fingerprint
 from leadingterms.progress import bar
-from leadingterms.validate import device_spec, out_folder, positive_int, resolve_device
+from leadingterms.validate import device_spec, out_folder, positive_int, refuse_foreign, resolve_device
 
 RESID_KEYS = ("resid_pre", "resid_mid", "resid_post")
 
@@ -241,10 +241,7 @@ def _claim(out: Path, cfg: CompareConfig) -> None:
                                     f"{old.get(diff)!r} there, {new[diff]!r} now); pass --force to replace it, or "
                                     "choose another --out")
         return
-    foreign = sorted(p.name for p in out.iterdir() if not p.name.startswith(".") and not _own(p))
-    if foreign:
-        raise LeadingTermsError(f"--out {out} is not empty (it holds {foreign[0]!r}) and is not a comparison; "
-                                "pass --force to write into it, or choose another --out")
+    refuse_foreign(out, "a comparison", _own)
 
 
 def _own(p: Path) -> bool:

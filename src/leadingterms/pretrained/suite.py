@@ -33,7 +33,7 @@ from leadingterms.persist import FILE_MODE, disk_full_error, is_disk_full, read_
 from leadingterms.pretrained.loading import step_of
 from leadingterms.progress import bar
 from leadingterms.schema import OBJECT, Field, check_fields
-from leadingterms.validate import nonnegative_int, out_folder, positive_float, positive_int
+from leadingterms.validate import nonnegative_int, out_folder, positive_float, positive_int, refuse_foreign
 
 
 @dataclass(kw_only=True)
@@ -187,10 +187,7 @@ def _claim(out: Path, cfg: SuiteConfig) -> None:
                 f"--out {out} holds a suite made with other settings ({diff} {old.get(diff)!r} there, "
                 f"{new.get(diff)!r} now); pass --force to replace it, or choose another --out")
         return
-    foreign = [p.name for p in out.iterdir() if not p.name.startswith(".") and step_of(p.name) is None]
-    if foreign:
-        raise LeadingTermsError(f"--out {out} is not empty (it holds {foreign[0]!r}) and is not a pretrain-small "
-                                "suite; pass --force to write the suite into it, or choose another --out")
+    refuse_foreign(out, "a pretrain-small suite", lambda p: step_of(p.name) is not None)
 
 
 def _check_finite(finite: bool, what: str, step: int, cfg: SuiteConfig) -> None:
